@@ -1,0 +1,91 @@
+"""Indexing throughput: raw ffmpeg decode at 1 fps vs the whole indexing pipeline.
+
+    .venv/bin/python bench/index_throughput.py [--minutes 60] [--workdir /tmp/gz-bench]
+
+Generates (once, cached in --workdir) an H.264 720p30 video of --minutes
+minutes (ffmpeg's testsrc2 pattern), then times
+
+1. ``ffmpeg -i VIDEO -vf fps=1 -f null -`` — the floor: decode only;
+2. ``groundzero index`` on a folder holding just that video — list, decode
+   (Ray CPU task), embed (Ray actor, bundled tiny model or --model, CPU unless
+   CUDA is present), write Parquet + FAISS + catalog, commit;
+
+and prints video-seconds per wall-second for both and their ratio. Ray's
+start-up is excluded from (2) by starting Ray before the clock.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+
+def make_video(path: Path, minutes: float) -> None:
+    if path.exists() and path.stat().st_size > 0:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.mp4")
+    subprocess.run(
+        ["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-f", "lavfi",
+         "-i", f"testsrc2=size=1280x720:rate=30:duration={minutes * 60}",
+         "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", str(tmp)],
+        check=True,
+    )
+    tmp.replace(path)
+
+
+def time_raw_decode(video: Path, threads: int) -> float:
+    t0 = time.perf_counter()
+    subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-threads", str(threads), "-i", str(video),
+                    "-vf", "fps=1", "-f", "null", "-"], check=True)
+    return time.perf_counter() - t0
+
+
+def time_pipeline(video: Path, model: str | None, threads: int) -> tuple[float, int]:
+    from indexer.config import IndexConfig
+    from indexer.pipeline import run_index
+    from indexer.ray_runtime import init_ray
+
+    init_ray()
+    with tempfile.TemporaryDirectory() as d:
+        archive = Path(d) / "archive"
+        archive.mkdir()
+        (archive / video.name).symlink_to(video.resolve())
+        kw = {"model": model} if model else {}
+        cfg = IndexConfig(archive=str(archive), index_dir=str(Path(d) / "index"), decode_threads=threads, **kw)
+        t0 = time.perf_counter()
+        report = run_index(cfg)
+        wall = time.perf_counter() - t0
+    if report.record.n_indexed != 1:
+        raise SystemExit(f"pipeline did not index the video: {report.failures}")
+    return wall, int(report.record.video_seconds_indexed)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--minutes", type=float, default=60.0)
+    ap.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "gz-bench")
+    ap.add_argument("--model", default=None, help="checkpoint (default: the bundled tiny model)")
+    ap.add_argument("--threads", type=int, default=2, help="ffmpeg decode threads (both measurements)")
+    args = ap.parse_args()
+    if shutil.which("ffmpeg") is None:
+        raise SystemExit("ffmpeg not found; run scripts/setup.sh")
+    video = args.workdir / f"testsrc2_720p30_{args.minutes:g}min.mp4"
+    t0 = time.perf_counter()
+    make_video(video, args.minutes)
+    print(f"video: {video} ({video.stat().st_size / 1e6:.0f} MB, made/cached in {time.perf_counter() - t0:.0f} s)")
+    seconds = args.minutes * 60
+    raw = time_raw_decode(video, args.threads)
+    pipe, indexed = time_pipeline(video, args.model, args.threads)
+    print(f"raw ffmpeg -vf fps=1 decode : {raw:8.1f} s wall  {seconds / raw:8.1f} video-s per wall-s")
+    print(f"groundzero index pipeline   : {pipe:8.1f} s wall  {seconds / pipe:8.1f} video-s per wall-s "
+          f"({indexed} frames indexed)")
+    print(f"pipeline / raw decode speed : {raw / pipe:8.2f}")
+
+
+if __name__ == "__main__":
+    main()

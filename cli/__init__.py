@@ -1,0 +1,1 @@
+"""The ``groundzero`` command line: parse flags -> config -> library call -> render."""

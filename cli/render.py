@@ -1,0 +1,50 @@
+"""Rendering for humans (rich tables on stdout) and scripts (``--json`` on stdout).
+
+Progress and log lines go to stderr, so ``--json`` output is always clean.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from core.spans import format_timestamp
+
+
+def stdout() -> Console:
+    return Console(file=sys.stdout, soft_wrap=True)
+
+
+def stderr() -> Console:
+    return Console(file=sys.stderr, soft_wrap=True)
+
+
+def print_json(obj: Any) -> None:
+    sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
+
+
+def hits_table(result) -> Table:
+    t = Table(title=f"“{result.query}”", title_justify="left")
+    t.add_column("#", justify="right")
+    t.add_column("video", overflow="fold")  # never truncate a file name
+    t.add_column("span", no_wrap=True)
+    t.add_column("seconds", justify="right", no_wrap=True)
+    t.add_column("score", justify="right", no_wrap=True)
+    t.add_column("found", justify="right", no_wrap=True)
+    for i, h in enumerate(result.hits, 1):
+        t.add_row(str(i), h.rel_path, f"{format_timestamp(h.start_sec)}–{format_timestamp(h.end_sec)}",
+                  f"{h.start_sec:.1f}–{h.end_sec:.1f}", f"{h.score:.4f}", f"{h.found_prob:.2f}")
+    return t
+
+
+def rows_table(title: str, columns: list[str], rows: list[tuple]) -> Table:
+    t = Table(title=title, title_justify="left")
+    for c in columns:
+        t.add_column(c, overflow="fold")
+    for r in rows:
+        t.add_row(*("" if v is None else (f"{v:.1f}" if isinstance(v, float) else str(v)) for v in r))
+    return t

@@ -1,0 +1,85 @@
+"""Tiny SigLIP checkpoints built offline with the real transformers classes.
+
+Used by the tests (random weights, exercised through the production loader)
+and by ``scripts/build_bundled_model.py``. The tokenizer is a word-level one
+trained with the ``tokenizers`` library on a given vocabulary corpus, wrapped
+as a ``PreTrainedTokenizerFast`` so ``AutoTokenizer.from_pretrained`` loads it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+#: Words every tiny tokenizer knows: enough to tokenise test queries.
+BASE_VOCAB = (
+    "a an the of in on at to is are and with from moving left right up down appears disappears "
+    "red green blue yellow white black orange purple circle square triangle star ball box "
+    "witness exhibit lecturer chain rule goal scored person walks door opens slide title "
+    "background changes big small fast slow screen word text scene"
+)
+
+
+@dataclass(frozen=True)
+class TinySiglipConfig:
+    """Sizes of a tiny SigLIP dual encoder (defaults: ~0.2 M parameters)."""
+
+    image_size: int = 32
+    patch_size: int = 8
+    hidden_size: int = 32
+    intermediate_size: int = 64
+    num_layers: int = 2
+    num_heads: int = 2
+    text_max_len: int = 16
+    vocab_size: int = 512
+    seed: int = 0
+
+
+def build_tiny_siglip(out_dir: str | Path, cfg: TinySiglipConfig = TinySiglipConfig(),
+                      corpus: tuple[str, ...] = (BASE_VOCAB,)) -> Path:
+    """Write a random tiny SigLIP checkpoint + tokenizer to ``out_dir``.
+
+    The result is an ordinary ``save_pretrained`` directory: config.json,
+    model.safetensors, tokenizer.json, tokenizer_config.json,
+    preprocessor_config.json. Deterministic for a given ``cfg.seed``.
+    """
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast, SiglipConfig, SiglipModel
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    specials = ["<pad>", "<unk>", "</s>"]
+    tok = Tokenizer(models.WordLevel(unk_token="<unk>"))
+    tok.normalizer = normalizers.Lowercase()
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.train_from_iterator(list(corpus), trainers.WordLevelTrainer(vocab_size=cfg.vocab_size, special_tokens=specials))
+    vocab_size = tok.get_vocab_size()
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token="<pad>", unk_token="<unk>", eos_token="</s>",
+        model_max_length=cfg.text_max_len,
+    )
+    common = dict(
+        hidden_size=cfg.hidden_size, intermediate_size=cfg.intermediate_size,
+        num_hidden_layers=cfg.num_layers, num_attention_heads=cfg.num_heads,
+    )
+    config = SiglipConfig(
+        text_config=dict(
+            common, vocab_size=vocab_size, max_position_embeddings=cfg.text_max_len,
+            projection_size=cfg.hidden_size, pad_token_id=0, bos_token_id=None, eos_token_id=2,
+        ),
+        vision_config=dict(common, image_size=cfg.image_size, patch_size=cfg.patch_size),
+    )
+    torch.manual_seed(cfg.seed)
+    model = SiglipModel(config).eval()
+    model.save_pretrained(out)
+    fast.save_pretrained(out)
+    (out / "preprocessor_config.json").write_text(json.dumps({
+        "image_processor_type": "SiglipImageProcessor",
+        "do_resize": True, "size": {"height": cfg.image_size, "width": cfg.image_size},
+        "resample": 3, "do_rescale": True, "rescale_factor": 1 / 255,
+        "do_normalize": True, "image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5],
+    }, indent=2))
+    return out

@@ -1,0 +1,1 @@
+"""Batch indexing: archive -> decode -> embed -> store."""

@@ -1,0 +1,37 @@
+"""Configuration of an index run (one frozen dataclass; the CLI fills it from flags)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from core.errors import ConfigError
+from core.model.backbone import bundled_model_dir
+from core.proposals import ProposalConfig
+
+
+@dataclass(frozen=True)
+class IndexConfig:
+    archive: str  #: local folder of videos
+    index_dir: str  #: where the index lives (created if missing)
+    model: str = field(default_factory=lambda: str(bundled_model_dir()))  #: checkpoint dir or hub id
+    device: str = "auto"  #: embed device: auto (CUDA if present) | cpu | cuda[:n]
+    fps: float = 1.0  #: frames sampled per second of video
+    proposals: ProposalConfig = field(default_factory=ProposalConfig)
+    embed_batch_size: int = 32  #: frames per embed call
+    embed_actors: int = 1  #: embed actors in the Ray pool (one GPU each when CUDA is used)
+    decode_threads: int = 1  #: ffmpeg threads per decode task
+    chunk_frames: int = 16  #: frames per row batch leaving the decode stage (bounds memory)
+    faiss_factory: str = "Flat"  #: FAISS index_factory string for the context tokens
+    exclude: tuple[str, ...] = ()  #: glob patterns of files to leave out (e.g. "*.json")
+    retry_failed: bool = False  #: re-try unchanged files that failed in an earlier run
+    commit_every: int = 50  #: publish a snapshot after this many finished videos
+    dry_run: bool = False  #: only print the plan
+
+    def validate(self) -> "IndexConfig":
+        if not 0 < self.fps <= 30:
+            raise ConfigError(f"--fps must be in (0, 30], got {self.fps}")
+        for name in ("embed_batch_size", "embed_actors", "decode_threads", "chunk_frames", "commit_every"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        self.proposals.validate()
+        return self

@@ -1,0 +1,319 @@
+"""Decode stage: one video file -> RGB frames sampled at a fixed rate, streamed from ffmpeg.
+
+:func:`probe` reads a file's metadata with ffprobe and classifies what is wrong
+with files that are not decodable videos; :func:`iter_frames` runs ::
+
+    ffmpeg -i VIDEO -filter_complex "[0:V:0]fps=FPS:round=near:start_time=0,
+           scale=S:S:flags=bicubic,format=rgb24" -f rawvideo pipe:
+
+and yields fixed-size chunks of frames as they arrive, so memory stays bounded
+whatever the video's length.
+
+Timestamps. Sampled frame ``k`` has timestamp ``k / fps`` seconds from the start
+of the file and stands for the interval ``[k / fps, (k + 1) / fps)``: its
+picture is the source frame on screen just before the middle of that interval,
+``(k + 0.5) / fps`` (the last source frame whose timestamp is below it). This is
+the fps filter with ``round=near`` (verified in tests/indexer/test_decode.py:
+with a colour change at 2.4 s, frame 2 at 1 fps already shows the new colour; one
+at 4.6 s shows up only in frame 5). ``start_time=0`` anchors the grid at the
+file's start even when the video stream starts later (its first picture is
+repeated). Because the filter works from timestamps, variable-frame-rate input
+is sampled correctly. A video of ``D`` seconds yields ``round(D * fps)`` frames.
+
+Rotation. ffmpeg applies the display matrix (phone videos), so frames come out
+upright; :class:`VideoInfo` reports the size after rotation.
+
+Frames are resized to ``size x size`` without keeping the aspect ratio, like
+SigLIP's image processor, with bicubic interpolation.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+import stat
+import subprocess
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import IO
+
+import ffmpeg
+import numpy as np
+
+from core.errors import ConfigError, DecodeError, FFmpegNotFoundError
+
+log = logging.getLogger(__name__)
+
+_STDERR_TAIL = 4096  # bytes of ffmpeg's stderr kept for error messages
+_PROBE_TIMEOUT_S = 120
+_REENCODE = "re-encode it (ffmpeg -i {p} -c:v libx264 fixed.mp4) or add it to --exclude"
+
+
+@dataclass(frozen=True)
+class DecodeConfig:
+    """How frames are sampled."""
+
+    fps: float = 1.0  #: sampling rate, frames per second of video; 0 < fps <= 30
+    size: int = 384  #: output frames are size x size RGB (the backbone's input side)
+    chunk_frames: int = 32  #: frames per yielded chunk (bounds memory)
+    threads: int = 1  #: ffmpeg decoder threads (0 = ffmpeg's choice)
+    min_coverage: float = 0.9  #: decoded duration below this fraction of the probed one -> "truncated"
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.fps, (int, float)) and 0 < self.fps <= 30):
+            raise ConfigError(f"--fps must be in (0, 30] frames per second, got {self.fps}")
+        if self.size < 1:
+            raise ConfigError(f"frame size must be a positive number of pixels, got {self.size}")
+        if self.chunk_frames < 1:
+            raise ConfigError(f"chunk_frames must be at least 1, got {self.chunk_frames}")
+        if self.threads < 0:
+            raise ConfigError(f"decode threads must be >= 0 (0 = automatic), got {self.threads}")
+        if not 0 < self.min_coverage <= 1:
+            raise ConfigError(f"min_coverage must be in (0, 1], got {self.min_coverage}")
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What ffprobe says about a file's (first non-cover-art) video stream."""
+
+    duration_sec: float  #: stream duration, else the container's; nan when neither is known
+    width: int  #: display width in pixels, after rotation
+    height: int  #: display height in pixels, after rotation
+    rotation_deg: int  #: clockwise rotation a player applies: 0, 90, 180 or 270
+    codec: str  #: ffprobe codec_name, e.g. "h264"
+    avg_fps: float | None  #: average frame rate; None when unknown
+
+
+@dataclass(frozen=True)
+class FrameChunk:
+    """Consecutive sampled frames of one video."""
+
+    first_frame_idx: int  #: index of frames[0] among the video's sampled frames
+    timestamps_sec: np.ndarray  #: float64 (n,): frame k is at k / fps seconds (see module docstring)
+    frames: np.ndarray  #: uint8 (n, size, size, 3) RGB
+
+
+def _require_tools() -> dict[str, str]:
+    found = {name: shutil.which(name) for name in ("ffmpeg", "ffprobe")}
+    missing = [name for name, p in found.items() if p is None]
+    if missing:
+        raise FFmpegNotFoundError(
+            f"{' and '.join(missing)} not found on PATH; install ffmpeg (e.g. 'sudo apt-get install ffmpeg') "
+            "and run again")
+    return found  # type: ignore[return-value]
+
+
+def _check_file(path: str) -> None:
+    """Raise ``unreadable`` / ``empty_file`` before handing the path to ffprobe."""
+    try:
+        st = os.stat(path)
+        if stat.S_ISDIR(st.st_mode):
+            raise DecodeError("unreadable", f"{path} is a directory, not a video file; remove it or add it to --exclude")
+        if not stat.S_ISREG(st.st_mode):
+            raise DecodeError("unreadable", f"{path} is not a regular file; remove it or add it to --exclude")
+        if st.st_size == 0:
+            raise DecodeError("empty_file", f"{path} is empty (0 bytes); re-copy it from its source or remove it")
+        with open(path, "rb") as f:
+            f.read(1)
+    except FileNotFoundError:
+        raise DecodeError("unreadable", f"{path} does not exist (a dangling symlink or a file removed "
+                                        "during the run); fix the link or remove it") from None
+    except PermissionError:
+        raise DecodeError("unreadable", f"{path} cannot be read (permission denied); "
+                                        "give the indexing user read access or add it to --exclude") from None
+    except OSError as e:
+        raise DecodeError("unreadable", f"{path} cannot be read ({e.strerror}); "
+                                        "check the disk or add it to --exclude") from None
+
+
+def _rotation_cw(stream: dict) -> int:
+    """Clockwise display rotation from the display matrix side data, else the ``rotate`` tag."""
+    for sd in stream.get("side_data_list") or []:
+        if "rotation" in sd:  # av_display_rotation_get(): counter-clockwise degrees
+            return round(-float(sd["rotation"]) / 90) * 90 % 360
+    tag = (stream.get("tags") or {}).get("rotate")
+    try:
+        return round(float(tag) / 90) * 90 % 360 if tag is not None else 0
+    except ValueError:
+        return 0
+
+
+def _duration(stream: dict, fmt: dict) -> float:
+    """Seconds: the stream's duration, else its Matroska DURATION tag, else the container's."""
+    tag = (stream.get("tags") or {}).get("DURATION")
+    candidates = [stream.get("duration")]
+    if tag and tag.count(":") == 2:
+        h, m, s = tag.split(":")
+        try:
+            candidates.append(int(h) * 3600 + int(m) * 60 + float(s))
+        except ValueError:
+            pass
+    candidates.append(fmt.get("duration"))
+    for c in candidates:
+        try:
+            d = float(c)
+        except (TypeError, ValueError):
+            continue
+        if math.isfinite(d) and d > 0:
+            return d
+    return math.nan
+
+
+def _rate(s: str | None) -> float | None:
+    try:
+        r = Fraction(s)
+    except (TypeError, ValueError, ZeroDivisionError):
+        return None
+    return float(r) if r > 0 else None
+
+
+def probe(path: str) -> VideoInfo:
+    """Metadata of ``path``'s first video stream (cover art is skipped).
+
+    Raises :class:`DecodeError` with reason ``unreadable``, ``empty_file``,
+    ``not_video``, ``no_video_stream`` or ``truncated`` (an mp4 whose index is
+    missing), and :class:`FFmpegNotFoundError`.
+    """
+    tools = _require_tools()
+    _check_file(path)
+    cmd = [tools["ffprobe"], "-v", "error", "-show_format", "-show_streams", "-of", "json", path]
+    try:
+        r = subprocess.run(cmd, capture_output=True, timeout=_PROBE_TIMEOUT_S, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        raise DecodeError("unreadable", f"{path}: ffprobe did not answer within {_PROBE_TIMEOUT_S} s "
+                                        "(a stalled network mount?); check the file or add it to --exclude") from None
+    err = r.stderr.decode(errors="replace").strip()
+    if r.returncode != 0:
+        if "moov atom not found" in err:
+            raise DecodeError("truncated", f"{path} is truncated: its mp4 index (moov atom) is missing, usually "
+                                           "an interrupted copy or recording; re-copy it from its source")
+        if "Permission denied" in err:
+            raise DecodeError("unreadable", f"{path} cannot be read (permission denied); "
+                                            "give the indexing user read access or add it to --exclude")
+        last = err.splitlines()[-1] if err else f"ffprobe exit status {r.returncode}"
+        raise DecodeError("not_video", f"{path} is not a video ffmpeg can read ({last}); "
+                                       "remove it or add it to --exclude")
+    data = json.loads(r.stdout or b"{}")
+    fmt, streams = data.get("format") or {}, data.get("streams") or []
+    fmt_name = fmt.get("format_name", "")
+    if fmt_name in ("tty", "image2") or fmt_name.endswith("_pipe"):
+        kind = "text" if fmt_name == "tty" else "still image"
+        raise DecodeError("not_video", f"{path} is a {kind}, not a video; remove it or add it to --exclude")
+    videos = [s for s in streams if s.get("codec_type") == "video"
+              and not (s.get("disposition") or {}).get("attached_pic")]
+    if not videos:
+        if any(s.get("codec_type") == "audio" for s in streams):
+            raise DecodeError("no_video_stream", f"{path} has audio but no video stream; "
+                                                 "remove it or add it to --exclude (e.g. --exclude '*.m4a')")
+        raise DecodeError("not_video", f"{path} ({fmt_name or 'unknown format'}) holds no video stream; "
+                                       "remove it or add it to --exclude")
+    v = videos[0]
+    rot = _rotation_cw(v)
+    w, h = int(v.get("width") or 0), int(v.get("height") or 0)
+    if w <= 0 or h <= 0:
+        raise DecodeError("not_video", f"{path}: its video stream ({v.get('codec_name')}) has no picture size; "
+                                       + _REENCODE.format(p=path))
+    if rot in (90, 270):
+        w, h = h, w
+    return VideoInfo(duration_sec=_duration(v, fmt), width=w, height=h, rotation_deg=rot,
+                     codec=str(v.get("codec_name", "unknown")), avg_fps=_rate(v.get("avg_frame_rate")))
+
+
+def decoded_duration_ok(n_frames: int, fps: float, duration_sec: float, min_coverage: float) -> bool:
+    """Whether ``n_frames`` sampled at ``fps`` cover ``min_coverage`` of a ``duration_sec`` video.
+
+    A complete decode yields ``round(duration * fps)`` frames, so the decoded
+    duration is taken as ``(n_frames + 0.5) / fps``. An unknown duration passes.
+    """
+    return math.isnan(duration_sec) or (n_frames + 0.5) / fps >= min_coverage * duration_sec
+
+
+def _drain(pipe: IO[bytes], tail: bytearray) -> None:
+    """Read ``pipe`` to EOF, keeping its last bytes in ``tail`` (runs on a thread)."""
+    for block in iter(lambda: pipe.read1(65536), b""):
+        tail += block
+        del tail[:-_STDERR_TAIL]
+
+
+def _read_exact(pipe: IO[bytes], buf: memoryview) -> int:
+    """Fill ``buf`` from ``pipe``; return the number of bytes read (short only at EOF)."""
+    got = 0
+    while got < len(buf):
+        n = pipe.readinto(buf[got:])
+        if not n:
+            break
+        got += n
+    return got
+
+
+def iter_frames(path: str, cfg: DecodeConfig, info: VideoInfo | None = None) -> Iterator[FrameChunk]:
+    """Stream ``path``'s frames sampled at ``cfg.fps``, in chunks of at most ``cfg.chunk_frames``.
+
+    ``info`` is :func:`probe`'s result when the caller already has it. Chunks are
+    yielded as ffmpeg produces them, so a truncated or failing video is only
+    known at the end: iteration then raises :class:`DecodeError` (``truncated``
+    or ``decode_failed``) *after* some chunks were yielded, and the consumer
+    must discard every frame of that video. Closing the generator early kills
+    ffmpeg.
+    """
+    tools = _require_tools()
+    info = info if info is not None else probe(path)
+    rate = Fraction(cfg.fps).limit_denominator(1_000_000)
+    frame_bytes = cfg.size * cfg.size * 3
+    stream = (
+        ffmpeg.input(path, threads=cfg.threads)["V:0"]  # first video stream that is not cover art
+        .filter("fps", fps=f"{rate.numerator}/{rate.denominator}", round="near", start_time=0)
+        .filter("scale", cfg.size, cfg.size, flags="bicubic")
+        .filter("format", "rgb24")
+        .output("pipe:", format="rawvideo", vsync="passthrough")  # one raw frame per fps-filter frame
+    )
+    cmd = [tools["ffmpeg"], "-nostdin", "-hide_banner", "-nostats", "-loglevel", "error"]
+    log.debug("decoding %s: %s", path, " ".join(stream.get_args()))
+    proc = stream.run_async(cmd=cmd, pipe_stdout=True, pipe_stderr=True)
+    tail = bytearray()
+    drainer = threading.Thread(target=_drain, args=(proc.stderr, tail), daemon=True)
+    drainer.start()
+    n = 0
+    try:
+        partial = 0
+        while True:
+            frames = np.empty((cfg.chunk_frames, cfg.size, cfg.size, 3), np.uint8)
+            flat = memoryview(frames.reshape(-1))
+            k = 0
+            while k < cfg.chunk_frames:
+                got = _read_exact(proc.stdout, flat[k * frame_bytes:(k + 1) * frame_bytes])
+                if got < frame_bytes:
+                    partial = got
+                    break
+                k += 1
+            if k:
+                ts = (n + np.arange(k, dtype=np.float64)) * rate.denominator / rate.numerator
+                yield FrameChunk(n, ts, frames if k == cfg.chunk_frames else frames[:k].copy())
+                n += k
+            if k < cfg.chunk_frames:
+                break
+        rc = proc.wait()
+        drainer.join()
+        err = tail.decode(errors="replace").strip()
+        if rc != 0 or partial:
+            raise DecodeError("decode_failed", f"{path}: ffmpeg failed after {n} frames (exit status {rc}): "
+                                               f"{err or 'no error message'}; " + _REENCODE.format(p=path))
+        if not decoded_duration_ok(n, cfg.fps, info.duration_sec, cfg.min_coverage):
+            got_s = n / cfg.fps
+            raise DecodeError("truncated", f"{path} is truncated: only {got_s:.1f} s of its {info.duration_sec:.1f} s "
+                                           f"could be decoded ({err or 'the frame data ends early'}); "
+                                           "re-copy it from its source")
+        if err:
+            log.warning("%s: ffmpeg reported errors but the video decoded fully: %s", path, err)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        proc.stdout.close()
+        drainer.join()
+        proc.stderr.close()

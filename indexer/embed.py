@@ -1,0 +1,39 @@
+"""The embed stage: a Ray Data callable class running the SigLIP image tower.
+
+Ray builds one instance per actor (weights load once, in ``__init__``) and
+calls it on batches of decoded rows. It can also be called directly on a
+hand-built batch, without Ray, which is how the tests exercise it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from core.model.backbone import Backbone
+
+
+class EmbedFrames:
+    """Batch in (numpy dict of columns)::
+
+        video_id (N,) str, frame_idx (N,) int64, timestamp_sec (N,) float64,
+        frame (N, S, S, 3) uint8, end_meta (N,) str  ("" for frame rows)
+
+    Batch out: the same columns with ``frame`` replaced by ``embedding``
+    (N, D) float32, L2-normalised. End-of-video marker rows (non-empty
+    ``end_meta``, see :mod:`indexer.decode`) pass through with a zero embedding.
+    """
+
+    def __init__(self, model: str, device: str = "auto", max_batch: int = 64):
+        self.backbone = Backbone(model, device=device)
+        self.max_batch = max_batch
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        frames = batch.pop("frame")
+        is_frame = np.asarray([m == "" for m in batch["end_meta"]], bool)
+        emb = np.zeros((len(frames), self.backbone.embed_dim), np.float32)
+        idx = np.flatnonzero(is_frame)
+        for s in range(0, len(idx), self.max_batch):
+            sel = idx[s : s + self.max_batch]
+            emb[sel] = self.backbone.embed_images(frames[sel])
+        batch["embedding"] = emb
+        return batch

@@ -1,0 +1,151 @@
+"""The row protocol between the pipeline's stages.
+
+The decode stage turns one video (one input row) into a stream of frame rows
+followed by exactly one *end row*; the embed stage replaces ``frame`` by
+``embedding``; the driver's :class:`VideoAssembler` gathers a video's rows
+back together, in any order, and hands over a complete video once its end row
+and all its frames have arrived::
+
+    frame row:  video_id, frame_idx, timestamp_sec, frame (S, S, 3) uint8, end_meta = ""
+    end row:    video_id, frame_idx = -1, timestamp_sec = 0, frame = zeros, end_meta = JSON
+
+``end_meta`` says how decoding ended: ``{"ok": true, "n_frames", "duration_sec",
+"width", "height", "content_hash"}`` or ``{"ok": false, "reason", "error", ...}``.
+A video whose decoding failed part-way has emitted frames before its failing
+end row; the assembler discards them, so a truncated video is never half-indexed.
+Rows repeated by a retried Ray task are deduplicated by ``(video_id, frame_idx)``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from core.errors import DecodeError
+from indexer.decode import DecodeConfig, iter_frames, probe
+
+log = logging.getLogger(__name__)
+
+
+def file_sha256(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def decode_rows(batch: dict[str, np.ndarray], cfg: DecodeConfig) -> Iterator[dict[str, np.ndarray]]:
+    """Ray Data generator stage: videos in (columns ``video_id``, ``path``), frame rows out.
+
+    Never raises for a bad video: every failure becomes the video's end row.
+    """
+    for video_id, path in zip(batch["video_id"], batch["path"]):
+        video_id, path = str(video_id), str(path)
+        n = 0
+        meta: dict = {"ok": False}
+        try:
+            info = probe(path)
+            meta.update(duration_sec=info.duration_sec, width=info.width, height=info.height)
+            for chunk in iter_frames(path, cfg, info):
+                k = len(chunk.timestamps_sec)
+                yield {
+                    "video_id": np.array([video_id] * k, dtype=object),
+                    "frame_idx": np.arange(chunk.first_frame_idx, chunk.first_frame_idx + k, dtype=np.int64),
+                    "timestamp_sec": chunk.timestamps_sec.astype(np.float64),
+                    "frame": chunk.frames,
+                    "end_meta": np.array([""] * k, dtype=object),
+                }
+                n += k
+            if n == 0:
+                raise DecodeError("decode_failed", f"{path}: ffmpeg produced no frames; the video stream may be empty")
+            meta.update(ok=True, n_frames=n, content_hash=file_sha256(path))
+        except DecodeError as e:
+            meta.update(reason=e.reason, error=str(e))
+        except Exception as e:  # keep the run going; the catalog says what broke
+            log.exception("unexpected error decoding %s", path)
+            meta.update(reason="decode_failed", error=f"{path}: {type(e).__name__}: {e}")
+        yield {
+            "video_id": np.array([video_id], dtype=object),
+            "frame_idx": np.array([-1], np.int64),
+            "timestamp_sec": np.zeros(1, np.float64),
+            "frame": np.zeros((1, cfg.size, cfg.size, 3), np.uint8),
+            "end_meta": np.array([json.dumps(meta)], dtype=object),
+        }
+
+
+@dataclass
+class _Pending:
+    frames: dict[int, tuple[float, np.ndarray]] = field(default_factory=dict)
+    end: dict | None = None
+
+
+@dataclass(frozen=True)
+class AssembledVideo:
+    """A whole video back from the pipeline: either embedded frames or a failure."""
+
+    video_id: str
+    meta: dict  #: the decoded end_meta (see module docstring)
+    timestamps_sec: np.ndarray  #: float64 (T,) in frame order (empty on failure)
+    embeddings: np.ndarray  #: float32 (T, D) (empty on failure)
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.meta.get("ok"))
+
+
+class VideoAssembler:
+    """Driver side: feed embedded batches, get complete videos back."""
+
+    def __init__(self) -> None:
+        self._pending: dict[str, _Pending] = {}
+        self._done: set[str] = set()  # rows arriving late for a finished video are ignored
+
+    def add(self, batch: dict[str, np.ndarray]) -> list[AssembledVideo]:
+        """Consume one batch; return the videos it completed."""
+        touched: set[str] = set()
+        for i, vid in enumerate(batch["video_id"]):
+            vid = str(vid)
+            if vid in self._done:
+                continue
+            p = self._pending.setdefault(vid, _Pending())
+            meta = batch["end_meta"][i]
+            if meta:
+                p.end = json.loads(meta)
+            else:
+                p.frames[int(batch["frame_idx"][i])] = (float(batch["timestamp_sec"][i]), batch["embedding"][i])
+            touched.add(vid)
+        return [v for vid in sorted(touched) if vid in self._pending and (v := self._complete(vid)) is not None]
+
+    def _complete(self, vid: str) -> AssembledVideo | None:
+        p = self._pending[vid]
+        if p.end is None:
+            return None
+        if p.end.get("ok"):
+            if len(p.frames) < p.end["n_frames"]:
+                return None  # the end row overtook some frame rows
+            del self._pending[vid]
+            self._done.add(vid)
+            order = sorted(p.frames)
+            ts = np.array([p.frames[k][0] for k in order], np.float64)
+            emb = np.stack([p.frames[k][1] for k in order]).astype(np.float32)
+            return AssembledVideo(vid, p.end, ts, emb)
+        del self._pending[vid]  # failed: frames emitted before the failure are dropped
+        self._done.add(vid)
+        return AssembledVideo(vid, p.end, np.zeros(0), np.zeros((0, 0), np.float32))
+
+    def flush_incomplete(self) -> list[AssembledVideo]:
+        """After the stream ends: every video still incomplete, as a failure."""
+        out = []
+        for vid, p in sorted(self._pending.items()):
+            got = f"{len(p.frames)} of {p.end['n_frames']} frames" if p.end else "no end-of-video row"
+            meta = {"ok": False, "reason": "decode_failed", "error": f"the pipeline lost rows of this video ({got})"}
+            out.append(AssembledVideo(vid, meta, np.zeros(0), np.zeros((0, 0), np.float32)))
+            self._done.add(vid)
+        self._pending.clear()
+        return out

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Sets up GroundZero on a fresh machine: ffmpeg (Debian package), a virtual
+# environment in .venv with the CPU build of torch 2.13.0, and the project in
+# editable mode with its dev extras. Safe to run again: it only adds what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v ffmpeg >/dev/null || ! command -v ffprobe >/dev/null; then
+  if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+    echo "setup: installing ffmpeg (Debian package)" >&2
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg >/dev/null
+  else
+    echo "setup: ffmpeg/ffprobe not found; install them (e.g. 'sudo apt-get install ffmpeg') and run again" >&2
+    exit 1
+  fi
+fi
+
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+export PIP_CONSTRAINT="$PWD/constraints.txt"
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+# torch first, pinned: anything depending on plain `torch` would otherwise pull CUDA wheels.
+.venv/bin/python -m pip install -q "torch==2.13.0"
+.venv/bin/python -m pip install -q -e ".[dev]"
+echo "setup: ready (.venv/bin/groundzero)" >&2

@@ -1,0 +1,1 @@
+"""Query time: text -> shortlist (FAISS) -> re-rank -> ground -> merged results."""

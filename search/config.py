@@ -1,0 +1,28 @@
+"""Configuration of a search (one frozen dataclass; the CLI fills it from flags)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from core.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    top_k: int = 5  #: results returned
+    shortlist_tokens: int = 512  #: context tokens fetched from FAISS
+    shortlist_proposals: int = 32  #: proposals kept after the shortlist (best token per proposal)
+    smooth_frames: int = 3  #: moving-average width of the similarity curve (odd; 1 = none)
+    spans_per_region: int = 3  #: candidate spans extracted per contiguous shortlisted region
+    nms_iou: float = 0.5  #: temporal NMS threshold within a video (RGNet / CONE: 0.5)
+
+    def validate(self) -> "SearchConfig":
+        if not 1 <= self.top_k <= 1000:
+            raise ConfigError(f"--top must be in [1, 1000], got {self.top_k}")
+        if self.shortlist_tokens < 1 or self.shortlist_proposals < 1:
+            raise ConfigError("shortlist sizes must be >= 1")
+        if self.smooth_frames < 1 or self.smooth_frames % 2 == 0:
+            raise ConfigError(f"smooth_frames must be odd and >= 1, got {self.smooth_frames}")
+        if not 0.0 < self.nms_iou <= 1.0:
+            raise ConfigError(f"nms_iou must be in (0, 1], got {self.nms_iou}")
+        return self

@@ -1,0 +1,125 @@
+"""The searcher: load an index once, answer many queries.
+
+``Searcher(index_dir).search("the witness is handed exhibit 12")`` runs
+
+    text tower -> FAISS shortlist over context tokens (whole corpus)
+               -> zero-shot grounding inside the shortlisted proposals
+               -> merge (NMS, top-k) -> :class:`SearchResult`
+
+It only ever reads a committed snapshot (the manifest is read once at load),
+so an index run going on meanwhile is invisible to it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import OrderedDict, defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from core.errors import EmptyQueryError
+from core.model.backbone import Backbone, read_identity
+from core.store import tables
+from core.store.catalog import read_catalog
+from core.store.manifest import check_model, require_manifest
+from core.store.vectors import ContextIndex
+from search.config import SearchConfig
+from search.ground_zeroshot import ground_region, merge_ranges
+from search.merge import merge_hits
+from search.results import Hit, SearchResult
+from search.shortlist import shortlist
+
+log = logging.getLogger(__name__)
+
+MAX_QUERY_CHARS = 1000
+
+
+class Searcher:
+    """Args:
+        index_dir: a directory written by ``groundzero index``.
+        model: checkpoint to embed queries with; default: the one that built the index.
+            Any other model is refused (its embeddings live in another space).
+        device: "auto" | "cpu" | "cuda[:n]".
+        cfg: search parameters.
+        cache_videos: how many videos' frame embeddings to keep in memory between queries.
+    """
+
+    def __init__(self, index_dir: str | Path, model: str | None = None, device: str = "auto",
+                 cfg: SearchConfig | None = None, cache_videos: int = 64):
+        self.cfg = (cfg or SearchConfig()).validate()
+        self.layout, self.manifest = require_manifest(index_dir)
+        model = model or self.manifest.model.name
+        _, identity = read_identity(model)
+        check_model(self.manifest, identity, self.layout.root)
+        self.backbone = Backbone(model, device=device)
+        self.vectors = ContextIndex.load(self.layout.path(self.manifest.faiss_file)) \
+            if self.manifest.faiss_file else ContextIndex.create(identity.embed_dim)
+        self.videos = {int(r["video_seq"]): r for r in read_catalog(self.layout, self.manifest)
+                       if r["status"] == "indexed"}
+        self._cache: OrderedDict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = OrderedDict()
+        self._cache_size = cache_videos
+
+    def _video(self, seq: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(timestamps (T,), frame embeddings (T, D), proposal frame ranges (P, 2)) of a video."""
+        if seq in self._cache:
+            self._cache.move_to_end(seq)
+            return self._cache[seq]
+        row = self.videos[seq]
+        ts, emb = tables.read_frames(self.layout.path(row["frames_file"]))
+        props = tables.read_proposals(self.layout.path(row["proposals_file"]), tokens=False)
+        ranges = np.stack([props["frame_start"], props["frame_end"]], axis=1).astype(np.int64)
+        self._cache[seq] = (ts, emb, ranges)
+        if len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+        return self._cache[seq]
+
+    def search(self, query: str, top_k: int | None = None) -> SearchResult:
+        query = (query or "").strip()
+        if not query:
+            raise EmptyQueryError("the query is empty; describe the moment in a sentence, "
+                                  "e.g. \"the lecturer writes the chain rule on the board\"")
+        if len(query) > MAX_QUERY_CHARS:
+            raise EmptyQueryError(f"the query is {len(query)} characters long; keep it under "
+                                  f"{MAX_QUERY_CHARS} (the text tower reads {self.backbone.text_max_len} tokens)")
+        top_k = top_k or self.cfg.top_k
+        timings: dict[str, float] = {}
+        t = time.perf_counter()
+        q = self.backbone.embed_texts([query])[0]  # (D,)
+        timings["text"], t = _ms(t), time.perf_counter()
+        sl = shortlist(self.vectors, q, self.cfg.shortlist_tokens, self.cfg.shortlist_proposals)
+        timings["shortlist"], t = _ms(t), time.perf_counter()
+        candidates = self._ground(q, sl.video_seq, sl.proposal_idx)
+        timings["ground"], t = _ms(t), time.perf_counter()
+        hits = merge_hits(candidates, top_k, self.cfg.nms_iou)
+        timings["merge"] = _ms(t)
+        found = any(h.found_prob >= 0.5 for h in hits)
+        return SearchResult(query=query, hits=hits, found=found, timings_ms=timings)
+
+    def _ground(self, q: np.ndarray, video_seq: np.ndarray, proposal_idx: np.ndarray) -> list[Hit]:
+        by_video: dict[int, list[int]] = defaultdict(list)
+        for s, p in zip(video_seq.tolist(), proposal_idx.tolist()):
+            by_video[s].append(p)
+        fps = self.manifest.params.fps
+        hits: list[Hit] = []
+        for seq, props in by_video.items():
+            if seq not in self.videos:
+                continue
+            row = self.videos[seq]
+            ts, emb, ranges = self._video(seq)
+            for a, b in merge_ranges(ranges[props]):
+                for c in ground_region(emb[a:b], q, a, self.cfg.smooth_frames, self.cfg.spans_per_region):
+                    end = float(ts[c.last_frame] + 1.0 / fps)
+                    if row["duration_sec"] > ts[c.first_frame]:
+                        end = min(end, float(row["duration_sec"]))
+                    hits.append(Hit(
+                        video_id=row["video_id"], uri=row["uri"], rel_path=row["rel_path"],
+                        start_sec=float(ts[c.first_frame]), end_sec=end, score=c.mean_cos,
+                        found_prob=float(self.backbone.match_probability(c.peak_cos)),
+                    ))
+        return hits
+
+
+def _ms(t0: float) -> float:
+    return round((time.perf_counter() - t0) * 1000.0, 2)

@@ -1,0 +1,121 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from core.errors import IndexLockedError, IndexMismatchError
+from core.model.backbone import read_identity
+from core.proposals import ProposalConfig, make_windows, zero_shot_tokens
+from core.store import tables
+from core.store.catalog import connect, read_catalog
+from core.store.manifest import IndexParams, read_manifest, require_manifest
+from core.store.vectors import ContextIndex, decode_ids, encode_ids
+from core.store.writer import IndexWriter, VideoEntry
+from tests.planted import unit
+
+
+def _params(identity, **kw):
+    return IndexParams(fps=1.0, frame_size=identity.image_size, proposals=ProposalConfig(**kw))
+
+
+def _put(w, uri, T, seed=0, dim=32):
+    emb = unit(np.random.default_rng(seed).normal(size=(T, dim)))
+    ts = np.arange(T, dtype=np.float64)
+    win = make_windows(T, 1.0, w.params.proposals)
+    tok = zero_shot_tokens(emb, win, w.params.proposals.tokens_per_proposal)
+    e = VideoEntry(uri=uri, rel_path=uri.rsplit("/", 1)[-1], size_bytes=T, mtime_ns=seed, duration_sec=T)
+    return w.put_indexed(e, "run1", ts, emb, win, tok), emb
+
+
+def test_ids_round_trip():
+    ids = encode_ids(12345, 7, 6)
+    seq, prop, tok = decode_ids(ids)
+    assert (seq == 12345).all() and prop.tolist() == np.repeat(np.arange(7), 6).tolist()
+    assert tok.tolist() == list(range(6)) * 7
+
+
+def test_tables_round_trip(tmp_path):
+    emb = unit(np.random.default_rng(0).normal(size=(5, 8)))
+    ts = np.arange(5) * 0.5
+    tables.write_frames(tmp_path / "f.parquet", "v", ts, emb)
+    ts2, emb2 = tables.read_frames(tmp_path / "f.parquet")
+    np.testing.assert_array_equal(ts2, ts)
+    np.testing.assert_array_equal(emb2, emb)
+    win = np.array([[0, 4], [1, 5]])
+    tok = zero_shot_tokens(emb, win, 2)
+    tables.write_proposals(tmp_path / "p.parquet", "v", win, ts, 2.0, tok)
+    p = tables.read_proposals(tmp_path / "p.parquet")
+    assert p["start_sec"].tolist() == [0.0, 0.5] and p["end_sec"].tolist() == [2.0, 2.5]
+    np.testing.assert_array_equal(p["tokens"].reshape(2, 2, 8), tok)
+
+
+def test_commit_publishes_snapshot_and_catalog_is_queryable(tmp_path, tiny_model_dir):
+    _, ident = read_identity(str(tiny_model_dir))
+    with IndexWriter.open(tmp_path, ident, _params(ident)) as w:
+        assert read_manifest(w.layout) is None
+        _put(w, "/a/one.mp4", 100)
+        _put(w, "/a/two.mp4", 30, seed=1)
+        w.put_failed(VideoEntry("/a/bad.mp4", "bad.mp4", 0, 0), "run1", "empty_file", "bad.mp4 is empty")
+        # staged but not committed: invisible to readers
+        assert read_manifest(w.layout) is None
+        m = w.commit("run1")
+    assert m.version == 1 and m.n_videos == 2 and m.n_tokens == (4 + 1) * 6
+    layout, m2 = require_manifest(tmp_path)
+    con = connect(layout, m2)
+    assert con.execute("SELECT count(*) FROM frames").fetchone()[0] == 130
+    assert con.execute("SELECT status, reason FROM videos WHERE rel_path='bad.mp4'").fetchone() == ("failed", "empty_file")
+    # DuckDB sees the embedding as a fixed-size array
+    assert con.execute("SELECT array_length(embedding) FROM frames LIMIT 1").fetchone()[0] == 32
+
+
+def test_remove_and_reindex_keep_faiss_consistent(tmp_path, tiny_model_dir):
+    _, ident = read_identity(str(tiny_model_dir))
+    with IndexWriter.open(tmp_path, ident, _params(ident)) as w:
+        _put(w, "/a/one.mp4", 100)
+        _put(w, "/a/two.mp4", 30, seed=1)
+        w.commit("r1")
+    with IndexWriter.open(tmp_path, ident, _params(ident)) as w:
+        row, _ = _put(w, "/a/one.mp4", 50, seed=2)  # changed video: same seq, new data
+        assert row["video_seq"] == 0
+        w.remove("/a/two.mp4")
+        m = w.commit("r2")
+    assert m.version == 2 and m.n_tokens == 2 * 6
+    idx = ContextIndex.load(tmp_path / m.faiss_file)
+    _, ids = idx.search(np.ones((1, 32), np.float32), 100)
+    seq, prop, _ = decode_ids(ids[ids >= 0])
+    assert set(seq.tolist()) == {0} and prop.max() == 1
+    assert [r["rel_path"] for r in read_catalog(*require_manifest(tmp_path))] == ["one.mp4"]
+
+
+def test_second_writer_is_refused(tmp_path, tiny_model_dir):
+    _, ident = read_identity(str(tiny_model_dir))
+    with IndexWriter.open(tmp_path, ident, _params(ident)):
+        with pytest.raises(IndexLockedError, match="being written by another run"):
+            IndexWriter.open(tmp_path, ident, _params(ident))
+        # also from another process
+        code = ("import sys; from core.store.writer import IndexWriter; from core.model.backbone import read_identity;"
+                "from core.store.manifest import IndexParams; from core.proposals import ProposalConfig;"
+                f"_, i = read_identity({str(tiny_model_dir)!r});"
+                f"IndexWriter.open({str(tmp_path)!r}, i, IndexParams(1.0, i.image_size, ProposalConfig()))")
+        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        assert r.returncode != 0 and "IndexLockedError" in r.stderr
+    # released on close
+    IndexWriter.open(tmp_path, ident, _params(ident)).close()
+
+
+def test_other_model_or_params_are_refused(tmp_path, tiny_model_dir):
+    from core.model.tiny import TinySiglipConfig, build_tiny_siglip
+
+    _, ident = read_identity(str(tiny_model_dir))
+    with IndexWriter.open(tmp_path / "idx", ident, _params(ident)) as w:
+        _put(w, "/a/one.mp4", 10)
+        w.commit("r1")
+    _, other = read_identity(str(build_tiny_siglip(tmp_path / "m2", TinySiglipConfig(seed=3))))
+    with pytest.raises(IndexMismatchError, match="was built with model"):
+        IndexWriter.open(tmp_path / "idx", other, _params(other))
+    with pytest.raises(IndexMismatchError, match="window_sec"):
+        IndexWriter.open(tmp_path / "idx", ident, _params(ident, window_sec=30, stride_sec=15))
+    m = json.loads((tmp_path / "idx" / "manifest.json").read_text())
+    assert m["version"] == 1  # nothing was touched

@@ -3,22 +3,24 @@
 :func:`probe` reads a file's metadata with ffprobe and classifies what is wrong
 with files that are not decodable videos; :func:`iter_frames` runs ::
 
-    ffmpeg -i VIDEO -filter_complex "[0:V:0]fps=FPS:round=near:start_time=0,
+    ffmpeg -i VIDEO -filter_complex "[0:V:0]fps=FPS:round=near:start_time=0:eof_action=pass,
            scale=S:S:flags=bicubic,format=rgb24" -f rawvideo pipe:
 
 and yields fixed-size chunks of frames as they arrive, so memory stays bounded
 whatever the video's length.
 
-Timestamps. Sampled frame ``k`` has timestamp ``k / fps`` seconds from the start
-of the file and stands for the interval ``[k / fps, (k + 1) / fps)``: its
-picture is the source frame on screen just before the middle of that interval,
-``(k + 0.5) / fps`` (the last source frame whose timestamp is below it). This is
-the fps filter with ``round=near`` (verified in tests/indexer/test_decode.py:
-with a colour change at 2.4 s, frame 2 at 1 fps already shows the new colour; one
-at 4.6 s shows up only in frame 5). ``start_time=0`` anchors the grid at the
-file's start even when the video stream starts later (its first picture is
-repeated). Because the filter works from timestamps, variable-frame-rate input
-is sampled correctly. A video of ``D`` seconds yields ``round(D * fps)`` frames.
+Timestamps. Sampled frame ``k`` has timestamp ``k / fps`` (seconds from the
+start of the file) and stands for the interval ``[k / fps, (k + 1) / fps)``. Its
+picture is the one on screen at the middle of that interval: the last source
+frame whose timestamp is below ``(k + 0.5) / fps``. That is what the fps filter
+does with ``round=near`` (its default, set explicitly); tests/indexer/test_decode.py
+checks it: at 1 fps a colour change at 2.4 s already shows in frame 2, one at
+4.6 s only in frame 5. The filter works from timestamps, so variable-frame-rate
+input is sampled the same way. ``start_time=0`` anchors the grid at the start of
+the file rather than at the first video frame (a late-starting stream repeats its
+first picture). ``eof_action=pass`` keeps the last, partly covered interval: a
+video of ``D`` seconds gives ``ceil(D * fps)`` frames, all timestamped below
+``D``, and a clip shorter than ``1 / fps`` still gives one.
 
 Rotation. ffmpeg applies the display matrix (phone videos), so frames come out
 upright; :class:`VideoInfo` reports the size after rotation.
@@ -33,6 +35,7 @@ import json
 import logging
 import math
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -103,8 +106,8 @@ def _require_tools() -> dict[str, str]:
     missing = [name for name, p in found.items() if p is None]
     if missing:
         raise FFmpegNotFoundError(
-            f"{' and '.join(missing)} not found on PATH; install ffmpeg (e.g. 'sudo apt-get install ffmpeg') "
-            "and run again")
+            f"{' and '.join(missing)} not found on PATH; install ffmpeg "
+            "(e.g. 'sudo apt-get install ffmpeg') and run again")
     return found  # type: ignore[return-value]
 
 
@@ -113,11 +116,13 @@ def _check_file(path: str) -> None:
     try:
         st = os.stat(path)
         if stat.S_ISDIR(st.st_mode):
-            raise DecodeError("unreadable", f"{path} is a directory, not a video file; remove it or add it to --exclude")
+            raise DecodeError("unreadable", f"{path} is a directory, not a video file; "
+                                            "remove it or add it to --exclude")
         if not stat.S_ISREG(st.st_mode):
             raise DecodeError("unreadable", f"{path} is not a regular file; remove it or add it to --exclude")
         if st.st_size == 0:
-            raise DecodeError("empty_file", f"{path} is empty (0 bytes); re-copy it from its source or remove it")
+            raise DecodeError("empty_file", f"{path} is empty (0 bytes); "
+                                            "re-copy it from its source or remove it")
         with open(path, "rb") as f:
             f.read(1)
     except FileNotFoundError:
@@ -172,6 +177,13 @@ def _rate(s: str | None) -> float | None:
     return float(r) if r > 0 else None
 
 
+def _looks_like_mp4(path: str) -> bool:
+    """Whether the file starts with an ISO-BMFF box (``ftyp``, ``moov``, ...), as real mp4/mov do."""
+    with open(path, "rb") as f:
+        head = f.read(8)
+    return head[4:8] in (b"ftyp", b"moov", b"mdat", b"free", b"skip", b"wide", b"pnot")
+
+
 def probe(path: str) -> VideoInfo:
     """Metadata of ``path``'s first video stream (cover art is skipped).
 
@@ -183,26 +195,29 @@ def probe(path: str) -> VideoInfo:
     _check_file(path)
     cmd = [tools["ffprobe"], "-v", "error", "-show_format", "-show_streams", "-of", "json", path]
     try:
-        r = subprocess.run(cmd, capture_output=True, timeout=_PROBE_TIMEOUT_S, stdin=subprocess.DEVNULL)
+        r = subprocess.run(cmd, check=False, capture_output=True, stdin=subprocess.DEVNULL,
+                           timeout=_PROBE_TIMEOUT_S)
     except subprocess.TimeoutExpired:
         raise DecodeError("unreadable", f"{path}: ffprobe did not answer within {_PROBE_TIMEOUT_S} s "
-                                        "(a stalled network mount?); check the file or add it to --exclude") from None
+                                        "(a stalled network mount?); check the file or add it to --exclude"
+                          ) from None
     err = r.stderr.decode(errors="replace").strip()
     if r.returncode != 0:
-        if "moov atom not found" in err:
-            raise DecodeError("truncated", f"{path} is truncated: its mp4 index (moov atom) is missing, usually "
-                                           "an interrupted copy or recording; re-copy it from its source")
+        if "moov atom not found" in err and _looks_like_mp4(path):
+            raise DecodeError("truncated", f"{path} is truncated: its mp4 index (moov atom) is missing, "
+                                           "usually an interrupted copy or recording; "
+                                           "re-copy it from its source")
         if "Permission denied" in err:
             raise DecodeError("unreadable", f"{path} cannot be read (permission denied); "
                                             "give the indexing user read access or add it to --exclude")
-        last = err.splitlines()[-1] if err else f"ffprobe exit status {r.returncode}"
-        raise DecodeError("not_video", f"{path} is not a video ffmpeg can read ({last}); "
+        why = _one_line(err) or f"ffprobe exit status {r.returncode}"
+        raise DecodeError("not_video", f"{path} is not a video ffmpeg can read ({why}); "
                                        "remove it or add it to --exclude")
     data = json.loads(r.stdout or b"{}")
     fmt, streams = data.get("format") or {}, data.get("streams") or []
     fmt_name = fmt.get("format_name", "")
     if fmt_name in ("tty", "image2") or fmt_name.endswith("_pipe"):
-        kind = "text" if fmt_name == "tty" else "still image"
+        kind = "text file" if fmt_name == "tty" else "still image"
         raise DecodeError("not_video", f"{path} is a {kind}, not a video; remove it or add it to --exclude")
     videos = [s for s in streams if s.get("codec_type") == "video"
               and not (s.get("disposition") or {}).get("attached_pic")]
@@ -216,8 +231,8 @@ def probe(path: str) -> VideoInfo:
     rot = _rotation_cw(v)
     w, h = int(v.get("width") or 0), int(v.get("height") or 0)
     if w <= 0 or h <= 0:
-        raise DecodeError("not_video", f"{path}: its video stream ({v.get('codec_name')}) has no picture size; "
-                                       + _REENCODE.format(p=path))
+        raise DecodeError("not_video", f"{path}: its video stream ({v.get('codec_name')}) has no "
+                                       "picture size; " + _REENCODE.format(p=path))
     if rot in (90, 270):
         w, h = h, w
     return VideoInfo(duration_sec=_duration(v, fmt), width=w, height=h, rotation_deg=rot,
@@ -227,10 +242,22 @@ def probe(path: str) -> VideoInfo:
 def decoded_duration_ok(n_frames: int, fps: float, duration_sec: float, min_coverage: float) -> bool:
     """Whether ``n_frames`` sampled at ``fps`` cover ``min_coverage`` of a ``duration_sec`` video.
 
-    A complete decode yields ``round(duration * fps)`` frames, so the decoded
-    duration is taken as ``(n_frames + 0.5) / fps``. An unknown duration passes.
+    A complete decode yields ``ceil(duration * fps)`` frames, so the decoded
+    duration is ``n_frames / fps``. An unknown (nan) duration passes.
     """
-    return math.isnan(duration_sec) or (n_frames + 0.5) / fps >= min_coverage * duration_sec
+    return math.isnan(duration_sec) or n_frames / fps >= min_coverage * duration_sec
+
+
+def _one_line(err: str, max_chars: int = 400) -> str:
+    """ffmpeg's last few distinct stderr lines, without ``[demuxer @ 0x...]`` prefixes, on one line."""
+    lines: list[str] = []
+    for line in reversed(err.splitlines()):
+        line = re.sub(r"^\[[^]]* @ 0x[0-9a-f]+\]\s*", "", line.strip())
+        if line and line not in lines:
+            lines.insert(0, line)
+        if len(lines) == 3:
+            break
+    return " | ".join(lines)[-max_chars:]
 
 
 def _drain(pipe: IO[bytes], tail: bytearray) -> None:
@@ -267,7 +294,8 @@ def iter_frames(path: str, cfg: DecodeConfig, info: VideoInfo | None = None) -> 
     frame_bytes = cfg.size * cfg.size * 3
     stream = (
         ffmpeg.input(path, threads=cfg.threads)["V:0"]  # first video stream that is not cover art
-        .filter("fps", fps=f"{rate.numerator}/{rate.denominator}", round="near", start_time=0)
+        .filter("fps", fps=f"{rate.numerator}/{rate.denominator}", round="near", start_time=0,
+                eof_action="pass")
         .filter("scale", cfg.size, cfg.size, flags="bicubic")
         .filter("format", "rgb24")
         .output("pipe:", format="rawvideo", vsync="passthrough")  # one raw frame per fps-filter frame
@@ -278,19 +306,12 @@ def iter_frames(path: str, cfg: DecodeConfig, info: VideoInfo | None = None) -> 
     tail = bytearray()
     drainer = threading.Thread(target=_drain, args=(proc.stderr, tail), daemon=True)
     drainer.start()
-    n = 0
+    n = 0  # frames yielded so far
     try:
-        partial = 0
         while True:
             frames = np.empty((cfg.chunk_frames, cfg.size, cfg.size, 3), np.uint8)
-            flat = memoryview(frames.reshape(-1))
-            k = 0
-            while k < cfg.chunk_frames:
-                got = _read_exact(proc.stdout, flat[k * frame_bytes:(k + 1) * frame_bytes])
-                if got < frame_bytes:
-                    partial = got
-                    break
-                k += 1
+            got = _read_exact(proc.stdout, memoryview(frames).cast("B"))
+            k, partial = divmod(got, frame_bytes)
             if k:
                 ts = (n + np.arange(k, dtype=np.float64)) * rate.denominator / rate.numerator
                 yield FrameChunk(n, ts, frames if k == cfg.chunk_frames else frames[:k].copy())
@@ -299,14 +320,17 @@ def iter_frames(path: str, cfg: DecodeConfig, info: VideoInfo | None = None) -> 
                 break
         rc = proc.wait()
         drainer.join()
-        err = tail.decode(errors="replace").strip()
-        if rc != 0 or partial:
+        raw_err = tail.decode(errors="replace")
+        err = _one_line(raw_err)
+        short = not decoded_duration_ok(n, cfg.fps, info.duration_sec, cfg.min_coverage)
+        # a cut-off file can make ffmpeg fail too; "partial file" is the demuxer saying so
+        if (rc != 0 or partial) and not (short and "partial file" in raw_err):
             raise DecodeError("decode_failed", f"{path}: ffmpeg failed after {n} frames (exit status {rc}): "
                                                f"{err or 'no error message'}; " + _REENCODE.format(p=path))
-        if not decoded_duration_ok(n, cfg.fps, info.duration_sec, cfg.min_coverage):
-            got_s = n / cfg.fps
-            raise DecodeError("truncated", f"{path} is truncated: only {got_s:.1f} s of its {info.duration_sec:.1f} s "
-                                           f"could be decoded ({err or 'the frame data ends early'}); "
+        if short:
+            raise DecodeError("truncated", f"{path} is truncated: only {n / cfg.fps:.1f} s of its "
+                                           f"{info.duration_sec:.1f} s could be decoded "
+                                           f"({err or 'the frame data ends early'}); "
                                            "re-copy it from its source")
         if err:
             log.warning("%s: ffmpeg reported errors but the video decoded fully: %s", path, err)

@@ -39,6 +39,9 @@ from indexer.sources import list_local
 
 log = logging.getLogger(__name__)
 
+#: Ray memory reservation of one decode task, bytes.
+DECODE_TASK_MEMORY = 256 * 1024 * 1024
+
 
 @dataclass
 class Plan:
@@ -194,7 +197,12 @@ def _embed_all(cfg: IndexConfig, todo: list[VideoEntry], image_size: int, progre
     ds = ray.data.from_items(
         [{"video_id": vid, "path": e.uri} for vid, e in by_id.items()], override_num_blocks=len(by_id)
     )
-    ds = ds.map_batches(decode_rows, batch_size=1, fn_kwargs={"cfg": dcfg}, num_cpus=1)
+    # Decode runs as CPU tasks, one video each. Its memory reservation (ffmpeg plus
+    # a few chunks of frames) also makes its remote args differ from the embed
+    # actors', which keeps Ray from fusing decoding into them: fused, every video
+    # would decode serially inside the (GPU) actor instead of on CPU workers.
+    ds = ds.map_batches(decode_rows, batch_size=1, fn_kwargs={"cfg": dcfg}, num_cpus=1,
+                        memory=DECODE_TASK_MEMORY)
     ds = ds.map_batches(
         EmbedFrames,
         fn_constructor_kwargs={"model": cfg.model, "device": str(device), "max_batch": cfg.embed_batch_size},

@@ -26,7 +26,7 @@ X264 = ["-c:v", "libx264", "-preset", "ultrafast", "-bf", "0", "-pix_fmt", "yuv4
 
 def _ffmpeg(*args: str) -> None:
     cmd = ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y", *map(str, args)]
-    r = subprocess.run(cmd, capture_output=True, text=True)
+    r = subprocess.run(cmd, check=False, capture_output=True, text=True)
     if r.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed ({r.returncode}):\n{r.stderr}")
 
@@ -44,7 +44,7 @@ def _wh(size: tuple[int, int]) -> str:
 @functools.lru_cache(maxsize=1)
 def _has_display_rotation() -> bool:
     """ffmpeg >= 6 sets rotation with ``-display_rotation``; 5.x muxes the ``rotate`` tag."""
-    r = subprocess.run(["ffmpeg", "-hide_banner", "-h", "full"], capture_output=True, text=True)
+    r = subprocess.run(["ffmpeg", "-hide_banner", "-h", "full"], check=False, capture_output=True, text=True)
     return "-display_rotation" in r.stdout
 
 
@@ -83,15 +83,17 @@ def _encode(path: Path, filtergraph: str, *, rotate: int = 0, faststart: bool = 
 def _display_rotation_cw(path: Path) -> int:
     """Clockwise display rotation of the first video stream, from its display matrix."""
     r = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries",
-                        "stream_side_data=rotation", "-of", "json", str(path)], capture_output=True, text=True)
+                        "stream_side_data=rotation", "-of", "json", str(path)],
+                       check=False, capture_output=True, text=True)
     for sd in (json.loads(r.stdout or "{}").get("streams") or [{}])[0].get("side_data_list", []):
         if "rotation" in sd:  # av_display_rotation_get: counter-clockwise degrees
             return round(-float(sd["rotation"])) % 360
     return 0
 
 
-def make_color_segments(path: str | Path, segments: Sequence[tuple[str, float]], size: tuple[int, int] = (160, 120),
-                        fps: int = 10, rotate: int = 0, faststart: bool = False) -> Path:
+def make_color_segments(path: str | Path, segments: Sequence[tuple[str, float]],
+                        size: tuple[int, int] = (160, 120), fps: int = 10, rotate: int = 0,
+                        faststart: bool = False) -> Path:
     """Consecutive solid-colour segments as an H.264 mp4 at a constant ``fps``.
 
     ``segments`` is ``[(colour, seconds), ...]``, e.g. ``[("red", 5), ("blue", 3)]``:
@@ -106,14 +108,18 @@ def make_color_segments(path: str | Path, segments: Sequence[tuple[str, float]],
     return _encode(_out(path), graph, rotate=rotate, faststart=faststart)
 
 
-def make_vfr_video(path: str | Path,
-                   segments: Sequence[tuple[str, float, float]] = (("red", 3, 5), ("blue", 3, 25), ("green", 3, 2)),
+VFR_SEGMENTS = (("red", 3, 5), ("blue", 3, 25), ("green", 3, 2))
+
+
+def make_vfr_video(path: str | Path, segments: Sequence[tuple[str, float, float]] = VFR_SEGMENTS,
                    size: tuple[int, int] = (160, 120)) -> Path:
     """A variable-frame-rate mp4: solid-colour segments, each at its own frame rate.
 
     ``segments`` is ``[(colour, seconds, fps), ...]``; the default is red 0-3 s at
     5 fps, blue 3-6 s at 25 fps, green 6-9 s at 2 fps. Frames keep their source
     timestamps (``-fps_mode vfr``), so the frame interval changes along the file.
+    The mp4 records no duration for the very last frame, so the file's duration
+    can fall short of the segments' sum by one frame interval (8.5 s, not 9 s).
     """
     srcs = "".join(f"color=c={c}:s={_wh(size)}:r={r}:d={d},settb=1/1000[s{i}];"
                    for i, (c, d, r) in enumerate(segments))
@@ -122,8 +128,9 @@ def make_vfr_video(path: str | Path,
     return _encode(_out(path), graph, extra=["-fps_mode", "vfr", "-video_track_timescale", "1000"])
 
 
-def make_half_split(path: str | Path, left: str = "red", right: str = "blue", size: tuple[int, int] = (160, 120),
-                    seconds: float = 2, fps: int = 10, rotate: int = 0) -> Path:
+def make_half_split(path: str | Path, left: str = "red", right: str = "blue",
+                    size: tuple[int, int] = (160, 120), seconds: float = 2, fps: int = 10,
+                    rotate: int = 0) -> Path:
     """A video whose left half is ``left`` and right half ``right`` (for rotation tests).
 
     With ``rotate=90`` (clockwise display rotation) an upright decode shows
@@ -145,8 +152,9 @@ def make_testsrc(path: str | Path, seconds: float, size: tuple[int, int] = (160,
 
 def make_audio_only(path: str | Path, seconds: float) -> Path:
     """An audio-only file (440 Hz sine, AAC; use an ``.m4a`` or ``.mp4`` name)."""
-    _ffmpeg("-f", "lavfi", "-i", f"sine=frequency=440:duration={seconds}", "-c:a", "aac", _out(path))
-    return Path(path)
+    path = _out(path)
+    _ffmpeg("-f", "lavfi", "-i", f"sine=frequency=440:duration={seconds}", "-c:a", "aac", path)
+    return path
 
 
 def make_truncated(path: str | Path, faststart: bool = False, seconds: float = 10, keep: float = 0.5) -> Path:

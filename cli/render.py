@@ -30,7 +30,8 @@ def print_json(obj: Any) -> None:
 def hits_table(result) -> Table:
     t = Table(title=f"“{result.query}”", title_justify="left")
     t.add_column("#", justify="right")
-    t.add_column("video", overflow="fold")  # never truncate a file name
+    longest = max((len(h.rel_path) for h in result.hits), default=5)
+    t.add_column("video", overflow="fold", min_width=min(48, longest))  # never truncate a file name
     t.add_column("span", no_wrap=True)
     t.add_column("seconds", justify="right", no_wrap=True)
     t.add_column("score", justify="right", no_wrap=True)

@@ -23,6 +23,9 @@ fi
 export PIP_CONSTRAINT="$PWD/constraints.txt"
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 # torch first, pinned: anything depending on plain `torch` would otherwise pull CUDA wheels.
-.venv/bin/python -m pip install -q "torch==2.13.0"
-.venv/bin/python -m pip install -q -e ".[dev]"
+quiet_pip() {  # pip -q still repeats this machine's index warnings; keep real errors
+  .venv/bin/python -m pip install -q "$@" 2>&1 | { grep -v '^WARNING: Location' || true; }
+}
+quiet_pip "torch==2.13.0"
+quiet_pip -e ".[dev]"
 echo "setup: ready (.venv/bin/groundzero)" >&2

@@ -1,0 +1,437 @@
+"""Moment-retrieval dataset readers: QVHighlights, Charades-STA, Ego4D-NLQ, MAD.
+
+Every reader returns a list of :class:`MomentQuery`, one per natural-language
+query, with ground-truth windows in seconds. Torch-free (stdlib only), so the
+evaluation and data tooling stay light.
+
+Malformed input raises :class:`core.errors.ConfigError` naming the file and,
+for line-based formats (``.jsonl``, ``.txt``) and JSON syntax errors, the
+line; for structural errors inside one JSON document the message gives the
+JSON path instead (``videos[3].clips[0]...``), since a parsed document has no
+line numbers. No reader ever lets a bare ``KeyError`` or ``JSONDecodeError``
+escape.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from core.errors import ConfigError
+
+FORMATS = ("qvhighlights", "charades", "ego4d", "mad")
+
+_CHARADES_LINE = re.compile(r"^(\S+) +(\S+) +(\S+?) *##(.*)$")
+
+
+@dataclass(frozen=True)
+class MomentQuery:
+    """One query and its ground truth.
+
+    ``windows`` holds ``(start_sec, end_sec)`` pairs relative to the start of
+    ``vid``; it is empty for "not found" queries and for test splits without
+    ground truth. ``duration_sec`` is ``nan`` when the format does not give it.
+    """
+
+    qid: str  #: unique query id (a string even when the source uses ints)
+    query: str  #: the sentence
+    vid: str  #: video id as the dataset names it
+    duration_sec: float  #: video duration in seconds, nan if unknown
+    windows: tuple[tuple[float, float], ...]  #: ground-truth [start, end] seconds
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield ``(line_no, object)`` for each non-blank line of a JSON-lines file.
+
+    ``line_no`` is 1-based. Raises ConfigError (``file:line``) when a line is
+    not valid JSON or not a JSON object, or when the file cannot be read.
+    """
+    path = Path(path)
+    try:
+        fh = path.open(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot open annotation file ({e.strerror})") from e
+    with fh:
+        for line_no, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ConfigError(
+                    f"{path}:{line_no}: not valid JSON ({e.msg}, column {e.colno})"
+                ) from e
+            if not isinstance(obj, dict):
+                raise ConfigError(
+                    f"{path}:{line_no}: expected a JSON object, got {type(obj).__name__}"
+                )
+            yield line_no, obj
+
+
+def _load_json(path: Path) -> Any:
+    """Parse a whole JSON file; syntax errors become ``ConfigError`` with file:line."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot open annotation file ({e.strerror})") from e
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{path}:{e.lineno}: not valid JSON ({e.msg}, column {e.colno})") from e
+
+
+def _field(obj: Any, key: str, where: str) -> Any:
+    """``obj[key]``, or a ConfigError saying which field is missing where."""
+    if not isinstance(obj, dict):
+        raise ConfigError(f"{where}: expected a JSON object, got {type(obj).__name__}")
+    if key not in obj:
+        raise ConfigError(f"{where}: missing field {key!r}")
+    return obj[key]
+
+
+def _number(value: Any, name: str, where: str) -> float:
+    """A finite float from a JSON number (or numeric string), else ConfigError."""
+    if isinstance(value, bool):
+        raise ConfigError(f"{where}: {name} must be a number, got {value!r}")
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{where}: {name} must be a number, got {value!r}") from None
+    if not math.isfinite(out):
+        raise ConfigError(f"{where}: {name} must be finite, got {value!r}")
+    return out
+
+
+def _window(value: Any, where: str) -> tuple[float, float]:
+    """``[start, end]`` seconds -> ``(start, end)`` with ``0 <= start <= end``."""
+    if not isinstance(value, (list, tuple)) or len(value) != 2:
+        raise ConfigError(f"{where}: a window must be [start, end], got {value!r}")
+    start = _number(value[0], "window start", where)
+    end = _number(value[1], "window end", where)
+    if end < start:
+        raise ConfigError(f"{where}: window end {end} is before its start {start}")
+    return start, end
+
+
+def _list(value: Any, name: str, where: str) -> list[Any]:
+    if not isinstance(value, list):
+        raise ConfigError(f"{where}: {name} must be a list, got {type(value).__name__}")
+    return value
+
+
+# --------------------------------------------------------------------------- QVHighlights
+
+
+def read_qvhighlights(path: str | Path) -> list[MomentQuery]:
+    """Read a QVHighlights ``highlight_{train,val,test}_release.jsonl`` file.
+
+    One JSON object per line; fields used:
+
+    - ``qid`` (int or str) -> ``qid`` as a string
+    - ``query`` (str), ``vid`` (str, ``{youtube_id}_{start}_{end}``)
+    - ``duration`` (seconds; optional -> nan)
+    - ``relevant_windows``: ``[[start, end], ...]`` seconds; absent in the
+      test split -> empty ``windows``
+
+    ``relevant_clip_ids`` and ``saliency_scores`` (highlight detection) are ignored.
+
+    Example line::
+
+        {"qid": 2579, "query": "A girl cooks.", "duration": 150,
+         "vid": "NUsG9BgSes0_210.0_360.0", "relevant_windows": [[82, 150]]}
+
+    -> ``MomentQuery("2579", "A girl cooks.", "NUsG9BgSes0_210.0_360.0", 150.0, ((82.0, 150.0),))``
+    """
+    path = Path(path)
+    return [_qvh_record(obj, f"{path}:{line_no}") for line_no, obj in iter_jsonl(path)]
+
+
+def _qvh_record(obj: dict[str, Any], where: str) -> MomentQuery:
+    windows = obj.get("relevant_windows") or []
+    duration = obj.get("duration")
+    return MomentQuery(
+        qid=str(_field(obj, "qid", where)),
+        query=str(_field(obj, "query", where)),
+        vid=str(_field(obj, "vid", where)),
+        duration_sec=math.nan if duration is None else _number(duration, "duration", where),
+        windows=tuple(_window(w, where) for w in _list(windows, "relevant_windows", where)),
+    )
+
+
+# --------------------------------------------------------------------------- Charades-STA
+
+
+def read_charades_sta(
+    path: str | Path, durations_json: str | Path | None = None
+) -> list[MomentQuery]:
+    """Read a Charades-STA ``charades_sta_{train,test}.txt`` file.
+
+    One query per line: ``VID START END##sentence`` (start/end in seconds; the
+    sentence is everything after the first ``##``). Blank lines are skipped.
+
+    ``durations_json`` is Charades' ``charades.json``:
+    ``{vid: {"subset": "training"|"testing", "duration": seconds, "actions": [...]}}``;
+    only ``duration`` is used. With it, ``duration_sec`` is filled and window
+    ends past the video's duration are clipped to it (1,802 train / 562 test
+    moments in the official files); a window starting at or after the duration
+    is an error. Without it, or for a video the json lacks, ``duration_sec`` is
+    nan and nothing is clipped.
+
+    ``qid`` is ``f"{vid}_{line_no}"`` (1-based line number), unique per file.
+
+    Example: line 1 ``AO8RW 0.0 6.9##a person is putting a book on a shelf.`` ->
+    ``MomentQuery("AO8RW_1", "a person is putting a book on a shelf.", "AO8RW",
+    33.67, ((0.0, 6.9),))``
+    """
+    path = Path(path)
+    durations = read_charades_durations(durations_json) if durations_json is not None else {}
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot open annotation file ({e.strerror})") from e
+    return [
+        _charades_record(line, line_no, path, durations)
+        for line_no, line in enumerate(lines, 1)
+        if line.strip()
+    ]
+
+
+def read_charades_durations(path: str | Path) -> dict[str, float]:
+    """``charades.json`` -> ``{vid: duration_sec}``."""
+    path = Path(path)
+    obj = _load_json(path)
+    if not isinstance(obj, dict):
+        raise ConfigError(
+            f"{path}: expected {{vid: {{'duration': seconds, ...}}}}, got {type(obj).__name__}"
+        )
+    return {
+        str(vid): _number(_field(info, "duration", f"{path}: {vid}"), "duration", f"{path}: {vid}")
+        for vid, info in obj.items()
+    }
+
+
+def _charades_record(
+    line: str, line_no: int, path: Path, durations: dict[str, float]
+) -> MomentQuery:
+    where = f"{path}:{line_no}"
+    m = _CHARADES_LINE.match(line.strip())
+    if m is None:
+        raise ConfigError(f"{where}: expected 'VID START END##sentence', got {line.strip()[:80]!r}")
+    vid, start_s, end_s, sentence = m.groups()
+    start, end = _window([start_s, end_s], where)
+    duration = durations.get(vid, math.nan)
+    if not math.isnan(duration):
+        if start >= duration:
+            raise ConfigError(
+                f"{where}: moment starts at {start} s, after the video's {duration} s duration"
+            )
+        end = min(end, duration)
+    return MomentQuery(f"{vid}_{line_no}", sentence.strip(), vid, duration, ((start, end),))
+
+
+# --------------------------------------------------------------------------- Ego4D-NLQ
+
+
+def read_ego4d_nlq(path: str | Path) -> list[MomentQuery]:
+    """Read the official Ego4D NLQ annotations (``nlq_train.json`` / ``nlq_val.json``).
+
+    Layout (fields used)::
+
+        {"videos": [{"video_uid": str,
+                     "clips": [{"clip_uid": str, "clip_start_sec": float, "clip_end_sec": float,
+                                "annotations": [{"annotation_uid": str,
+                                                 "language_queries": [{"query": str,
+                                                                       "clip_start_sec": float,
+                                                                       "clip_end_sec": float,
+                                                                       ...}]}]}]}]}
+
+    - ``vid`` = ``clip_uid``; times are relative to the clip (the query's
+      ``clip_start_sec`` / ``clip_end_sec``); ``duration_sec`` = the clip's
+      ``clip_end_sec - clip_start_sec``.
+    - ``qid`` = ``f"{annotation_uid}_{idx}"``, ``idx`` the query's position in
+      ``language_queries`` (RGNet / CONE convention; skipped queries keep their
+      index, so ids match the official evaluation's lookup).
+    - Queries whose ``query`` text is missing, null or blank are **skipped**
+      (the official data has a few; RGNet/CONE drop them too). Zero-length
+      windows (about 14 % of NLQ) are kept.
+    - A test file without ``language_queries`` yields no queries.
+
+    Example: clip ``"c1"`` spanning video seconds 10-490, query 0 of annotation
+    ``"a1"`` "where did I put the keys?" at clip seconds 3.5-7.0 ->
+    ``MomentQuery("a1_0", "where did I put the keys?", "c1", 480.0, ((3.5, 7.0),))``
+    """
+    path = Path(path)
+    return _ego4d_records(_load_json(path), path)
+
+
+def _ego4d_records(obj: Any, path: Path) -> list[MomentQuery]:
+    out: list[MomentQuery] = []
+    videos = _list(_field(obj, "videos", str(path)), "videos", str(path))
+    for v_i, video in enumerate(videos):
+        clips = _list(
+            _field(video, "clips", f"{path}: videos[{v_i}]"), "clips", f"{path}: videos[{v_i}]"
+        )
+        for c_i, clip in enumerate(clips):
+            out.extend(_ego4d_clip(clip, f"{path}: videos[{v_i}].clips[{c_i}]"))
+    return out
+
+
+def _ego4d_clip(clip: Any, where: str) -> list[MomentQuery]:
+    vid = str(_field(clip, "clip_uid", where))
+    start = _number(_field(clip, "clip_start_sec", where), "clip_start_sec", where)
+    end = _number(_field(clip, "clip_end_sec", where), "clip_end_sec", where)
+    out: list[MomentQuery] = []
+    for a_i, ann in enumerate(_list(clip.get("annotations") or [], "annotations", where)):
+        a_where = f"{where}.annotations[{a_i}]"
+        uid = str(_field(ann, "annotation_uid", a_where))
+        queries = _list(ann.get("language_queries") or [], "language_queries", a_where)
+        for q_i, q in enumerate(queries):
+            q_where = f"{a_where}.language_queries[{q_i}]"
+            if not isinstance(q, dict):
+                raise ConfigError(f"{q_where}: expected a JSON object, got {type(q).__name__}")
+            text = q.get("query")
+            if not isinstance(text, str) or not text.strip():
+                continue
+            window = _window(
+                [_field(q, "clip_start_sec", q_where), _field(q, "clip_end_sec", q_where)], q_where
+            )
+            out.append(MomentQuery(f"{uid}_{q_i}", text.strip(), vid, end - start, (window,)))
+    return out
+
+
+# --------------------------------------------------------------------------- MAD
+
+
+def read_mad(path: str | Path) -> list[MomentQuery]:
+    """Read MAD's official annotation json (``MAD_{train,val,test}.json``).
+
+    Layout: ``{annotation_id: {"movie": str, "sentence": str,
+    "ext_timestamps": [start_sec, end_sec], "movie_duration": float, ...}}``.
+    ``qid`` = the annotation key, ``vid`` = ``movie``, times are seconds from
+    the start of the movie. Other fields (e.g. ``timestamps``) are ignored.
+
+    Example: ``{"7": {"movie": "3001_21_JUMP_STREET", "sentence": "He runs.",
+    "ext_timestamps": [12.1, 15.3], "movie_duration": 6130.0}}``
+    -> ``MomentQuery("7", "He runs.", "3001_21_JUMP_STREET", 6130.0, ((12.1, 15.3),))``
+    """
+    path = Path(path)
+    return _mad_records(_load_json(path), path)
+
+
+def _mad_records(obj: Any, path: Path) -> list[MomentQuery]:
+    if not isinstance(obj, dict):
+        raise ConfigError(f"{path}: expected {{annotation_id: {{...}}}}, got {type(obj).__name__}")
+    out: list[MomentQuery] = []
+    for key, ann in obj.items():
+        where = f"{path}: [{key!r}]"
+        duration = _field(ann, "movie_duration", where)
+        out.append(
+            MomentQuery(
+                qid=str(key),
+                query=str(_field(ann, "sentence", where)).strip(),
+                vid=str(_field(ann, "movie", where)),
+                duration_sec=_number(duration, "movie_duration", where),
+                windows=(_window(_field(ann, "ext_timestamps", where), where),),
+            )
+        )
+    return out
+
+
+# --------------------------------------------------------------------------- dispatch
+
+
+def read_annotations(
+    path: str | Path, fmt: str | None = None, *, durations_json: str | Path | None = None
+) -> list[MomentQuery]:
+    """Read any supported annotation file.
+
+    Args:
+        path: the annotation file.
+        fmt: ``"qvhighlights"`` | ``"charades"`` | ``"ego4d"`` | ``"mad"``, or
+            None to sniff it: ``.jsonl`` -> qvhighlights, ``.txt`` ->
+            charades, ``.json`` -> ego4d (top-level ``"videos"``) or mad
+            (``{id: {"movie", "sentence", ...}}``); other extensions by content.
+        durations_json: Charades' ``charades.json`` (Charades-STA only).
+    Raises:
+        ConfigError: unknown or unrecognisable format (naming the file and the
+            supported formats), or malformed content.
+    """
+    path = Path(path)
+    if fmt is not None and fmt not in FORMATS:
+        raise ConfigError(
+            f"{path}: unknown annotation format {fmt!r}; supported: {', '.join(FORMATS)}"
+        )
+    if fmt is None:
+        fmt = sniff_format(path)
+    if durations_json is not None and fmt != "charades":
+        raise ConfigError(f"{path}: durations_json applies to Charades-STA only, not {fmt!r}")
+    if fmt == "qvhighlights":
+        return read_qvhighlights(path)
+    if fmt == "charades":
+        return read_charades_sta(path, durations_json)
+    if fmt == "ego4d":
+        return read_ego4d_nlq(path)
+    return read_mad(path)
+
+
+def sniff_format(path: str | Path) -> str:
+    """Guess an annotation file's format from its extension, then its content.
+
+    Returns one of :data:`FORMATS`; raises ConfigError when it cannot tell.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".jsonl":
+        return "qvhighlights"
+    if suffix == ".txt":
+        return "charades"
+    if suffix == ".json":
+        return _sniff_json(_load_json(path), path)
+    return _sniff_content(path)
+
+
+def _unknown(path: Path, why: str) -> ConfigError:
+    return ConfigError(
+        f"{path}: cannot tell the annotation format ({why}); pass fmt= one of {', '.join(FORMATS)}"
+    )
+
+
+def _sniff_json(obj: Any, path: Path) -> str:
+    if isinstance(obj, dict) and isinstance(obj.get("videos"), list):
+        return "ego4d"
+    if isinstance(obj, dict) and obj:
+        first = next(iter(obj.values()))
+        if isinstance(first, dict) and {"movie", "sentence"} <= first.keys():
+            return "mad"
+    raise _unknown(path, "a JSON document that is neither Ego4D-NLQ nor MAD")
+
+
+def _first_line(path: Path) -> str:
+    try:
+        with path.open(encoding="utf-8") as fh:
+            return next((line.strip() for line in fh if line.strip()), "")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: cannot read annotation file ({e})") from e
+
+
+def _sniff_content(path: Path) -> str:
+    line = _first_line(path)
+    if _CHARADES_LINE.match(line):
+        return "charades"
+    if line.startswith("{"):
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError:
+            return _sniff_json(_load_json(path), path)
+        if isinstance(obj, dict) and "qid" in obj:
+            return "qvhighlights"
+        return _sniff_json(obj, path)
+    raise _unknown(path, f"unrecognised extension {path.suffix!r} and content")

@@ -211,6 +211,46 @@ def catalog(
         out.print(f"{s[0]} indexed ({s[2] / 3600:.2f} h), {s[1]} failed; model {manifest.model.name}")
 
 
+@app.command("eval")
+def eval_(
+    predictions: Path = typer.Argument(..., help="Predictions in the QVHighlights submission format (jsonl: "
+                                       "qid, query, vid, pred_relevant_windows [[start, end, score], ...])."),
+    gt: Path = typer.Option(..., "--gt", help="Ground truth in the QVHighlights jsonl format."),
+    json_out: bool = typer.Option(False, "--json", help="Print the metrics as JSON."),
+) -> None:
+    """Moment-retrieval metrics exactly as the official QVHighlights evaluation computes them."""
+    _setup_logging(False)
+    from core.model.metrics import qvhighlights_metrics, read_submission
+
+    try:
+        if not predictions.is_file():
+            from core.errors import ConfigError
+
+            raise ConfigError(f"predictions file {predictions} does not exist")
+        preds = read_submission(predictions)
+        gts = [{"qid": q.qid, "relevant_windows": [list(w) for w in q.windows]}
+               for q in _read_gt(gt) if q.windows]
+        metrics = qvhighlights_metrics([p for p in preds if str(p["qid"]) in {str(g["qid"]) for g in gts}], gts)
+    except GroundZeroError as e:
+        raise _fail(e)
+    if json_out:
+        render.print_json(metrics)
+        return
+    keys = ["MR-full-R1@0.5", "MR-full-R1@0.7", "MR-full-mAP", "MR-full-mAP@0.5", "MR-full-mAP@0.75",
+            "MR-long-mAP", "MR-middle-mAP", "MR-short-mAP"]
+    render.stdout().print(render.rows_table(f"{predictions.name} vs {gt.name} ({len(gts)} queries)",
+                                            ["metric", "value"], [(k, f"{metrics[k]:.2f}") for k in keys]))
+
+
+def _read_gt(path: Path):
+    from core.errors import ConfigError
+    from core.model.annotations import read_annotations
+
+    if not path.is_file():
+        raise ConfigError(f"ground-truth file {path} does not exist")
+    return read_annotations(path)
+
+
 def main() -> None:
     app()
 

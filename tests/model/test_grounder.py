@@ -1,0 +1,102 @@
+"""The whole grounding model: overfits a planted set, checkpoints round-trip, pickle is refused."""
+
+import numpy as np
+import pytest
+import torch
+
+from core.errors import ConfigError
+from core.model.annotations import MomentQuery
+from core.model.checkpoint import load_model, save_model
+from core.model.grounder import GroundingModel, GroundingModelConfig
+from core.model.inference import ground
+from core.model.metrics import recall_at_k
+from core.model.train import TrainConfig, train
+from core.model.train_data import GroundingDataset, TextFeatures, collate
+from core.proposals import ProposalConfig, make_windows
+
+PROPS = ProposalConfig(window_sec=24, stride_sec=12, tokens_per_proposal=4)
+
+
+def _unit(x):
+    return (x / np.linalg.norm(x, axis=-1, keepdims=True)).astype(np.float32)
+
+
+def planted(n_videos=6, T=60, D=32, seed=0):
+    """Each query's moment frames are its pooled text vector plus noise; the rest is random."""
+    rng = np.random.default_rng(seed)
+    videos, text, queries = {}, {}, []
+    for v in range(n_videos):
+        tokens = rng.normal(size=(4, D)).astype(np.float32)
+        pooled = _unit(tokens.mean(0))
+        emb = _unit(rng.normal(size=(T, D)))
+        s = int(rng.integers(2, T - 12))
+        e = s + int(rng.integers(4, 9))
+        emb[s:e] = _unit(pooled + 0.1 * rng.normal(size=(e - s, D)))
+        vid, qid = f"v{v}", f"q{v}"
+        videos[vid] = emb
+        text[qid] = TextFeatures(tokens, np.ones(4, bool), pooled)
+        queries.append(MomentQuery(qid, f"query {v}", vid, float(T), ((float(s), float(e)),)))
+    return queries, videos, text
+
+
+def test_forward_shapes():
+    torch.manual_seed(0)
+    q, v, t = planted()
+    data = GroundingDataset(q, v, t, 1.0, PROPS)
+    batch = collate([data[i] for i in range(3)])
+    model = GroundingModel(GroundingModelConfig.tiny())
+    out = model(batch["video"], batch["video_mask"], batch["text"], batch["text_mask"])
+    assert out["pred_spans"].shape == (3, 5, 2) and out["pred_logits"].shape == (3, 5, 2)
+    assert out["start_logits"].shape == (3, 24) and out["confidence_logit"].shape == (3,)
+    assert model.retrieval_matrix(batch["video"], batch["video_mask"], batch["text"], batch["text_mask"]).shape == (3, 3)
+    assert model.context_tokens(batch["video"], batch["video_mask"]).shape == (3, 4, 32)
+
+
+@pytest.mark.slow
+def test_overfits_planted_set_to_r1_at_07(tmp_path):
+    q, v, t = planted()
+    data = GroundingDataset(q, v, t, 1.0, PROPS, neg_fraction=0.2, seed=0)
+    torch.manual_seed(0)
+    model = GroundingModel(GroundingModelConfig.tiny())
+    cfg = TrainConfig(epochs=150, batch_size=6, lr=2e-3, lr_drop=(), grad_clip=1.0, seed=0, save_every=1000)
+    history = train(model, data, cfg, tmp_path / "ckpt")
+    assert history[-1]["loss_total"] < history[0]["loss_total"]
+    preds, gts = [], []
+    for mq in q:
+        g = ground(model, v[mq.vid], make_windows(60, 1.0, PROPS), t[mq.qid].tokens, t[mq.qid].mask, 1.0)
+        preds.append([tuple(s) for s in g.spans])
+        gts.append(list(mq.windows))
+    r = recall_at_k(preds, gts, ks=(1,), ious=(0.7,))
+    assert r["R1@0.7"] == 1.0, (r, preds, gts)
+
+
+def test_checkpoint_round_trip_and_pickle_refused(tmp_path):
+    torch.manual_seed(0)
+    model = GroundingModel(GroundingModelConfig.tiny()).eval()
+    save_model(tmp_path / "head", model, extra={"note": "x"})
+    loaded, meta = load_model(tmp_path / "head")
+    assert meta["note"] == "x"
+    for (k, a), (_, b) in zip(model.state_dict().items(), loaded.state_dict().items()):
+        assert torch.equal(a, b), k
+    bad = tmp_path / "pickled"
+    bad.mkdir()
+    torch.save(model.state_dict(), bad / "model.pt")
+    with pytest.raises(ConfigError, match="pickle"):
+        load_model(bad)
+    with pytest.raises(ConfigError, match="pickle"):
+        load_model(bad / "model.pt")
+
+
+def test_training_resumes_where_it_stopped(tmp_path):
+    q, v, t = planted(n_videos=3)
+    cfg = TrainConfig(epochs=2, batch_size=3, lr=1e-3, lr_drop=(), seed=1)
+
+    def fresh():
+        torch.manual_seed(0)
+        return GroundingModel(GroundingModelConfig.tiny())
+
+    full = train(fresh(), GroundingDataset(q, v, t, 1.0, PROPS), cfg, tmp_path / "a")
+    train(fresh(), GroundingDataset(q, v, t, 1.0, PROPS), TrainConfig(**{**cfg.__dict__, "epochs": 1}), tmp_path / "b")
+    resumed = train(fresh(), GroundingDataset(q, v, t, 1.0, PROPS), cfg, tmp_path / "b", resume=True)
+    assert len(resumed) == 2
+    assert resumed[-1]["loss_total"] == pytest.approx(full[-1]["loss_total"], rel=1e-4)

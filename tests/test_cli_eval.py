@@ -1,0 +1,33 @@
+"""`groundzero eval` reproduces the official QVHighlights evaluation on the real sample file."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from cli.main import app
+from tests.conftest import SHARED
+
+QVH = SHARED / "data" / "qvhighlights"
+
+
+@pytest.mark.skipif(not QVH.is_dir(), reason="../shared/data/qvhighlights is not present")
+def test_eval_reproduces_official_metrics():
+    r = CliRunner().invoke(app, ["eval", str(QVH / "sample_val_preds.jsonl"),
+                                 "--gt", str(QVH / "highlight_val_release.jsonl"), "--json"])
+    assert r.exit_code == 0, r.output
+    ours = json.loads(r.stdout)
+    raw = json.loads((QVH / "sample_val_preds_metrics_raw.json").read_text())
+    official = {k: v for k, v in raw["brief"].items() if k.startswith("MR-")}
+    for bucket in ("full", "long", "middle", "short"):
+        for t, v in raw[bucket]["MR-mAP"].items():
+            official[f"MR-{bucket}-mAP" if t == "average" else f"MR-{bucket}-mAP@{t}"] = v
+        for t, v in raw[bucket]["MR-R1"].items():
+            official[f"MR-{bucket}-R1@{t}"] = v
+    assert len(official) == 84
+    assert {k: round(ours[k], 2) for k in official} == {k: round(float(v), 2) for k, v in official.items()}
+
+
+def test_eval_missing_file_is_one_line(tmp_path):
+    r = CliRunner().invoke(app, ["eval", str(tmp_path / "p.jsonl"), "--gt", str(tmp_path / "g.jsonl")])
+    assert r.exit_code == 2 and "does not exist" in r.stderr and r.stderr.count("\n") == 1

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Optional
 
+import numpy as np
 import typer
 
 from cli import render
@@ -209,6 +210,94 @@ def catalog(
         s = con.execute("SELECT count(*) FILTER (status='indexed'), count(*) FILTER (status='failed'), "
                         "coalesce(sum(duration_sec) FILTER (status='indexed'), 0) FROM videos").fetchone()
         out.print(f"{s[0]} indexed ({s[2] / 3600:.2f} h), {s[1]} failed; model {manifest.model.name}")
+
+
+@app.command()
+def train(
+    index_dir: Path = typer.Option(..., "--index", help="Index whose frame embeddings to train on."),
+    annotations: Path = typer.Option(..., "--annotations", help="QVHighlights jsonl, Charades-STA txt, "
+                                     "Ego4D-NLQ json or MAD json; video ids match indexed file names."),
+    out: Path = typer.Option(..., "--out", help="Checkpoint folder (config.json + model.safetensors)."),
+    fmt: Optional[str] = typer.Option(None, "--format", help="qvhighlights | charades | ego4d | mad "
+                                      "(default: sniffed)."),
+    epochs: int = typer.Option(100, help="Training epochs."),
+    batch_size: int = typer.Option(32, help="Queries per batch."),
+    lr: float = typer.Option(1e-4, help="AdamW learning rate."),
+    tiny: bool = typer.Option(False, help="A tiny model (tests, smoke runs)."),
+    device: str = typer.Option("auto", help="auto | cpu | cuda[:n]."),
+    seed: int = typer.Option(2020, help="Random seed."),
+    resume: bool = typer.Option(False, help="Continue the run saved in --out."),
+    json_out: bool = typer.Option(False, "--json", help="Print the loss history as JSON."),
+    verbose: bool = typer.Option(False, "-v", "--verbose"),
+) -> None:
+    """Train the grounding head (RGNet retriever + span/confidence heads) on an index's embeddings."""
+    _setup_logging(verbose)
+    from core.model.annotations import read_annotations
+    from core.model.backbone import Backbone, pick_device
+    from core.model.grounder import GroundingModel, GroundingModelConfig
+    from core.model.rg_encoder import RGEncoderConfig
+    from core.model.train import TrainConfig, train as train_loop
+    from core.model.train_data import GroundingDataset, TextFeatures
+    from core.store.training_set import video_frames_by_id
+
+    try:
+        queries = read_annotations(annotations, fmt)
+        manifest, videos = video_frames_by_id(index_dir, {q.vid for q in queries})
+        if not videos:
+            from core.errors import ConfigError
+
+            raise ConfigError(f"none of the {len({q.vid for q in queries})} videos named in {annotations} is in "
+                              f"{index_dir}; index files named after the annotation's video ids first")
+        backbone = Backbone(manifest.model.name, device=device)
+        dev = str(pick_device(device))
+        used = [q for q in queries if q.vid in videos]
+        text = {}
+        for i in range(0, len(used), 64):
+            chunk = used[i : i + 64]
+            states, masks = backbone.encode_text_tokens([q.query for q in chunk])
+            pooled = backbone.embed_texts([q.query for q in chunk])
+            for q, s, m, p in zip(chunk, states, masks, pooled):
+                text[q.qid] = TextFeatures(s[m], np.ones(int(m.sum()), bool), p)
+        params = manifest.params
+        data = GroundingDataset(used, videos, text, params.fps, params.proposals, seed=seed)
+        D, Dt = backbone.embed_dim, next(iter(text.values())).tokens.shape[1]
+        cfg = GroundingModelConfig.tiny(D, Dt) if tiny else GroundingModelConfig(encoder=RGEncoderConfig(D, Dt))
+        import torch
+
+        torch.manual_seed(seed)
+        model = GroundingModel(cfg)
+        tcfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=dev,
+                           lr_drop=(max(1, int(epochs * 0.8)),))
+        extra = {"backbone": manifest.model.to_dict(), "index_params": params.to_dict(),
+                 "annotations": str(annotations), "n_queries": len(used)}
+        if data.missing:
+            render.stderr().print(f"{len(data.missing)} annotated videos are not in the index; "
+                                  f"training on {len(used)} queries of {len(videos)} videos")
+        history = _train_with_progress(lambda cb: train_loop(model, data, tcfg, out, resume=resume, on_epoch=cb,
+                                                             extra=extra), epochs, quiet=json_out)
+    except GroundZeroError as e:
+        raise _fail(e)
+    if json_out:
+        render.print_json(history)
+    else:
+        last = history[-1] if history else {}
+        render.stdout().print(f"trained {len(history)} epochs on {len(used)} queries; final loss "
+                              f"{last.get('loss_total', float('nan')):.4f} -> {out}")
+
+
+def _train_with_progress(run, epochs: int, quiet: bool):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("[bold]training"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
+                  TimeElapsedColumn(), console=render.stderr(), disable=quiet) as bar:
+        task = bar.add_task("train", total=epochs, info="")
+
+        def on_epoch(epoch: int, record: dict) -> None:
+            info = "  ".join(f"{k.removeprefix('loss_')} {v:.3f}" for k, v in record.items()
+                             if k in ("loss_total", "loss_span", "loss_label", "loss_contrastive", "loss_confidence"))
+            bar.update(task, completed=epoch, info=info)
+
+        return run(on_epoch)
 
 
 @app.command("eval")

@@ -112,7 +112,7 @@ def collate(items: list[dict]) -> dict:
     tmask = torch.zeros(B, L, dtype=torch.bool)
     for i, it in enumerate(items):
         n, m = len(it["video"]), len(it["text"])
-        video[i, :n] = torch.from_numpy(np.asarray(it["video"], np.float32))
+        video[i, :n] = torch.as_tensor(np.array(it["video"], np.float32))
         vmask[i, :n] = True
         text[i, :m] = torch.from_numpy(np.asarray(it["text"], np.float32))
         tmask[i, :m] = torch.from_numpy(np.asarray(it["text_mask"], bool))

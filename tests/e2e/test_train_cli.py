@@ -1,0 +1,43 @@
+"""`groundzero train` end to end: index embeddings + annotation file -> safetensors checkpoint."""
+
+import json
+
+from typer.testing import CliRunner
+
+from cli.main import app
+from core.model.backbone import Backbone
+from core.model.checkpoint import load_model
+from tests.planted import plant_index
+
+
+def test_train_cli_writes_a_loadable_checkpoint(tmp_path, tiny_model_dir):
+    q = Backbone(str(tiny_model_dir), device="cpu").embed_texts(["a red circle moving left"])[0]
+    index = tmp_path / "index"
+    plant_index(index, tiny_model_dir, q, durations=[120, 200, 90], target_video=1, target_start=60, target_end=75)
+    ann = tmp_path / "train.jsonl"
+    rows = [
+        {"qid": 1, "query": "a red circle moving left", "vid": "video_01", "duration": 200,
+         "relevant_windows": [[60, 75]]},
+        {"qid": 2, "query": "a blue square", "vid": "video_00", "duration": 120, "relevant_windows": [[10, 20]]},
+        {"qid": 3, "query": "a ball", "vid": "not_indexed", "duration": 100, "relevant_windows": [[1, 2]]},
+    ]
+    ann.write_text("\n".join(json.dumps(r) for r in rows))
+    out = tmp_path / "head"
+    r = CliRunner().invoke(app, ["train", "--index", str(index), "--annotations", str(ann), "--out", str(out),
+                                 "--epochs", "2", "--batch-size", "2", "--tiny", "--device", "cpu", "--json"])
+    assert r.exit_code == 0, r.output
+    history = json.loads(r.stdout)
+    assert len(history) == 2 and all(h["loss_total"] > 0 for h in history)
+    model, meta = load_model(out)
+    assert meta["n_queries"] == 2 and meta["backbone"]["embed_dim"] == 32
+    assert (out / "model.safetensors").is_file() and not list(out.glob("*.pt"))
+
+
+def test_train_cli_with_no_matching_videos_is_one_line(tmp_path, tiny_model_dir):
+    q = Backbone(str(tiny_model_dir), device="cpu").embed_texts(["x"])[0]
+    index = tmp_path / "index"
+    plant_index(index, tiny_model_dir, q, durations=[60], target_video=0, target_start=1, target_end=5)
+    ann = tmp_path / "a.jsonl"
+    ann.write_text(json.dumps({"qid": 1, "query": "x", "vid": "zzz", "duration": 10, "relevant_windows": [[1, 2]]}))
+    r = CliRunner().invoke(app, ["train", "--index", str(index), "--annotations", str(ann), "--out", str(tmp_path / "o")])
+    assert r.exit_code == 2 and "none of the 1 videos" in r.stderr and r.stderr.count("\n") == 1

@@ -55,6 +55,8 @@ def index(
     exclude: list[str] = typer.Option([], help="Glob of files to leave out (repeatable), e.g. '*.json'."),
     retry_failed: bool = typer.Option(False, help="Retry unchanged files that failed before."),
     dry_run: bool = typer.Option(False, help="Only print what the run would do."),
+    head: Optional[Path] = typer.Option(None, "--head", help="Grounding head whose learned context tokens "
+                                        "this index uses (default: the one recorded by reindex, else zero-shot)."),
     json_out: bool = typer.Option(False, "--json", help="Print the run report as JSON."),
     verbose: bool = typer.Option(False, "-v", "--verbose"),
 ) -> None:
@@ -66,7 +68,8 @@ def index(
 
     kwargs = dict(archive=str(archive), index_dir=str(index_dir), device=device, fps=fps,
                   proposals=ProposalConfig(window, stride, tokens_per_proposal), embed_batch_size=batch_size,
-                  embed_actors=workers, exclude=tuple(exclude), retry_failed=retry_failed, dry_run=dry_run)
+                  embed_actors=workers, exclude=tuple(exclude), retry_failed=retry_failed, dry_run=dry_run,
+                  head=str(head) if head else None)
     if model:
         kwargs["model"] = model
     try:
@@ -138,6 +141,8 @@ def search(
     top: int = typer.Option(5, "--top", help="Number of moments to return."),
     model: Optional[str] = typer.Option(None, help="Query model; default: the one that built the index."),
     device: str = typer.Option("auto", help="auto | cpu | cuda[:n]."),
+    head: Optional[Path] = typer.Option(None, "--head", help="Trained grounding head (groundzero train); "
+                                        "default: zero-shot grounding."),
     json_out: bool = typer.Option(False, "--json", help="Print results as JSON."),
     verbose: bool = typer.Option(False, "-v", "--verbose"),
 ) -> None:
@@ -151,7 +156,8 @@ def search(
             from core.errors import EmptyQueryError
 
             raise EmptyQueryError("the query is empty; describe the moment in a sentence")
-        searcher = Searcher(index_dir, model=model, device=device, cfg=SearchConfig(top_k=top))
+        searcher = Searcher(index_dir, model=model, device=device, cfg=SearchConfig(top_k=top),
+                            head=str(head) if head else None)
         result = searcher.search(query, top_k=top)
     except GroundZeroError as e:
         raise _fail(e)
@@ -210,6 +216,32 @@ def catalog(
         s = con.execute("SELECT count(*) FILTER (status='indexed'), count(*) FILTER (status='failed'), "
                         "coalesce(sum(duration_sec) FILTER (status='indexed'), 0) FROM videos").fetchone()
         out.print(f"{s[0]} indexed ({s[2] / 3600:.2f} h), {s[1]} failed; model {manifest.model.name}")
+
+
+@app.command()
+def reindex(
+    index_dir: Path = typer.Option(..., "--index", help="Index to update."),
+    head: Optional[Path] = typer.Option(None, "--head", help="Grounding head whose learned context tokens to use."),
+    zero_shot: bool = typer.Option(False, "--zero-shot", help="Go back to zero-shot context tokens."),
+    device: str = typer.Option("cpu", help="cpu | cuda[:n]."),
+    json_out: bool = typer.Option(False, "--json", help="Print the new snapshot's manifest as JSON."),
+) -> None:
+    """Recompute the context tokens of every proposal from stored embeddings (no decoding)."""
+    _setup_logging(False)
+    from core.errors import ConfigError
+    from indexer.reindex import reindex as run_reindex
+
+    try:
+        if (head is None) == (not zero_shot):
+            raise ConfigError("pass exactly one of --head HEAD or --zero-shot")
+        m = run_reindex(index_dir, str(head) if head else None, device)
+    except GroundZeroError as e:
+        raise _fail(e)
+    if json_out:
+        render.print_json(m.to_dict())
+    else:
+        render.stdout().print(f"snapshot {m.version}: {m.n_videos} videos, {m.n_tokens} {m.params.token_kind} "
+                              f"context tokens -> {index_dir}")
 
 
 @app.command()

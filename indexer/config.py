@@ -26,6 +26,7 @@ class IndexConfig:
     retry_failed: bool = False  #: re-try unchanged files that failed in an earlier run
     commit_every: int = 50  #: publish a snapshot after this many finished videos
     dry_run: bool = False  #: only print the plan
+    head: str | None = None  #: grounding head whose learned context tokens the index uses (see reindex)
 
     def validate(self) -> "IndexConfig":
         if not 0 < self.fps <= 30:

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from core.errors import GroundZeroError
 from core.model.backbone import pick_device, read_identity
-from core.proposals import make_windows, zero_shot_tokens
+from core.proposals import make_windows
 from core.store.catalog import RunRecord, read_catalog
 from core.store.layout import IndexLayout
 from core.store.manifest import IndexParams, read_manifest
@@ -36,6 +36,7 @@ from indexer.decode import DecodeConfig
 from indexer.embed import EmbedFrames
 from indexer.rows import AssembledVideo, VideoAssembler, decode_rows
 from indexer.sources import list_local
+from indexer.tokens import ZERO_SHOT, TokenMaker, head_token_kind
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +117,9 @@ def run_index(cfg: IndexConfig, on_progress: Callable[[Progress], None] | None =
     """
     cfg.validate()
     _, identity = read_identity(cfg.model)
-    params = IndexParams(fps=cfg.fps, frame_size=identity.image_size, proposals=cfg.proposals)
+    tokens = _token_maker(cfg)
+    params = IndexParams(fps=cfg.fps, frame_size=identity.image_size, token_kind=tokens.kind,
+                         proposals=replace(cfg.proposals, tokens_per_proposal=tokens.k))
     entries = list_local(cfg.archive, cfg.exclude)
     with IndexWriter.open(cfg.index_dir, identity, params, cfg.faiss_factory) as writer:
         previous = {u: writer.previous(u) for u in writer.uris()}
@@ -137,7 +140,7 @@ def run_index(cfg: IndexConfig, on_progress: Callable[[Progress], None] | None =
         reasons: Counter[str] = Counter()
         try:
             for video, entry in _embed_all(cfg, plan.todo, identity.image_size, progress, on_progress):
-                _store(writer, cfg, run_id, video, entry, record, reasons, failures)
+                _store(writer, cfg, run_id, video, entry, record, reasons, failures, tokens)
                 progress.indexed, progress.failed = record.n_indexed, record.n_failed
                 progress.last = entry.rel_path
                 if writer.dirty and (record.n_indexed + record.n_failed) % cfg.commit_every == 0:
@@ -162,14 +165,26 @@ def run_index(cfg: IndexConfig, on_progress: Callable[[Progress], None] | None =
     return RunReport(record=record, plan=plan, failures=failures)
 
 
+def _token_maker(cfg: IndexConfig) -> TokenMaker:
+    """Zero-shot tokens, unless a head is given or the index already uses one (then the same head)."""
+    head = cfg.head
+    if head is None:
+        m = read_manifest(IndexLayout(Path(cfg.index_dir).expanduser()))
+        if m is not None and m.params.token_kind != ZERO_SHOT:
+            head = m.extra.get("head")
+    if head is None:
+        return TokenMaker(ZERO_SHOT, cfg.proposals.tokens_per_proposal)
+    return TokenMaker(head_token_kind(head), cfg.proposals.tokens_per_proposal, head, "cpu")
+
+
 def _store(writer: IndexWriter, cfg: IndexConfig, run_id: str, video: AssembledVideo, entry: VideoEntry,
-           record: RunRecord, reasons: Counter, failures: list[dict]) -> None:
+           record: RunRecord, reasons: Counter, failures: list[dict], make_tokens: TokenMaker) -> None:
     m = video.meta
     entry = replace(entry, content_hash=m.get("content_hash", ""), duration_sec=float(m.get("duration_sec", 0.0)),
                     width=int(m.get("width", 0)), height=int(m.get("height", 0)))
     if video.ok:
         windows = make_windows(len(video.timestamps_sec), cfg.fps, cfg.proposals)
-        tokens = zero_shot_tokens(video.embeddings, windows, cfg.proposals.tokens_per_proposal)
+        tokens = make_tokens(video.embeddings, windows)
         writer.put_indexed(entry, run_id, video.timestamps_sec, video.embeddings, windows, tokens)
         record.n_indexed += 1
         record.video_seconds_indexed += len(video.timestamps_sec) / cfg.fps

@@ -15,6 +15,7 @@ class SearchConfig:
     smooth_frames: int = 3  #: moving-average width of the similarity curve (odd; 1 = none)
     spans_per_region: int = 3  #: candidate spans extracted per contiguous shortlisted region
     nms_iou: float = 0.5  #: temporal NMS threshold within a video (RGNet / CONE: 0.5)
+    rerank_windows: int = 5  #: with a head: proposals per video kept after re-ranking (RGNet Ego4D: 5)
 
     def validate(self) -> "SearchConfig":
         if not 1 <= self.top_k <= 1000:

@@ -44,10 +44,12 @@ class Searcher:
         device: "auto" | "cpu" | "cuda[:n]".
         cfg: search parameters.
         cache_videos: how many videos' frame embeddings to keep in memory between queries.
+        head: a trained grounding head (``groundzero train``); the index must hold that head's
+            context tokens (``groundzero reindex --head``). Without it: zero-shot grounding.
     """
 
     def __init__(self, index_dir: str | Path, model: str | None = None, device: str = "auto",
-                 cfg: SearchConfig | None = None, cache_videos: int = 64):
+                 cfg: SearchConfig | None = None, cache_videos: int = 64, head: str | None = None):
         self.cfg = (cfg or SearchConfig()).validate()
         self.layout, self.manifest = require_manifest(index_dir)
         model = model or self.manifest.model.name
@@ -58,8 +60,26 @@ class Searcher:
             if self.manifest.faiss_file else ContextIndex.create(identity.embed_dim)
         self.videos = {int(r["video_seq"]): r for r in read_catalog(self.layout, self.manifest)
                        if r["status"] == "indexed"}
+        self.head = self._load_head(head, identity) if head else None
         self._cache: OrderedDict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = OrderedDict()
         self._cache_size = cache_videos
+
+    def _load_head(self, head: str, identity):
+        from core.errors import IndexMismatchError
+        from core.model.checkpoint import load_model, read_config
+        from indexer.tokens import head_token_kind
+
+        meta = read_config(head)
+        if meta.get("backbone", {}).get("fingerprint") != identity.fingerprint:
+            raise IndexMismatchError(f"head {head} was trained on another backbone's embeddings "
+                                     f"({meta.get('backbone', {}).get('name')!r}); train a head on this index")
+        kind = head_token_kind(head)
+        if self.manifest.params.token_kind != kind:
+            raise IndexMismatchError(
+                f"index {self.layout.root} holds {self.manifest.params.token_kind} context tokens, not this "
+                f"head's ({kind}); run `groundzero reindex --index {self.layout.root} --head {head}` first")
+        model, _ = load_model(head, self.backbone.device)
+        return model
 
     def _video(self, seq: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(timestamps (T,), frame embeddings (T, D), proposal frame ranges (P, 2)) of a video."""
@@ -90,12 +110,31 @@ class Searcher:
         timings["text"], t = _ms(t), time.perf_counter()
         sl = shortlist(self.vectors, q, self.cfg.shortlist_tokens, self.cfg.shortlist_proposals)
         timings["shortlist"], t = _ms(t), time.perf_counter()
-        candidates = self._ground(q, sl.video_seq, sl.proposal_idx)
+        if self.head is None:
+            candidates = self._ground(q, sl.video_seq, sl.proposal_idx)
+        else:
+            candidates = self._rerank(query, sl.video_seq, sl.proposal_idx)
         timings["ground"], t = _ms(t), time.perf_counter()
         hits = merge_hits(candidates, top_k, self.cfg.nms_iou)
         timings["merge"] = _ms(t)
-        found = any(h.found_prob >= 0.5 for h in hits)
+        found = any(h.found_prob >= 0.5 for h in candidates)
         return SearchResult(query=query, hits=hits, found=found, timings_ms=timings)
+
+    def _rerank(self, query: str, video_seq: np.ndarray, proposal_idx: np.ndarray) -> list[Hit]:
+        from search.rerank import rerank_and_ground
+
+        states, masks = self.backbone.encode_text_tokens([query])
+        words = states[0][masks[0]]
+        by_video: dict[int, list[int]] = defaultdict(list)
+        for s, p in zip(video_seq.tolist(), proposal_idx.tolist()):
+            if s in self.videos:
+                by_video[s].append(p)
+        videos = []
+        for seq, props in by_video.items():
+            ts, emb, ranges = self._video(seq)
+            videos.append((self.videos[seq], emb, ranges[sorted(props)]))
+        return rerank_and_ground(self.head, words, np.ones(len(words), bool), self.manifest.params.fps, videos,
+                                 top_windows=self.cfg.rerank_windows, nms_iou=self.cfg.nms_iou)
 
     def _ground(self, q: np.ndarray, video_seq: np.ndarray, proposal_idx: np.ndarray) -> list[Hit]:
         by_video: dict[int, list[int]] = defaultdict(list)

@@ -70,8 +70,8 @@ def read_frames(path: Path) -> tuple[np.ndarray, np.ndarray]:
     t = pq.read_table(path, columns=["frame_idx", "timestamp_sec", "embedding"])
     emb = t.column("embedding").combine_chunks()
     d = emb.type.list_size
-    e = emb.values.to_numpy(zero_copy_only=False).reshape(-1, d)
-    return t.column("timestamp_sec").to_numpy(), e
+    e = np.array(emb.values.to_numpy(zero_copy_only=False), np.float32).reshape(-1, d)  # writable copy
+    return np.array(t.column("timestamp_sec").to_numpy(), np.float64), e
 
 
 def read_proposals(path: Path, tokens: bool = True) -> dict[str, np.ndarray]:

@@ -19,7 +19,7 @@ import fcntl
 import hashlib
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -28,6 +28,7 @@ import numpy as np
 from core.errors import IndexLockedError, IndexMismatchError
 from core.model.backbone import ModelIdentity
 from core.store import tables
+from core.proposals import make_windows
 from core.store.catalog import read_catalog, write_catalog
 from core.store.layout import IndexLayout
 from core.store.manifest import IndexParams, Manifest, check_model, read_manifest, write_manifest
@@ -76,12 +77,17 @@ class IndexWriter:
         else:
             self.vectors = ContextIndex.create(identity.embed_dim, faiss_factory)
         self._next_seq = 1 + max((r["video_seq"] for r in self.rows.values()), default=-1)
+        self.extra: dict = dict(self.manifest.extra) if self.manifest else {}
         self._dirty = False
 
     @classmethod
     def open(cls, index_dir: str | Path, identity: ModelIdentity, params: IndexParams,
-             faiss_factory: str = "Flat") -> "IndexWriter":
-        """Take the writer lock and check the index matches the model and parameters."""
+             faiss_factory: str = "Flat", retokenize: bool = False) -> "IndexWriter":
+        """Take the writer lock and check the index matches the model and parameters.
+
+        With ``retokenize`` the context-token kind and count may differ (the caller
+        then rewrites every proposal with :meth:`retokenize`); nothing else may.
+        """
         layout = IndexLayout(Path(index_dir).expanduser())
         layout.root.mkdir(parents=True, exist_ok=True)
         layout.make_dirs()
@@ -103,7 +109,10 @@ class IndexWriter:
             m = read_manifest(layout)
             if m is not None:
                 check_model(m, identity, layout.root)
-                if m.params != params:
+                same = (replace(m.params, token_kind="", proposals=replace(m.params.proposals, tokens_per_proposal=0))
+                        == replace(params, token_kind="", proposals=replace(params.proposals, tokens_per_proposal=0))
+                        if retokenize else m.params == params)
+                if not same:
                     raise IndexMismatchError(
                         f"index {layout.root} was built with {m.params.to_dict()}, this run asks for "
                         f"{params.to_dict()}; use the same settings or a new --index directory"
@@ -191,6 +200,31 @@ class IndexWriter:
             "run_id": run_id, "updated_at": utc_now(),
         }
 
+    def retokenize(self, params: IndexParams, make_tokens, run_id: str) -> int:
+        """Recompute every indexed video's context tokens from its stored frames (no decoding).
+
+        ``make_tokens(frame_emb (T, D), windows (P, 2)) -> (P, K, D)``. The FAISS index is
+        rebuilt; returns the number of videos rewritten. Visible after :meth:`commit`.
+        """
+        self.params = params
+        self.vectors = ContextIndex.create(self.identity.embed_dim, self.faiss_factory)
+        n = 0
+        for uri, row in sorted(self.rows.items(), key=lambda kv: kv[1]["video_seq"]):
+            if row["status"] != "indexed":
+                continue
+            ts, emb = tables.read_frames(self.layout.path(row["frames_file"]))
+            windows = make_windows(len(ts), params.fps, params.proposals)
+            tokens = make_tokens(emb, windows)
+            props_file = f"videos/{row['video_id']}-{run_id}.proposals.parquet"
+            tables.write_proposals(self.layout.path(props_file), row["video_id"], windows, ts, params.fps, tokens)
+            self.vectors.add(encode_ids(int(row["video_seq"]), len(windows), tokens.shape[1]),
+                             tokens.reshape(-1, tokens.shape[-1]))
+            self.rows[uri] = {**row, "proposals_file": props_file, "n_proposals": len(windows),
+                              "run_id": run_id, "updated_at": utc_now()}
+            n += 1
+        self._dirty = True
+        return n
+
     # -- commit ----------------------------------------------------------------
 
     @property
@@ -210,6 +244,7 @@ class IndexWriter:
             params=self.params, catalog_file=cat_file, faiss_file=faiss_file,
             faiss_factory=self.faiss_factory,
             n_videos=sum(r["status"] == "indexed" for r in rows), n_tokens=self.vectors.ntotal,
+            extra=self.extra,
         )
         write_manifest(self.layout, m)
         self.manifest = m

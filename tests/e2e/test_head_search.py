@@ -1,0 +1,66 @@
+"""The trained path: train a head, reindex its context tokens, search with --head."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from cli.main import app
+from core.model.backbone import Backbone
+from tests.planted import plant_index
+
+QUERY = "a red circle moving left"
+
+
+@pytest.fixture(scope="module")
+def index_and_head(tmp_path_factory, tiny_model_dir):
+    tmp = tmp_path_factory.mktemp("head")
+    q = Backbone(str(tiny_model_dir), device="cpu").embed_texts([QUERY])[0]
+    index = tmp / "index"
+    plant_index(index, tiny_model_dir, q, durations=[120, 200, 90], target_video=1, target_start=60, target_end=75)
+    ann = tmp / "train.jsonl"
+    ann.write_text("\n".join(json.dumps(r) for r in [
+        {"qid": 1, "query": QUERY, "vid": "video_01", "duration": 200, "relevant_windows": [[60, 75]]},
+        {"qid": 2, "query": "a blue square", "vid": "video_00", "duration": 120, "relevant_windows": [[10, 20]]},
+    ]))
+    head = tmp / "head"
+    r = CliRunner().invoke(app, ["train", "--index", str(index), "--annotations", str(ann), "--out", str(head),
+                                 "--epochs", "2", "--batch-size", "2", "--tiny", "--device", "cpu", "--json"])
+    assert r.exit_code == 0, r.output
+    return index, head
+
+
+def test_search_with_head_needs_reindex_then_works(index_and_head):
+    index, head = index_and_head
+    runner = CliRunner()
+    r = runner.invoke(app, ["search", QUERY, "--index", str(index), "--head", str(head)])
+    assert r.exit_code == 1 and "groundzero reindex" in r.stderr and r.stderr.count("\n") == 1
+    r = runner.invoke(app, ["reindex", "--index", str(index), "--head", str(head), "--json"])
+    assert r.exit_code == 0, r.output
+    m = json.loads(r.stdout)
+    assert m["params"]["token_kind"].startswith("head:") and m["n_tokens"] > 0
+    r = runner.invoke(app, ["search", QUERY, "--index", str(index), "--head", str(head), "--json", "--top", "3"])
+    assert r.exit_code == 0, r.output
+    res = json.loads(r.stdout)
+    durations = {"video_00.mp4": 120, "video_01.mp4": 200, "video_02.mp4": 90}
+    assert 1 <= len(res["hits"]) <= 3
+    for h in res["hits"]:
+        assert 0 <= h["start_sec"] < h["end_sec"] <= durations[h["rel_path"]]
+        assert 0.0 <= h["found_prob"] <= 1.0
+    # zero-shot search on a head-tokenised index still runs (its shortlist uses the learned tokens)
+    r = runner.invoke(app, ["search", QUERY, "--index", str(index), "--json"])
+    assert r.exit_code == 0
+    # and back to zero-shot tokens
+    r = runner.invoke(app, ["reindex", "--index", str(index), "--zero-shot", "--json"])
+    assert r.exit_code == 0 and json.loads(r.stdout)["params"]["token_kind"] == "zero-shot-mean"
+
+
+def test_head_of_another_backbone_is_refused(index_and_head, tmp_path):
+    from core.model.tiny import TinySiglipConfig, build_tiny_siglip
+
+    index, head = index_and_head
+    other = build_tiny_siglip(tmp_path / "other", TinySiglipConfig(seed=5))
+    q = Backbone(str(other), device="cpu").embed_texts([QUERY])[0]
+    plant_index(tmp_path / "idx2", other, q, durations=[60], target_video=0, target_start=5, target_end=10)
+    r = CliRunner().invoke(app, ["reindex", "--index", str(tmp_path / "idx2"), "--head", str(head)])
+    assert r.exit_code == 1 and "trained on embeddings of model" in r.stderr

@@ -334,33 +334,54 @@ def _train_with_progress(run, epochs: int, quiet: bool):
 
 @app.command("eval")
 def eval_(
-    predictions: Path = typer.Argument(..., help="Predictions in the QVHighlights submission format (jsonl: "
-                                       "qid, query, vid, pred_relevant_windows [[start, end, score], ...])."),
-    gt: Path = typer.Option(..., "--gt", help="Ground truth in the QVHighlights jsonl format."),
+    predictions: Optional[Path] = typer.Argument(None, help="Predictions in the QVHighlights submission format "
+                                                 "(jsonl: qid, query, vid, pred_relevant_windows [[s, e, score]...]); "
+                                                 "or leave out and pass --index to evaluate search itself."),
+    gt: Path = typer.Option(..., "--gt", "--annotations", help="Ground truth: QVHighlights jsonl, Charades-STA, "
+                            "Ego4D-NLQ or MAD."),
+    index_dir: Optional[Path] = typer.Option(None, "--index", help="Evaluate search on this index."),
+    head: Optional[Path] = typer.Option(None, "--head", help="With --index: the trained head (else zero-shot)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="With --index: write within-video predictions "
+                                       "in the QVHighlights submission format."),
+    device: str = typer.Option("auto", help="auto | cpu | cuda[:n]."),
     json_out: bool = typer.Option(False, "--json", help="Print the metrics as JSON."),
 ) -> None:
-    """Moment-retrieval metrics exactly as the official QVHighlights evaluation computes them."""
+    """Moment-retrieval metrics, exactly as the official QVHighlights evaluation computes them."""
     _setup_logging(False)
-    from core.model.metrics import qvhighlights_metrics, read_submission
+    from core.errors import ConfigError
+    from core.model.metrics import qvhighlights_metrics, read_submission, write_submission
 
     try:
-        if not predictions.is_file():
-            from core.errors import ConfigError
+        queries = _read_gt(gt)
+        if index_dir is not None:
+            from search.evaluate import evaluate
+            from search.searcher import Searcher
 
-            raise ConfigError(f"predictions file {predictions} does not exist")
-        preds = read_submission(predictions)
-        gts = [{"qid": q.qid, "relevant_windows": [list(w) for w in q.windows]}
-               for q in _read_gt(gt) if q.windows]
-        metrics = qvhighlights_metrics([p for p in preds if str(p["qid"]) in {str(g["qid"]) for g in gts}], gts)
+            ev = evaluate(Searcher(index_dir, device=device, head=str(head) if head else None), queries)
+            if ev.n_queries == 0:
+                raise ConfigError(f"none of the videos named in {gt} is in {index_dir}")
+            metrics, title = ev.metrics, f"{index_dir} vs {gt.name} ({ev.n_queries} queries)"
+            if out is not None:
+                write_submission(out, ev.predictions)
+        elif predictions is not None:
+            if not predictions.is_file():
+                raise ConfigError(f"predictions file {predictions} does not exist")
+            preds = read_submission(predictions)
+            gts = [{"qid": q.qid, "relevant_windows": [list(w) for w in q.windows]} for q in queries if q.windows]
+            qids = {str(g["qid"]) for g in gts}
+            metrics = qvhighlights_metrics([p for p in preds if str(p["qid"]) in qids], gts)
+            title = f"{predictions.name} vs {gt.name} ({len(gts)} queries)"
+        else:
+            raise ConfigError("pass a predictions file, or --index to evaluate search on an index")
     except GroundZeroError as e:
         raise _fail(e)
     if json_out:
         render.print_json(metrics)
         return
-    keys = ["MR-full-R1@0.5", "MR-full-R1@0.7", "MR-full-mAP", "MR-full-mAP@0.5", "MR-full-mAP@0.75",
-            "MR-long-mAP", "MR-middle-mAP", "MR-short-mAP"]
-    render.stdout().print(render.rows_table(f"{predictions.name} vs {gt.name} ({len(gts)} queries)",
-                                            ["metric", "value"], [(k, f"{metrics[k]:.2f}") for k in keys]))
+    keys = [k for k in metrics if not k.startswith("MR-") or k in (
+        "MR-full-R1@0.5", "MR-full-R1@0.7", "MR-full-mAP", "MR-full-mAP@0.5", "MR-full-mAP@0.75",
+        "MR-long-mAP", "MR-middle-mAP", "MR-short-mAP")]
+    render.stdout().print(render.rows_table(title, ["metric", "value"], [(k, f"{metrics[k]:.4g}") for k in keys]))
 
 
 def _read_gt(path: Path):

@@ -1,0 +1,46 @@
+"""LoRA adapters on the last blocks of the SigLIP vision tower (card stage 01).
+
+The card fine-tunes SigLIP 2 So400m with LoRA on the query and value projections of
+the last 4 vision transformer blocks (r = 4: 73,728 trainable parameters on So400m).
+``target_modules=["q_proj", "v_proj"]`` alone would also hit the text tower, whose
+modules have the same names, so the target is a regex limited to the vision
+encoder's last ``n_blocks`` layers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import nn
+
+
+@dataclass(frozen=True)
+class LoraConfig:
+    r: int = 4
+    alpha: int = 8
+    dropout: float = 0.0
+    n_blocks: int = 4  #: adapt the last n vision blocks
+    modules: tuple[str, ...] = ("q_proj", "v_proj")
+
+
+def vision_target_regex(n_layers: int, cfg: LoraConfig) -> str:
+    """Regex over module names matching ``modules`` in the vision encoder's last blocks."""
+    first = max(0, n_layers - cfg.n_blocks)
+    layers = "|".join(str(i) for i in range(first, n_layers))
+    mods = "|".join(cfg.modules)
+    return rf"vision_model\.encoder\.layers\.({layers})\.self_attn\.({mods})"
+
+
+def add_vision_lora(siglip: nn.Module, cfg: LoraConfig = LoraConfig()) -> nn.Module:
+    """Wrap a transformers ``SiglipModel`` with LoRA on its last vision blocks (peft).
+
+    Everything else stays frozen; returns the peft model (``print_trainable_parameters``
+    and ``save_pretrained`` work as usual, the adapter saved as safetensors).
+    """
+    from peft import LoraConfig as PeftLoraConfig
+    from peft import get_peft_model
+
+    n_layers = siglip.config.vision_config.num_hidden_layers
+    peft_cfg = PeftLoraConfig(r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout,
+                              target_modules=vision_target_regex(n_layers, cfg))
+    return get_peft_model(siglip, peft_cfg)

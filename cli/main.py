@@ -259,10 +259,17 @@ def train(
     device: str = typer.Option("auto", help="auto | cpu | cuda[:n]."),
     seed: int = typer.Option(2020, help="Random seed."),
     resume: bool = typer.Option(False, help="Continue the run saved in --out."),
+    lora: bool = typer.Option(False, "--lora", help="Also fine-tune the image tower with LoRA (last 4 blocks); "
+                              "reads frames from --archive instead of cached embeddings."),
+    archive: Optional[Path] = typer.Option(None, "--archive", help="With --lora: the folder of the videos."),
     json_out: bool = typer.Option(False, "--json", help="Print the loss history as JSON."),
     verbose: bool = typer.Option(False, "-v", "--verbose"),
 ) -> None:
-    """Train the grounding head (RGNet retriever + span/confidence heads) on an index's embeddings."""
+    """Train the grounding head (RGNet retriever + span/confidence heads) on an index's embeddings.
+
+    With --lora the image tower is fine-tuned too and saved, merged, to OUT/backbone: a new
+    model, so index the archive again with --model OUT/backbone before searching with the head.
+    """
     _setup_logging(verbose)
     from core.model.annotations import read_annotations
     from core.model.backbone import Backbone, pick_device
@@ -291,6 +298,9 @@ def train(
             for q, s, m, p in zip(chunk, states, masks, pooled):
                 text[q.qid] = TextFeatures(s[m], np.ones(int(m.sum()), bool), p)
         params = manifest.params
+        encoder = None
+        if lora:
+            encoder, videos = _lora_frames(backbone, archive, set(videos), params.fps)
         data = GroundingDataset(used, videos, text, params.fps, params.proposals, seed=seed)
         D, Dt = backbone.embed_dim, next(iter(text.values())).tokens.shape[1]
         cfg = GroundingModelConfig.tiny(D, Dt) if tiny else GroundingModelConfig(encoder=RGEncoderConfig(D, Dt))
@@ -306,7 +316,17 @@ def train(
             render.stderr().print(f"{len(data.missing)} annotated videos are not in the index; "
                                   f"training on {len(used)} queries of {len(videos)} videos")
         history = _train_with_progress(lambda cb: train_loop(model, data, tcfg, out, resume=resume, on_epoch=cb,
-                                                             extra=extra), epochs, quiet=json_out)
+                                                             extra=extra, image_encoder=encoder), epochs, quiet=json_out)
+        if encoder is not None:
+            from core.model.backbone import read_identity
+            from core.model.checkpoint import save_model
+
+            encoder.save_merged(out / "backbone")
+            extra["backbone"] = read_identity(str(out / "backbone"))[1].to_dict()
+            extra["lora"] = True
+            save_model(out, model, extra={**extra, "train": {"epochs": epochs, "lr": lr, "seed": seed}})
+            render.stderr().print(f"fine-tuned backbone saved to {out / 'backbone'}: index the archive with "
+                                  f"--model {out / 'backbone'} before searching with this head")
     except GroundZeroError as e:
         raise _fail(e)
     if json_out:
@@ -315,6 +335,25 @@ def train(
         last = history[-1] if history else {}
         render.stdout().print(f"trained {len(history)} epochs on {len(used)} queries; final loss "
                               f"{last.get('loss_total', float('nan')):.4f} -> {out}")
+
+
+def _lora_frames(backbone, archive: Optional[Path], vids: set[str], fps: float):
+    """Decode the annotated videos' frames (LoRA mode trains on pixels, not cached embeddings)."""
+    from core.errors import ConfigError
+    from core.model.lora import LoraImageEncoder
+    from indexer.decode import DecodeConfig, iter_frames
+    from indexer.sources import list_local
+
+    if archive is None:
+        raise ConfigError("--lora reads video frames: pass --archive with the folder of the indexed videos")
+    files = {Path(e.rel_path).stem: e.uri for e in list_local(archive)}
+    frames = {}
+    for vid in sorted(vids):
+        if vid not in files:
+            raise ConfigError(f"--lora: video {vid} is in the index but not under {archive}")
+        chunks = list(iter_frames(files[vid], DecodeConfig(fps=fps, size=backbone.image_size)))
+        frames[vid] = np.concatenate([c.frames for c in chunks])  # (T, S, S, 3) uint8
+    return LoraImageEncoder(backbone), frames
 
 
 def _train_with_progress(run, epochs: int, quiet: bool):

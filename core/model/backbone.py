@@ -227,11 +227,22 @@ class Backbone:
             )
         if len(frames) == 0:
             return np.zeros((0, self.embed_dim), np.float32)
-        x = torch.from_numpy(np.ascontiguousarray(frames)).to(self.device)
-        x = x.permute(0, 3, 1, 2).float().div_(255.0)  # (N, 3, S, S) in [0, 1]
+        feats = self.image_features(torch.from_numpy(np.ascontiguousarray(frames)))
+        return feats.float().cpu().numpy().astype(np.float32)
+
+    def image_features(self, frames: torch.Tensor, model: torch.nn.Module | None = None) -> torch.Tensor:
+        """Differentiable twin of :meth:`embed_images` (LoRA fine-tuning uses it).
+
+        Args:
+            frames: uint8 (N, S, S, 3) RGB tensor.
+            model: the SigLIP model to run (default: this backbone's; a peft-wrapped one for LoRA).
+        Returns:
+            (N, D) L2-normalised features, float32, on this backbone's device.
+        """
+        x = frames.to(self.device).permute(0, 3, 1, 2).float().div(255.0)  # (N, 3, S, S) in [0, 1]
         x = ((x - self._mean) / self._std).to(self.dtype)
-        feats = _pooled(self.model.get_image_features(pixel_values=x))  # (N, D)
-        return _l2norm(feats)
+        feats = _pooled((model or self.model).get_image_features(pixel_values=x))  # (N, D)
+        return torch.nn.functional.normalize(feats.float(), dim=-1)
 
     def _tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
         # SigLIP was trained on lower-cased text padded to max length; its text

@@ -44,3 +44,34 @@ def add_vision_lora(siglip: nn.Module, cfg: LoraConfig = LoraConfig()) -> nn.Mod
     peft_cfg = PeftLoraConfig(r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout,
                               target_modules=vision_target_regex(n_layers, cfg))
     return get_peft_model(siglip, peft_cfg)
+
+
+class LoraImageEncoder(nn.Module):
+    """The backbone's image tower with LoRA adapters, as a trainable module.
+
+    ``forward(frames uint8 (N, S, S, 3)) -> (N, D)`` L2-normalised embeddings, with
+    gradients reaching only the adapters. :meth:`save_merged` writes a complete
+    SigLIP checkpoint folder with the adapters merged in: a *new* backbone (new
+    weights hash), so the archive must be indexed again with it.
+    """
+
+    def __init__(self, backbone, cfg: LoraConfig = LoraConfig()) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.peft_model = add_vision_lora(backbone.model, cfg)
+        self.peft_model.train()
+
+    def forward(self, frames):
+        return self.backbone.image_features(frames, model=self.peft_model)
+
+    def save_merged(self, out_dir) -> None:
+        import shutil
+        from pathlib import Path
+
+        out = Path(out_dir)
+        merged = self.peft_model.merge_and_unload()
+        merged.save_pretrained(out)
+        self.backbone.tokenizer.save_pretrained(out)
+        pre = Path(self.backbone.model_dir) / "preprocessor_config.json"
+        if pre.is_file():
+            shutil.copy(pre, out / "preprocessor_config.json")

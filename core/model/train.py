@@ -59,18 +59,26 @@ def seed_everything(seed: int) -> None:
 
 def train(model: GroundingModel, data: GroundingDataset, cfg: TrainConfig, out_dir: str | Path,
           resume: bool = False, on_epoch: Callable[[int, dict], None] | None = None,
-          extra: dict | None = None) -> list[dict]:
+          extra: dict | None = None, image_encoder: torch.nn.Module | None = None) -> list[dict]:
     """Train, saving a resumable checkpoint to ``out_dir`` after every epoch.
 
     Returns the per-epoch mean of every loss. With ``resume``, continues from the
     epoch recorded in ``out_dir`` (weights, optimizer and scheduler restored).
+    ``image_encoder`` (LoRA mode): a module mapping uint8 frames (N, S, S, 3) to (N, D)
+    embeddings, trained jointly; the dataset then serves frames instead of embeddings.
+    Resuming a LoRA run is not supported (its adapter is not checkpointed per epoch).
     """
     cfg.validate()
     out = Path(out_dir)
     seed_everything(cfg.seed)
     dev = torch.device(cfg.device)
     criterion = build_criterion(model.cfg.loss)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    params = list(model.parameters())
+    if image_encoder is not None:
+        if resume:
+            raise ConfigError("--resume is not supported with LoRA fine-tuning; start the run again")
+        params += [p for p in image_encoder.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(cfg.lr_drop), gamma=0.1)
     start, history = 0, []
     if resume and (out / "trainer_state.json").is_file():
@@ -90,13 +98,15 @@ def train(model: GroundingModel, data: GroundingDataset, cfg: TrainConfig, out_d
         sums: dict[str, float] = {}
         n = 0
         for batch in loader:
+            if image_encoder is not None:
+                batch = _embed_frames(image_encoder, batch)
             losses = _step_losses(model, criterion, batch, dev, cfg)
             total = criterion.total({k: v for k, v in losses.items() if k != "loss_context_tokens"})
             total = total + cfg.context_token_weight * losses.get("loss_context_tokens", 0.0)
             opt.zero_grad(set_to_none=True)
             total.backward()
             if cfg.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
             opt.step()
             for k, v in losses.items():
                 sums[k] = sums.get(k, 0.0) + float(v.detach())
@@ -113,6 +123,15 @@ def train(model: GroundingModel, data: GroundingDataset, cfg: TrainConfig, out_d
             on_epoch(epoch + 1, record)
     (out / "history.json").write_text(json.dumps(history, indent=2))
     return history
+
+
+def _embed_frames(image_encoder: torch.nn.Module, batch: dict) -> dict:
+    """LoRA mode: replace the batch's uint8 frames (B, T, S, S, 3) by their embeddings (B, T, D)."""
+    frames, mask = batch["video"], batch["video_mask"]
+    feats = image_encoder(frames[mask])  # (N_valid, D), differentiable through the adapters
+    video = feats.new_zeros(mask.shape + feats.shape[-1:])  # (B, T, D)
+    video[mask.to(feats.device)] = feats
+    return {**batch, "video": video}
 
 
 def _step_losses(model: GroundingModel, criterion, batch: dict, dev: torch.device, cfg: TrainConfig) -> dict:

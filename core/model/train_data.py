@@ -41,7 +41,8 @@ def moment_frames(start_sec: float, end_sec: float, fps: float, n_frames: int) -
 class GroundingDataset(torch.utils.data.Dataset):
     """Args:
         queries: annotations; those whose ``vid`` has no frames are dropped (see ``missing``).
-        videos: vid -> float32 (T, D) frame embeddings (L2-normalised, as stored).
+        videos: vid -> float32 (T, D) frame embeddings (L2-normalised, as stored), or, for LoRA
+            fine-tuning, uint8 (T, S, S, 3) decoded frames (items then carry frames).
         text: qid -> :class:`TextFeatures`.
         fps, proposals: how the index sampled frames and cut windows.
         neg_fraction: share of positive queries served as a negative window instead.
@@ -105,14 +106,15 @@ def collate(items: list[dict]) -> dict:
     B = len(items)
     T = max(len(it["video"]) for it in items)
     L = max(len(it["text"]) for it in items)
-    D, Dt = items[0]["video"].shape[1], items[0]["text"].shape[1]
-    video = torch.zeros(B, T, D)
+    Dt = items[0]["text"].shape[1]
+    frames = items[0]["video"].dtype == np.uint8  # LoRA mode: raw frames (T, S, S, 3), not embeddings
+    video = torch.zeros((B, T) + items[0]["video"].shape[1:], dtype=torch.uint8 if frames else torch.float32)
     vmask = torch.zeros(B, T, dtype=torch.bool)
     text = torch.zeros(B, L, Dt)
     tmask = torch.zeros(B, L, dtype=torch.bool)
     for i, it in enumerate(items):
         n, m = len(it["video"]), len(it["text"])
-        video[i, :n] = torch.as_tensor(np.array(it["video"], np.float32))
+        video[i, :n] = torch.as_tensor(np.array(it["video"]))
         vmask[i, :n] = True
         text[i, :m] = torch.from_numpy(np.asarray(it["text"], np.float32))
         tmask[i, :m] = torch.from_numpy(np.asarray(it["text_mask"], bool))

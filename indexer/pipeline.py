@@ -131,6 +131,8 @@ def run_index(cfg: IndexConfig, on_progress: Callable[[Progress], None] | None =
             n_unchanged=len(plan.unchanged), n_removed=len(plan.removed),
         )
         record.save(writer.layout)
+        if tokens.kind != ZERO_SHOT and cfg.head:  # later runs without --head keep using it
+            writer.extra["head"] = str(Path(cfg.head).expanduser().resolve())
         for uri in plan.removed:
             writer.remove(uri)
         progress = Progress(total=len(plan.todo))

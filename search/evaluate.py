@@ -43,7 +43,7 @@ def evaluate(searcher: Searcher, queries: list[MomentQuery], corpus_top_k: int =
     preds, within, gts, prop_rank, prop_gt, corpus, corpus_gt, found, has = [], [], [], [], [], [], [], [], []
     for q in used:
         seq = stems[q.vid]
-        ts, emb, _ = searcher._video(seq)
+        ts, emb, _ = searcher.video_data(seq)
         windows = make_windows(len(ts), fps, props)
         spans, scores, found_prob = _within_video(searcher, q.query, emb, windows, fps)
         preds.append({"qid": q.qid, "query": q.query, "vid": q.vid,

@@ -81,7 +81,7 @@ class Searcher:
         model, _ = load_model(head, self.backbone.device)
         return model
 
-    def _video(self, seq: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def video_data(self, seq: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(timestamps (T,), frame embeddings (T, D), proposal frame ranges (P, 2)) of a video."""
         if seq in self._cache:
             self._cache.move_to_end(seq)
@@ -131,7 +131,7 @@ class Searcher:
                 by_video[s].append(p)
         videos = []
         for seq, props in by_video.items():
-            ts, emb, ranges = self._video(seq)
+            ts, emb, ranges = self.video_data(seq)
             videos.append((self.videos[seq], emb, ranges[sorted(props)]))
         return rerank_and_ground(self.head, words, np.ones(len(words), bool), self.manifest.params.fps, videos,
                                  top_windows=self.cfg.rerank_windows, nms_iou=self.cfg.nms_iou)
@@ -146,7 +146,7 @@ class Searcher:
             if seq not in self.videos:
                 continue
             row = self.videos[seq]
-            ts, emb, ranges = self._video(seq)
+            ts, emb, ranges = self.video_data(seq)
             for a, b in merge_ranges(ranges[props]):
                 for c in ground_region(emb[a:b], q, a, self.cfg.smooth_frames, self.cfg.spans_per_region):
                     end = float(ts[c.last_frame] + 1.0 / fps)

@@ -1,0 +1,288 @@
+"""core.synth: scene model invariants, the renderer's pixels, and a tiny archive end to end
+(real ffmpeg: encode, decode, compare)."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from core.errors import ConfigError
+from core.model.annotations import read_qvhighlights
+from core.synth.archive import (
+    SPLITS,
+    SynthConfig,
+    frames_and_captions,
+    make_archive,
+    timeline_for,
+)
+from core.synth.scenes import (
+    BACKGROUNDS,
+    COLOURS,
+    OBJECT_KINDS,
+    TEXT_RGB,
+    Event,
+    background_event,
+    caption,
+    conflicts,
+    object_event,
+    object_geometry,
+    render_frame,
+    sample_timeline,
+    title_event,
+)
+
+TINY = SynthConfig.tiny(seed=3)  # 2 videos per split, 1 minute, 96x72, 4 fps
+
+
+def decode(path: Path, size: tuple[int, int]) -> np.ndarray:
+    """Every frame of ``path`` as (N, H, W, 3) uint8 RGB, decoded by the ffmpeg CLI."""
+    raw = subprocess.run(
+        ["ffmpeg", "-nostdin", "-v", "error", "-i", str(path),
+         "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
+        check=True, capture_output=True,
+    ).stdout
+    w, h = size
+    return np.frombuffer(raw, np.uint8).reshape(-1, h, w, 3)
+
+
+def held_out_phrases(cfg: SynthConfig) -> list[str]:
+    return [f"{colour} {shape}" for shape, colour in cfg.held_out_pairs]
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory):
+    out = tmp_path_factory.mktemp("synth")
+    return out, make_archive(out, TINY)
+
+
+# ---------------------------------------------------------------- scene model
+
+
+def test_captions_name_every_attribute():
+    assert caption(object_event("circle", "red", "left")) == "a red circle moving left"
+    assert caption(object_event("star", "orange", "still")) == "an orange star standing still"
+    assert caption(object_event("square", "blue", "disappears")) == "a blue square disappears"
+    assert caption(title_event("chain rule")) == "the title 'chain rule' appears on screen"
+    assert caption(background_event("blue")) == "the background turns blue"
+
+
+def test_conflicts_mean_one_caption_could_describe_both():
+    red_left = object_event("circle", "red", "left")
+    assert conflicts(red_left, object_event("circle", "red", "left", 50.0, 60.0))
+    assert not conflicts(red_left, object_event("circle", "red", "right"))
+    assert not conflicts(red_left, object_event("square", "red", "left"))
+    assert conflicts(red_left, object_event("circle", "red", "appears"))  # it pops in, too
+    assert conflicts(title_event("exhibit 12"), title_event("exhibit 12"))
+    assert not conflicts(title_event("exhibit 12"), title_event("exhibit 14"))
+    assert not conflicts(background_event("blue"), object_event("circle", "blue", "still"))
+
+
+def test_event_rejects_unknown_vocabulary():
+    with pytest.raises(ConfigError, match="shape"):
+        object_event("hexagon", "red", "left")
+    with pytest.raises(ConfigError, match="background colour"):
+        background_event("red")
+
+
+@pytest.mark.parametrize("duration", [60.0, 600.0, 3600.0])
+def test_timelines_have_unique_answers_inside_the_video(duration):
+    for seed in range(4):
+        events = sample_timeline(np.random.default_rng(seed), duration)
+        assert any(e.target for e in events)
+        for i, a in enumerate(events):
+            assert 0 <= a.start_sec < a.end_sec <= duration
+            assert 8 <= a.end_sec - a.start_sec <= 30
+            assert not any(conflicts(a, b) for b in events[i + 1 :]), caption(a)
+        objects = [e for e in events if e.kind in OBJECT_KINDS]
+        at_once = max(sum(o.active(t) for o in objects) for t in np.arange(0, duration, 1.0))
+        assert at_once <= 2  # at most a pair shares the screen
+
+
+def test_distractors_share_attributes_with_targets():
+    events = sample_timeline(np.random.default_rng(1), 600.0)
+    targets = [e for e in events if e.target and e.kind in OBJECT_KINDS]
+    others = [e for e in events if not e.target and e.kind in OBJECT_KINDS]
+    assert targets and others
+    for d in others:
+        shared = [
+            sum((d.shape == t.shape, d.colour == t.colour, d.action == t.action)) for t in targets
+        ]
+        assert 1 <= max(shared) <= 2
+
+
+def test_sample_timeline_is_seeded():
+    a = sample_timeline(np.random.default_rng(7), 300.0)
+    b = sample_timeline(np.random.default_rng(7), 300.0)
+    assert a == b
+
+
+# ---------------------------------------------------------------- renderer
+
+
+def test_frame_at_midpoint_shows_each_object_in_its_colour():
+    size = TINY.size
+    events = timeline_for(TINY, "train", 0) + timeline_for(TINY, "test", 1)
+    objects = [e for e in events if e.kind in OBJECT_KINDS]
+    assert objects
+    for e in objects:
+        mid = (e.start_sec + e.end_sec) / 2
+        frame = render_frame([e], mid, size)
+        assert frame.shape == (size[1], size[0], 3) and frame.dtype == np.uint8
+        cx, cy, r = object_geometry(e, mid, size)
+        assert r >= 1.5
+        x, y = int(cx), int(cy)
+        patch = frame[y - 1 : y + 2, x - 1 : x + 2].reshape(-1, 3)
+        assert (patch == COLOURS[str(e.colour)]).all(), caption(e)
+
+
+def test_motion_moves_the_object_the_way_the_caption_says():
+    size = (96, 72)
+    for motion, axis, sign in [("left", 0, -1), ("right", 0, 1), ("up", 1, -1), ("down", 1, 1)]:
+        e = object_event("square", "green", motion, 10.0, 30.0)
+        early, late = object_geometry(e, 12.0, size), object_geometry(e, 28.0, size)
+        assert sign * (late[axis] - early[axis]) > 30, motion
+    grow = object_event("circle", "red", "appears", 10.0, 30.0)
+    assert object_geometry(grow, 12.0, size)[2] < object_geometry(grow, 28.0, size)[2]
+
+
+def test_background_and_title_are_drawn():
+    size = (96, 72)
+    events = [background_event("teal", 0.0, 10.0), title_event("exhibit 12", 0.0, 10.0)]
+    frame = render_frame(events, 5.0, size)
+    assert tuple(frame[0, 0]) == BACKGROUNDS["teal"]
+    white = (frame == TEXT_RGB).all(-1)
+    assert white.sum() > 50 and white[:, : size[0] // 2].any() and white[:, size[0] // 2 :].any()
+    assert tuple(render_frame([], 5.0, size)[0, 0]) != BACKGROUNDS["teal"]
+
+
+# ---------------------------------------------------------------- archive
+
+
+def test_annotations_read_back_with_windows_inside_the_video(archive):
+    out, result = archive
+    for split in SPLITS:
+        queries = read_qvhighlights(out / f"{split}.jsonl")
+        assert len(queries) == len(result[split].queries) > 0
+        stems = {p.stem for p in result[split].videos}
+        assert {q.vid for q in queries} <= stems and len(stems) == TINY.n_videos(split)
+        for q in queries:
+            assert q.duration_sec == 60.0
+            for start, end in q.windows:
+                assert 0 <= start < end <= q.duration_sec
+    all_vids = [p.stem for r in result.values() for p in r.videos]
+    assert len(set(all_vids)) == len(all_vids)  # one index may hold every split
+
+
+def test_held_out_pairs_only_in_test(archive):
+    out, result = archive
+    held = set(TINY.held_out_pairs)
+    for split in ("train", "val"):
+        for events in result[split].timelines.values():
+            assert not any((e.shape, e.colour) in held for e in events)
+        text = (out / f"{split}.jsonl").read_text()
+        assert not any(p in text for p in held_out_phrases(TINY))
+    test_pairs = {(e.shape, e.colour) for evs in result["test"].timelines.values() for e in evs}
+    assert test_pairs & held
+    test_text = (out / "test.jsonl").read_text()
+    assert any(p in test_text for p in held_out_phrases(TINY))
+
+
+def test_not_found_queries_describe_nothing_in_their_video(archive):
+    _, result = archive
+    n_not_found = 0
+    for split in SPLITS:
+        for q in result[split].queries:
+            events = result[split].timelines[q.vid]
+            if q.windows:
+                (match,) = [e for e in events if caption(e) == q.query]
+                assert q.windows == ((match.start_sec, match.end_sec),)
+                continue
+            n_not_found += 1
+            assert q.query not in {caption(e) for e in events}
+            assert not any(conflicts(q.event, e) for e in events)
+    assert n_not_found >= 3
+
+
+def test_same_seed_same_archive(archive, tmp_path):
+    out, _ = archive
+    again = tmp_path / "again"
+    result = make_archive(again, TINY)
+    for split in SPLITS:
+        assert (again / f"{split}.jsonl").read_bytes() == (out / f"{split}.jsonl").read_bytes()
+    first = result["val"].videos[0]
+    a = decode(out / "val" / first.name, TINY.size)[:8]
+    b = decode(first, TINY.size)[:8]
+    assert np.array_equal(a, b)
+    assert timeline_for(SynthConfig.tiny(seed=4), "val", 0) != timeline_for(TINY, "val", 0)
+
+
+def test_decoded_video_has_its_duration_and_shows_the_target(archive):
+    _, result = archive
+    path = result["test"].videos[0]
+    frames = decode(path, TINY.size)
+    assert len(frames) == 60 * TINY.fps
+    probe = subprocess.run(
+        ["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", str(path)],
+        check=True, capture_output=True, text=True,
+    )
+    assert float(probe.stdout) == pytest.approx(60.0, abs=0.3)
+    events = result["test"].timelines[path.stem]
+    for e in (e for e in events if e.kind in OBJECT_KINDS):
+        i = round((e.start_sec + e.end_sec) / 2 * TINY.fps)
+        cx, cy, _ = object_geometry(e, i / TINY.fps, TINY.size)
+        patch = frames[i, int(cy) - 1 : int(cy) + 2, int(cx) - 1 : int(cx) + 2].reshape(-1, 3)
+        assert np.abs(patch.mean(0) - COLOURS[str(e.colour)]).max() < 40, caption(e)
+
+
+def test_config_errors_name_the_field():
+    with pytest.raises(ConfigError, match="size"):
+        SynthConfig(size=(97, 72))
+    with pytest.raises(ConfigError, match="held_out_pairs"):
+        SynthConfig(held_out_pairs=(("hexagon", "red"),))
+    with pytest.raises(ConfigError, match="split"):
+        SynthConfig().n_videos("dev")
+
+
+# ---------------------------------------------------------------- single frames
+
+
+def test_frames_and_captions_are_seeded_and_avoid_held_out_pairs():
+    images, captions = frames_and_captions(TINY, 24, seed=5, image_size=32)
+    assert images.shape == (24, 32, 32, 3) and images.dtype == np.uint8
+    assert len(captions) == 24 and all(isinstance(c, str) and c for c in captions)
+    again, captions_again = frames_and_captions(TINY, 24, seed=5, image_size=32)
+    assert np.array_equal(images, again) and captions == captions_again
+    _, many = frames_and_captions(TINY, 300, seed=6, image_size=32)
+    assert not any(p in c for c in many for p in held_out_phrases(TINY))
+
+
+def test_events_are_frozen():
+    e = Event(0.0, 10.0, "circle", "red", "left")
+    with pytest.raises(AttributeError):
+        e.start_sec = 3.0  # type: ignore[misc]
+
+
+def test_synth_cli_then_index_and_eval(tmp_path, tiny_model_dir, ray_session):
+    """`groundzero synth` -> `groundzero index` -> `groundzero eval --index` runs end to end."""
+    import json as _json
+
+    from typer.testing import CliRunner
+
+    from cli.main import app
+
+    runner = CliRunner()
+    r = runner.invoke(app, ["synth", str(tmp_path / "arc"), "--train-videos", "1", "--val-videos", "1",
+                            "--test-videos", "1", "--minutes", "1", "--json"])
+    assert r.exit_code == 0, r.output
+    splits = {d["split"]: d for d in _json.loads(r.stdout)}
+    assert set(splits) == {"train", "val", "test"}
+    r = runner.invoke(app, ["index", str(tmp_path / "arc" / "val"), "--index", str(tmp_path / "idx"),
+                            "--model", str(tiny_model_dir), "--json"])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["eval", "--index", str(tmp_path / "idx"), "--gt", splits["val"]["annotations"],
+                            "--json", "--device", "cpu"])
+    assert r.exit_code == 0, r.output
+    assert "within-R1@0.5" in _json.loads(r.stdout)

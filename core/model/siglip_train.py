@@ -1,0 +1,390 @@
+"""Train a small SigLIP dual encoder from scratch on (frame, caption) pairs.
+
+Builds the real transformers ``SiglipModel`` from a small config, trains it with
+SigLIP's pairwise sigmoid loss (Zhai et al. 2023), and saves an ordinary
+``save_pretrained`` directory (config.json, model.safetensors, tokenizer files,
+preprocessor_config.json) that :class:`core.model.backbone.Backbone` loads like
+any other checkpoint. Used to ship the demo backbone trained on synthetic frames.
+
+Train/inference parity: images are normalised exactly as ``Backbone.image_features``
+does ((x / 255 - 0.5) / 0.5) and captions are tokenised exactly as
+``Backbone._tokenize`` does (lower-cased, ``padding="max_length"``, only
+``input_ids`` passed, so the text tower sees the same padded sequence and its
+last-position pooler reads the same slot). No augmentation: a horizontal flip
+would contradict "moving left/right" captions, and the synthetic frames need none.
+
+Repeated captions: two frames of one batch with the same caption (after
+tokenisation, so "A red circle" and "a red  circle" are one caption) are a
+positive pair, not a negative one; otherwise the loss would push a frame away
+from its own caption. :func:`sigmoid_loss` takes that mask explicitly.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from core.errors import ConfigError
+from core.model.backbone import _pooled, pick_device
+
+log = logging.getLogger(__name__)
+
+#: SigLIP's image normalisation, written to preprocessor_config.json and read back by Backbone.
+IMAGE_MEAN = (0.5, 0.5, 0.5)
+IMAGE_STD = (0.5, 0.5, 0.5)
+#: Special tokens, in id order: <pad> = 0, <unk> = 1, </s> = 2 (as core/model/tiny.py).
+SPECIAL_TOKENS = ("<pad>", "<unk>", "</s>")
+
+
+@dataclass(frozen=True)
+class SiglipTrainConfig:
+    """Model sizes and optimisation of a from-scratch SigLIP (defaults: ~1.3-1.4 M parameters)."""
+
+    image_size: int = 64  #: input frames are (S, S, 3) with S = image_size
+    patch_size: int = 8
+    hidden_size: int = 128  #: width of both towers and of the joint embedding
+    num_layers: int = 4  #: transformer blocks per tower
+    num_heads: int = 4
+    intermediate_size: int = 256  #: MLP width
+    text_max_len: int = 16  #: tokens per caption, </s> included
+    vocab_size: int = 1024  #: upper bound; the trained word-level vocabulary may be smaller
+    epochs: int = 10
+    batch_size: int = 128
+    lr: float = 1e-3  #: peak AdamW learning rate, after linear warm-up, then cosine to 0
+    weight_decay: float = 0.1  #: on matrices only (not biases, norms, logit scale/bias)
+    warmup_steps: int = 100
+    grad_clip: float = 1.0  #: max global gradient norm; 0 disables clipping
+    val_fraction: float = 0.1  #: held-out share of the images for retrieval accuracy
+    seed: int = 0
+    device: str = "auto"  #: "auto" -> CUDA when available (bf16 autocast), else CPU
+    init_logit_scale: float = math.log(10.0)  #: log t; SigLIP paper init t = 10
+    init_logit_bias: float = -10.0  #: b; SigLIP paper init
+
+    def validate(self) -> SiglipTrainConfig:
+        """Raise :class:`ConfigError` naming the first out-of-range field."""
+        checks = [
+            (self.image_size % self.patch_size == 0, "image_size must be a multiple of patch_size",
+             (self.image_size, self.patch_size)),
+            (self.hidden_size % self.num_heads == 0, "hidden_size must be a multiple of num_heads",
+             (self.hidden_size, self.num_heads)),
+            (min(self.patch_size, self.num_layers, self.num_heads, self.intermediate_size) >= 1,
+             "patch_size, num_layers, num_heads, intermediate_size must be >= 1",
+             (self.patch_size, self.num_layers, self.num_heads, self.intermediate_size)),
+            (self.text_max_len >= 2, "text_max_len must be >= 2 (one word + </s>)", self.text_max_len),
+            (self.vocab_size > len(SPECIAL_TOKENS), "vocab_size must exceed the 3 special tokens",
+             self.vocab_size),
+            (self.epochs >= 1 and self.batch_size >= 2, "epochs must be >= 1 and batch_size >= 2",
+             (self.epochs, self.batch_size)),
+            (self.lr > 0 and self.weight_decay >= 0 and self.warmup_steps >= 0 and self.grad_clip >= 0,
+             "lr must be > 0; weight_decay, warmup_steps, grad_clip >= 0",
+             (self.lr, self.weight_decay, self.warmup_steps, self.grad_clip)),
+            (0.0 <= self.val_fraction < 1.0, "val_fraction must be in [0, 1)", self.val_fraction),
+        ]
+        for ok, what, got in checks:
+            if not ok:
+                raise ConfigError(f"SiglipTrainConfig: {what}, got {got}")
+        return self
+
+
+# ---------------------------------------------------------------- tokenizer
+
+
+def train_tokenizer(texts: list[str], out_dir: str | Path | None, vocab_size: int = 1024,
+                    max_len: int = 16, add_eos: bool = True):
+    """Train a lower-casing word-level tokenizer on ``texts`` and save it to ``out_dir``.
+
+    Word-level rather than BPE: the captions come from a closed synthetic
+    vocabulary, so one token per word wastes no positions of the 16, and a query
+    word is either known exactly or ``<unk>`` — never split into pieces whose
+    embeddings the model never learnt in that combination. It is also what
+    ``core/model/tiny.py`` builds (``add_eos=False`` reproduces its vocabulary), so
+    tiny.py could call this instead of its inline copy.
+
+    Ids: ``<pad>`` 0, ``<unk>`` 1, ``</s>`` 2, then words by decreasing count (ties
+    alphabetical), at most ``vocab_size`` entries in all. With ``add_eos`` every
+    sequence ends in ``</s>`` (kept under truncation), as SigLIP's own tokenizers do.
+
+    Returns:
+        a ``PreTrainedTokenizerFast`` (``AutoTokenizer.from_pretrained(out_dir)`` loads it).
+    """
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    pad, unk, eos = SPECIAL_TOKENS
+    tok = Tokenizer(models.WordLevel(unk_token=unk))
+    tok.normalizer = normalizers.Lowercase()
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.train_from_iterator(list(texts), trainers.WordLevelTrainer(
+        vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS)))
+    if add_eos:
+        eos_id = tok.token_to_id(eos)
+        tok.post_processor = processors.TemplateProcessing(
+            single=f"$A {eos}", pair=f"$A {eos} $B {eos}", special_tokens=[(eos, eos_id)])
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token=pad, unk_token=unk, eos_token=eos,
+                                   model_max_length=max_len)
+    if out_dir is not None:
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        fast.save_pretrained(out_dir)
+    return fast
+
+
+def tokenize(tokenizer, texts: list[str], max_len: int) -> torch.Tensor:
+    """Token ids exactly as ``Backbone._tokenize`` makes them: int64 (N, max_len)."""
+    enc = tokenizer([t.lower() for t in texts], padding="max_length", truncation=True,
+                    max_length=max_len, return_tensors="pt")
+    return enc["input_ids"]
+
+
+def caption_classes(tokenizer, captions: list[str], max_len: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Distinct captions, as the model sees them (equal token ids = equal caption).
+
+    Returns:
+        ids: int64 (C, max_len), one row per distinct caption.
+        cls: int64 (N,), index into ``ids`` of each caption.
+    """
+    strings, str_cls = np.unique(np.asarray(captions, dtype=object).astype(str), return_inverse=True)
+    ids, inv = torch.unique(tokenize(tokenizer, list(strings), max_len), dim=0, return_inverse=True)
+    return ids, inv[torch.from_numpy(str_cls.reshape(-1))]
+
+
+# ---------------------------------------------------------------- model
+
+
+def build_siglip(cfg: SiglipTrainConfig, vocab_size: int, eos_token_id: int = 2):
+    """A freshly initialised ``SiglipModel`` with the paper's logit scale/bias init."""
+    from transformers import SiglipConfig, SiglipModel
+
+    common = {"hidden_size": cfg.hidden_size, "intermediate_size": cfg.intermediate_size,
+              "num_hidden_layers": cfg.num_layers, "num_attention_heads": cfg.num_heads}
+    config = SiglipConfig(
+        text_config=dict(common, vocab_size=vocab_size, max_position_embeddings=cfg.text_max_len,
+                         projection_size=cfg.hidden_size, pad_token_id=0, bos_token_id=None,
+                         eos_token_id=eos_token_id),
+        vision_config=dict(common, image_size=cfg.image_size, patch_size=cfg.patch_size),
+    )
+    torch.manual_seed(cfg.seed)
+    model = SiglipModel(config)
+    with torch.no_grad():
+        model.logit_scale.fill_(cfg.init_logit_scale)
+        model.logit_bias.fill_(cfg.init_logit_bias)
+    return model
+
+
+def preprocessor_config(image_size: int) -> dict:
+    """The ``preprocessor_config.json`` fields tiny.py writes (Backbone reads mean/std)."""
+    return {
+        "image_processor_type": "SiglipImageProcessor",
+        "do_resize": True, "size": {"height": image_size, "width": image_size},
+        "resample": 3, "do_rescale": True, "rescale_factor": 1 / 255,
+        "do_normalize": True, "image_mean": list(IMAGE_MEAN), "image_std": list(IMAGE_STD),
+    }
+
+
+def normalise_frames(frames: torch.Tensor) -> torch.Tensor:
+    """uint8 (N, S, S, 3) -> float32 (N, 3, S, S), the same ops as ``Backbone.image_features``."""
+    mean = torch.tensor(IMAGE_MEAN, dtype=torch.float32, device=frames.device).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGE_STD, dtype=torch.float32, device=frames.device).view(1, 3, 1, 1)
+    x = frames.permute(0, 3, 1, 2).float().div(255.0)  # (N, 3, S, S) in [0, 1]
+    return (x - mean) / std
+
+
+def image_embeddings(model, frames: torch.Tensor) -> torch.Tensor:
+    """uint8 (N, S, S, 3) on the model's device -> pooled image features (N, D), unnormalised."""
+    return _pooled(model.get_image_features(pixel_values=normalise_frames(frames)))
+
+
+def text_embeddings(model, input_ids: torch.Tensor) -> torch.Tensor:
+    """int64 (N, L) -> pooled text features (N, D), unnormalised; no attention mask, as Backbone."""
+    return _pooled(model.get_text_features(input_ids=input_ids))
+
+
+# ---------------------------------------------------------------- loss
+
+
+def sigmoid_loss(img_emb: torch.Tensor, txt_emb: torch.Tensor, logit_scale: torch.Tensor | float,
+                 logit_bias: torch.Tensor | float, positives: torch.Tensor | None = None) -> torch.Tensor:
+    """SigLIP's pairwise sigmoid loss (Zhai et al. 2023, Algorithm 1).
+
+    z_ij = t · <x_i, y_j> + b with t = exp(logit_scale) and x, y L2-normalised here;
+    label l_ij = +1 for a positive pair, -1 otherwise;
+    loss = -(1 / B) · Σ_ij log σ(l_ij · z_ij)  (sum over all B² pairs divided by B).
+
+    Args:
+        img_emb: (B, D) image features (normalised here).
+        txt_emb: (B, D) text features, row i the caption of image i (normalised here).
+        logit_scale: log t, as stored in ``SiglipModel.logit_scale``.
+        logit_bias: b, as ``SiglipModel.logit_bias``.
+        positives: bool (B, B), True where image i and caption j match; default the
+            diagonal. Pass :func:`positive_mask` of the caption classes so that equal
+            captions in one batch count as positives.
+    Returns:
+        scalar float32 loss.
+    """
+    x = F.normalize(img_emb.float(), dim=-1)
+    y = F.normalize(txt_emb.float(), dim=-1)
+    scale = torch.as_tensor(logit_scale, dtype=torch.float32, device=x.device).exp()
+    logits = scale * x @ y.T + torch.as_tensor(logit_bias, dtype=torch.float32, device=x.device)  # (B, B)
+    if positives is None:
+        positives = torch.eye(len(x), dtype=torch.bool, device=x.device)
+    labels = positives.float() * 2 - 1  # (B, B): +1 / -1
+    return -F.logsigmoid(labels * logits).sum() / len(x)
+
+
+def positive_mask(caption_cls: torch.Tensor) -> torch.Tensor:
+    """int64 (B,) caption classes -> bool (B, B), True where the two captions are equal."""
+    return caption_cls[:, None] == caption_cls[None, :]
+
+
+# ---------------------------------------------------------------- training
+
+
+def train_siglip(images: np.ndarray, captions: list[str], out_dir: str | Path,
+                 cfg: SiglipTrainConfig = SiglipTrainConfig(),
+                 on_epoch: Callable[[int, dict], None] | None = None) -> dict:
+    """Train a SigLIP from scratch on (image, caption) pairs and save it to ``out_dir``.
+
+    Args:
+        images: uint8 (N, S, S, 3) RGB, S = ``cfg.image_size``.
+        captions: N strings, caption i describing image i (repeats allowed).
+        out_dir: written with config.json, model.safetensors, tokenizer files,
+            preprocessor_config.json and siglip_train.json (config + history).
+        on_epoch: called after each epoch with (epoch starting at 1, that epoch's record).
+    Returns:
+        history: ``loss`` (per-epoch mean training loss), ``val_accuracy`` (per epoch:
+        share of held-out images whose best-scoring caption among the distinct
+        held-out captions is their own; None without a held-out split), ``epoch_sec``,
+        ``lr`` (at the end of each epoch), ``n_train``, ``n_val``, ``n_val_captions``,
+        ``steps``, ``device``, ``logit_scale`` (t) and ``logit_bias`` at the end.
+    """
+    cfg.validate()
+    _check_data(images, captions, cfg)
+    out = Path(out_dir)
+    dev = pick_device(cfg.device)
+    tokenizer = train_tokenizer(captions, out, cfg.vocab_size, cfg.text_max_len)
+    ids, cls = caption_classes(tokenizer, captions, cfg.text_max_len)  # (C, L), (N,)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    train_idx, val_idx = _split(len(images), cfg.val_fraction, gen)
+    model = build_siglip(cfg, len(tokenizer), tokenizer.eos_token_id).to(dev).train()
+    frames = torch.from_numpy(np.ascontiguousarray(images)).to(dev)  # uint8 (N, S, S, 3)
+    ids, cls = ids.to(dev), cls.to(dev)
+    steps_per_epoch = math.ceil(len(train_idx) / cfg.batch_size)
+    opt, sched = _optimizer(model, cfg, cfg.epochs * steps_per_epoch)
+    history: dict = {"loss": [], "val_accuracy": [], "epoch_sec": [], "lr": []}
+    for epoch in range(1, cfg.epochs + 1):
+        t0 = time.perf_counter()
+        order = train_idx[torch.randperm(len(train_idx), generator=gen)]
+        loss = _train_epoch(model, opt, sched, frames, ids, cls, order, cfg, dev)
+        acc = _val_accuracy(model, frames, ids, cls, val_idx, cfg.batch_size, dev)
+        record = {"epoch": epoch, "loss": loss, "val_accuracy": acc,
+                  "epoch_sec": time.perf_counter() - t0, "lr": sched.get_last_lr()[0]}
+        for key, values in history.items():
+            values.append(record[key])
+        log.info("siglip epoch %d/%d: loss %.4f, held-out acc %s, %.1fs",
+                 epoch, cfg.epochs, loss, acc, record["epoch_sec"])
+        if on_epoch is not None:
+            on_epoch(epoch, record)
+    history.update(n_train=len(train_idx), n_val=len(val_idx),
+                   n_val_captions=int(torch.unique(cls[val_idx.to(dev)]).numel()),
+                   steps=cfg.epochs * steps_per_epoch, device=str(dev),
+                   logit_scale=model.logit_scale.exp().item(), logit_bias=model.logit_bias.item())
+    _save(model.cpu().eval(), out, cfg, history)
+    return history
+
+
+def _check_data(images: np.ndarray, captions: list[str], cfg: SiglipTrainConfig) -> None:
+    s = cfg.image_size
+    if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.ndim != 4 \
+            or images.shape[1:] != (s, s, 3):
+        got = (getattr(images, "dtype", type(images)), getattr(images, "shape", None))
+        raise ConfigError(f"images must be uint8 (N, {s}, {s}, 3) for image_size={s}, got {got}")
+    if len(captions) != len(images):
+        raise ConfigError(f"need one caption per image: {len(images)} images, {len(captions)} captions")
+    if len(images) - _n_val(len(images), cfg.val_fraction) < 2:
+        raise ConfigError(f"need at least 2 training images after the held-out split, got {len(images)} images")
+
+
+def _n_val(n: int, val_fraction: float) -> int:
+    return 0 if val_fraction == 0 else max(1, round(n * val_fraction))
+
+
+def _split(n: int, val_fraction: float, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random (train, held-out) index split: int64 (N - V,), (V,)."""
+    perm = torch.randperm(n, generator=gen)
+    n_val = _n_val(n, val_fraction)
+    return perm[n_val:], perm[:n_val]
+
+
+def _optimizer(model: torch.nn.Module, cfg: SiglipTrainConfig, total_steps: int):
+    """AdamW (decay on matrices only) + linear warm-up then cosine decay to 0, stepped per batch."""
+    decay = [p for p in model.parameters() if p.ndim >= 2]
+    no_decay = [p for p in model.parameters() if p.ndim < 2]  # biases, norms, logit scale/bias
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
+
+    def factor(step: int) -> float:
+        if step < cfg.warmup_steps:
+            return (step + 1) / cfg.warmup_steps
+        progress = (step - cfg.warmup_steps) / max(1, total_steps - cfg.warmup_steps)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    return opt, torch.optim.lr_scheduler.LambdaLR(opt, factor)
+
+
+def _train_epoch(model, opt, sched, frames: torch.Tensor, ids: torch.Tensor, cls: torch.Tensor,
+                 order: torch.Tensor, cfg: SiglipTrainConfig, dev: torch.device) -> float:
+    """One pass over ``order`` (int64 image indices); returns the mean batch loss."""
+    model.train()
+    losses = []
+    for start in range(0, len(order), cfg.batch_size):
+        b = order[start:start + cfg.batch_size].to(dev)  # (B,)
+        if len(b) < 2:  # a 1-pair batch has no negatives
+            continue
+        batch_cls = cls[b]  # (B,)
+        # The text tower runs once per distinct caption in the batch; rows are then
+        # gathered back to (B, D) — the same values as running it on all B captions.
+        uniq, inv = torch.unique(batch_cls, return_inverse=True)
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
+            img = image_embeddings(model, frames[b])  # (B, D)
+            txt = text_embeddings(model, ids[uniq])[inv]  # (B, D)
+        loss = sigmoid_loss(img, txt, model.logit_scale, model.logit_bias, positive_mask(batch_cls))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        sched.step()
+        losses.append(loss.item())
+    return float(np.mean(losses))
+
+
+@torch.inference_mode()
+def _val_accuracy(model, frames: torch.Tensor, ids: torch.Tensor, cls: torch.Tensor,
+                  val_idx: torch.Tensor, batch_size: int, dev: torch.device) -> float | None:
+    """Held-out image -> text top-1 accuracy among the distinct held-out captions."""
+    if len(val_idx) == 0:
+        return None
+    model.eval()
+    val_idx = val_idx.to(dev)
+    uniq, target = torch.unique(cls[val_idx], return_inverse=True)  # (U,), (V,)
+    with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
+        txt = F.normalize(text_embeddings(model, ids[uniq]).float(), dim=-1)  # (U, D)
+        img = torch.cat([image_embeddings(model, frames[val_idx[i:i + batch_size]]).float()
+                         for i in range(0, len(val_idx), batch_size)])  # (V, D)
+    pred = (F.normalize(img, dim=-1) @ txt.T).argmax(dim=1)  # (V,)
+    return float((pred == target).float().mean())
+
+
+def _save(model, out: Path, cfg: SiglipTrainConfig, history: dict) -> None:
+    """Weights + config via save_pretrained, preprocessor config, and the run's record."""
+    model.save_pretrained(out)
+    (out / "preprocessor_config.json").write_text(json.dumps(preprocessor_config(cfg.image_size), indent=2))
+    (out / "siglip_train.json").write_text(json.dumps({"config": asdict(cfg), "history": history}, indent=2))

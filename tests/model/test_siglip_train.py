@@ -1,0 +1,228 @@
+"""Training a small SigLIP from scratch: loss, tokenizer, and an overfit-a-tiny-task run.
+
+The synthetic task: 32x32 frames of a coloured outlined circle or filled square on
+black (4 colours x 2 shapes = 8 captions), random size and position. An outlined
+circle rather than a filled disc because a 2-layer, 32-wide ViT with 8x8 patches
+separates "hollow vs filled" in a few epochs, while a filled disc vs a filled
+square (a few corner pixels apart) needs far more steps than a unit test can spend.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from core.errors import ConfigError
+from core.model.backbone import Backbone, fingerprint_weights
+from core.model.siglip_train import (
+    SiglipTrainConfig,
+    caption_classes,
+    image_embeddings,
+    positive_mask,
+    sigmoid_loss,
+    text_embeddings,
+    tokenize,
+    train_siglip,
+    train_tokenizer,
+)
+
+COLOURS = {"red": (230, 30, 30), "green": (30, 200, 40), "blue": (40, 60, 240), "yellow": (240, 220, 30)}
+SHAPES = ("circle", "square")
+CAPTIONS = [f"a {c} {s}" for c in COLOURS for s in SHAPES]
+TINY = {"image_size": 32, "patch_size": 8, "hidden_size": 32, "num_layers": 2, "num_heads": 2,
+        "intermediate_size": 64, "device": "cpu"}
+
+
+def draw(colour: str, shape: str, rng: np.random.Generator, size: int = 32) -> np.ndarray:
+    """One uint8 (size, size, 3) frame: an outlined circle or a filled square on black."""
+    from PIL import Image, ImageDraw
+
+    im = Image.new("RGB", (size, size))
+    d = ImageDraw.Draw(im)
+    r = int(rng.integers(9, 14))
+    cx, cy = rng.integers(r, size - r, 2)
+    box = (cx - r, cy - r, cx + r, cy + r)
+    if shape == "circle":
+        d.ellipse(box, outline=COLOURS[colour], width=3)
+    else:
+        d.rectangle(box, fill=COLOURS[colour])
+    return np.asarray(im)
+
+
+def shapes_dataset(n: int, seed: int) -> tuple[np.ndarray, list[str]]:
+    """uint8 (n, 32, 32, 3) frames and their captions, the 8 captions in turn."""
+    rng = np.random.default_rng(seed)
+    caps = [CAPTIONS[i % len(CAPTIONS)] for i in range(n)]
+    frames = np.stack([draw(c.split()[1], c.split()[2], rng) for c in caps])
+    return frames, caps
+
+
+@pytest.fixture
+def one_thread():
+    """Two tiny towers are faster on one thread, and immune to a busy second core."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """800 frames, 10 epochs of batch 32 (250 steps): about 5 s on one CPU thread."""
+    frames, caps = shapes_dataset(800, seed=0)
+    cfg = SiglipTrainConfig(**TINY, epochs=10, batch_size=32, lr=3e-3, warmup_steps=20, seed=0)
+    out = tmp_path_factory.mktemp("siglip") / "shapes"
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        records: list[tuple[int, dict]] = []
+        history = train_siglip(frames, caps, out, cfg, on_epoch=lambda e, r: records.append((e, r)))
+    finally:
+        torch.set_num_threads(before)
+    return out, history, records
+
+
+# ---------------------------------------------------------------- loss
+
+
+def test_sigmoid_loss_hand_worked_2x2():
+    x = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    y = torch.tensor([[1.0, 0.0], [0.6, 0.8]])
+    # cos = [[1, .6], [0, .8]]; t = 10, b = -10 -> z = [[0, -4], [-10, -2]];
+    # labels [[+1, -1], [-1, +1]]; -log sigmoid(l z) = log(1 + exp(-l z)).
+    want = (math.log(2) + math.log1p(math.exp(-4)) + math.log1p(math.exp(-10)) + math.log1p(math.exp(2))) / 2
+    got = sigmoid_loss(x, y, math.log(10.0), -10.0)
+    assert got.item() == pytest.approx(want, rel=1e-6)
+    # embeddings are L2-normalised inside: scaling them changes nothing
+    assert sigmoid_loss(3 * x, 0.5 * y, torch.tensor([math.log(10.0)]), torch.tensor([-10.0])).item() \
+        == pytest.approx(want, rel=1e-6)
+
+
+def test_equal_captions_in_a_batch_are_positives():
+    cls = torch.tensor([0, 1, 0])
+    mask = positive_mask(cls)
+    assert mask.tolist() == [[True, False, True], [False, True, False], [True, False, True]]
+    x = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.8, 0.6]])
+    y = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]])  # rows 0 and 2: the same caption
+    z = 10 * (x @ y.T) - 10
+    labels = torch.tensor([[1, -1, 1], [-1, 1, -1], [1, -1, 1]], dtype=torch.float32)
+    want = torch.log1p(torch.exp(-labels * z)).sum() / 3
+    assert sigmoid_loss(x, y, math.log(10.0), -10.0, mask).item() == pytest.approx(want.item(), rel=1e-6)
+    # The ideal embedding of a batch with a repeated caption — both frames on their
+    # shared caption — costs almost nothing only when equal captions are positives.
+    ideal = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]])
+    assert sigmoid_loss(ideal, y, math.log(20.0), -10.0, mask).item() < 1e-3
+    assert sigmoid_loss(ideal, y, math.log(20.0), -10.0).item() > 6.0  # 2 pairs at z = +10 as negatives
+
+
+def test_caption_classes_follow_the_tokens(tmp_path):
+    caps = ["a red circle", "A Red  circle", "a blue square", "a red circle"]
+    tok = train_tokenizer(caps, tmp_path, max_len=8)
+    ids, cls = caption_classes(tok, caps, 8)
+    assert ids.shape == (2, 8)
+    assert cls[0] == cls[1] == cls[3] != cls[2]
+
+
+# ---------------------------------------------------------------- tokenizer
+
+
+def test_tokenizer_lower_cases_ends_in_eos_and_pads(tmp_path):
+    from transformers import AutoTokenizer
+
+    train_tokenizer(["a red circle", "a blue square"], tmp_path, vocab_size=64, max_len=6)
+    tok = AutoTokenizer.from_pretrained(tmp_path)
+    assert [tok.pad_token_id, tok.unk_token_id, tok.eos_token_id] == [0, 1, 2]
+    vocab = tok.get_vocab()
+    ids = tokenize(tok, ["A RED zebra", "a red circle a blue square"], 6).tolist()
+    assert ids[0] == [vocab["a"], vocab["red"], 1, 2, 0, 0]
+    assert ids[1][-1] == 2 and len(ids[1]) == 6  # truncated, </s> kept
+
+
+def test_tokenizer_without_eos_matches_tiny_py(tmp_path, tiny_model_dir):
+    from core.model.tiny import BASE_VOCAB
+
+    train_tokenizer([BASE_VOCAB], tmp_path, vocab_size=512, add_eos=False)
+    mine = json.loads((tmp_path / "tokenizer.json").read_text())["model"]["vocab"]
+    tiny = json.loads((tiny_model_dir / "tokenizer.json").read_text())["model"]["vocab"]
+    assert mine == tiny
+
+
+# ---------------------------------------------------------------- training
+
+
+def test_loss_decreases_and_held_out_retrieval_is_learnt(trained):
+    _, history, records = trained
+    assert len(history["loss"]) == 10 and [e for e, _ in records] == list(range(1, 11))
+    assert history["loss"][-1] < 0.2 * history["loss"][0]
+    assert history["n_train"] == 720 and history["n_val"] == 80 and history["n_val_captions"] == 8
+    assert history["val_accuracy"][-1] >= 0.9  # chance: 1/8
+    assert history["device"] == "cpu" and history["lr"][-1] < 1e-6  # cosine ends at 0
+
+
+def test_checkpoint_loads_through_backbone(trained):
+    out, _, _ = trained
+    assert json.loads((out / "siglip_train.json").read_text())["config"]["hidden_size"] == 32
+    b = Backbone(str(out), device="cpu")
+    assert b.embed_dim == 32 and b.image_size == 32 and b.text_max_len == 16
+    frames, caps = shapes_dataset(40, seed=123)  # fresh frames, never seen in training
+    img = b.embed_images(frames)
+    txt = b.embed_texts(CAPTIONS)
+    np.testing.assert_allclose(np.linalg.norm(img, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(txt, axis=1), 1.0, atol=1e-5)
+    red_circle = frames[caps.index("a red circle")][None]
+    sims = b.embed_images(red_circle) @ txt.T  # (1, 8)
+    assert CAPTIONS[int(sims.argmax())] == "a red circle"
+    assert (b.embed_texts(["a red circle"]) @ b.embed_images(red_circle).T).item() == pytest.approx(sims.max(), abs=1e-5)
+    acc = np.mean([CAPTIONS[i] == c for i, c in zip((img @ txt.T).argmax(1), caps)])
+    assert acc >= 0.9
+
+
+def test_training_inputs_match_backbone_inference(trained):
+    """Images and captions are preprocessed in training exactly as Backbone does at inference."""
+    from transformers import AutoTokenizer, SiglipModel
+
+    out, _, _ = trained
+    model = SiglipModel.from_pretrained(out).eval()
+    tok = AutoTokenizer.from_pretrained(out)
+    b = Backbone(str(out), device="cpu")
+    frames, _ = shapes_dataset(4, seed=7)
+    with torch.no_grad():
+        img = torch.nn.functional.normalize(image_embeddings(model, torch.from_numpy(frames)), dim=-1)
+        txt = torch.nn.functional.normalize(text_embeddings(model, tokenize(tok, ["A Red Circle"], 16)), dim=-1)
+    np.testing.assert_allclose(img.numpy(), b.embed_images(frames), atol=1e-6)
+    np.testing.assert_allclose(txt.numpy(), b.embed_texts(["a red circle"]), atol=1e-6)
+
+
+def test_training_is_deterministic_for_a_seed(tmp_path, one_thread):
+    frames, caps = shapes_dataset(48, seed=1)
+    cfg = SiglipTrainConfig(**TINY, epochs=2, batch_size=16, warmup_steps=2, seed=3)
+    h1 = train_siglip(frames, caps, tmp_path / "a", cfg)
+    h2 = train_siglip(frames, caps, tmp_path / "b", cfg)
+    assert h1["loss"] == h2["loss"] and h1["val_accuracy"] == h2["val_accuracy"]
+    assert fingerprint_weights(tmp_path / "a") == fingerprint_weights(tmp_path / "b")
+    h3 = train_siglip(frames, caps, tmp_path / "c", SiglipTrainConfig(**{**TINY, "seed": 4}, epochs=2,
+                                                                       batch_size=16, warmup_steps=2))
+    assert fingerprint_weights(tmp_path / "c") != fingerprint_weights(tmp_path / "a")
+    assert h3["n_val"] == 5
+
+
+def test_bad_inputs_are_clear_errors(tmp_path):
+    frames, caps = shapes_dataset(8, seed=0)
+    with pytest.raises(ConfigError, match=r"uint8 \(N, 64, 64, 3\)"):
+        train_siglip(frames, caps, tmp_path, SiglipTrainConfig())
+    with pytest.raises(ConfigError, match="one caption per image"):
+        train_siglip(frames, caps[:-1], tmp_path, SiglipTrainConfig(**TINY))
+    with pytest.raises(ConfigError, match="multiple of patch_size"):
+        SiglipTrainConfig(image_size=30).validate()
+    with pytest.raises(ConfigError, match="val_fraction"):
+        SiglipTrainConfig(val_fraction=1.0).validate()
+
+
+def test_default_config_is_the_demo_size():
+    cfg = SiglipTrainConfig().validate()
+    assert (cfg.image_size, cfg.patch_size, cfg.hidden_size, cfg.num_layers, cfg.num_heads) == (64, 8, 128, 4, 4)
+    assert cfg.init_logit_scale == pytest.approx(math.log(10)) and cfg.init_logit_bias == -10

@@ -299,69 +299,30 @@ def train(
     model, so index the archive again with --model OUT/backbone before searching with the head.
     """
     _setup_logging(verbose)
-    from core.model.annotations import read_annotations
-    from core.model.backbone import Backbone, pick_device
-    from core.model.grounder import GroundingModel, GroundingModelConfig
-    from core.model.rg_encoder import RGEncoderConfig
-    from core.model.train import TrainConfig, train as train_loop
-    from core.model.train_data import GroundingDataset, TextFeatures
-    from core.store.training_set import video_frames_by_id
+    from core.model.train import TrainConfig
+    from core.training import HeadJob, train_head
 
     try:
-        queries = read_annotations(annotations, fmt)
-        manifest, videos = video_frames_by_id(index_dir, {q.vid for q in queries})
-        if not videos:
-            from core.errors import ConfigError
-
-            raise ConfigError(f"none of the {len({q.vid for q in queries})} videos named in {annotations} is in "
-                              f"{index_dir}; index files named after the annotation's video ids first")
-        backbone = Backbone(manifest.model.name, device=device)
-        dev = str(pick_device(device))
-        used = [q for q in queries if q.vid in videos]
-        text = {}
-        for i in range(0, len(used), 64):
-            chunk = used[i : i + 64]
-            states, masks = backbone.encode_text_tokens([q.query for q in chunk])
-            pooled = backbone.embed_texts([q.query for q in chunk])
-            for q, s, m, p in zip(chunk, states, masks, pooled):
-                text[q.qid] = TextFeatures(s[m], np.ones(int(m.sum()), bool), p)
-        params = manifest.params
-        encoder = None
-        if lora:
-            encoder, videos = _lora_frames(backbone, archive, set(videos), params.fps)
-        data = GroundingDataset(used, videos, text, params.fps, params.proposals, seed=seed)
-        D, Dt = backbone.embed_dim, next(iter(text.values())).tokens.shape[1]
-        cfg = GroundingModelConfig.tiny(D, Dt) if tiny else GroundingModelConfig(encoder=RGEncoderConfig(D, Dt))
-        import torch
-
-        torch.manual_seed(seed)
-        model = GroundingModel(cfg)
-        tcfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=dev,
-                           lr_drop=(max(1, int(epochs * 0.8)),))
-        extra = {"backbone": manifest.model.to_dict(), "index_params": params.to_dict(),
-                 "annotations": str(annotations), "n_queries": len(used)}
-        if data.missing:
-            render.stderr().print(f"{len(data.missing)} annotated videos are not in the index; "
-                                  f"training on {len(used)} queries of {len(videos)} videos")
-        history = _train_with_progress(lambda cb: train_loop(model, data, tcfg, out, resume=resume, on_epoch=cb,
-                                                             extra=extra, image_encoder=encoder), epochs, quiet=json_out)
-        if encoder is not None:
-            from core.model.backbone import read_identity
-            from core.model.checkpoint import save_model
-
-            encoder.save_merged(out / "backbone")
-            extra["backbone"] = read_identity(str(out / "backbone"))[1].to_dict()
-            extra["lora"] = True
-            save_model(out, model, extra={**extra, "train": {"epochs": epochs, "lr": lr, "seed": seed}})
-            render.stderr().print(f"fine-tuned backbone saved to {out / 'backbone'}: index the archive with "
-                                  f"--model {out / 'backbone'} before searching with this head")
+        job = HeadJob(index_dir=str(index_dir), annotations=str(annotations), out=str(out), fmt=fmt, tiny=tiny,
+                      device=device, resume=resume,
+                      train=TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
+                                        lr_drop=(max(1, int(epochs * 0.8)),)))
+        loader = (lambda bb, vids, fps: _lora_frames(bb, archive, vids, fps)) if lora else None
+        result = _train_with_progress(lambda cb: train_head(job, on_epoch=cb, lora_frames=loader), epochs,
+                                      quiet=json_out)
     except GroundZeroError as e:
         raise _fail(e)
+    if result.missing_videos:
+        render.stderr().print(f"{len(result.missing_videos)} annotated videos are not in the index; "
+                              f"trained on {result.n_queries} queries")
+    if result.backbone_dir:
+        render.stderr().print(f"fine-tuned backbone saved to {result.backbone_dir}: index the archive with "
+                              f"--model {result.backbone_dir} before searching with this head")
     if json_out:
-        render.print_json(history)
+        render.print_json(result.history)
     else:
-        last = history[-1] if history else {}
-        render.stdout().print(f"trained {len(history)} epochs on {len(used)} queries; final loss "
+        last = result.history[-1] if result.history else {}
+        render.stdout().print(f"trained {len(result.history)} epochs on {result.n_queries} queries; final loss "
                               f"{last.get('loss_total', float('nan')):.4f} -> {out}")
 
 
@@ -385,18 +346,27 @@ def _lora_frames(backbone, archive: Optional[Path], vids: set[str], fps: float):
 
 
 def _train_with_progress(run, epochs: int, quiet: bool):
+    """A progress bar on stderr that appears once training starts (errors before stay one line)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    with Progress(TextColumn("[bold]training"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
-                  TimeElapsedColumn(), console=render.stderr(), disable=quiet) as bar:
-        task = bar.add_task("train", total=epochs, info="")
+    bar = Progress(TextColumn("[bold]training"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
+                   TimeElapsedColumn(), console=render.stderr(), disable=quiet)
+    task = None
 
-        def on_epoch(epoch: int, record: dict) -> None:
-            info = "  ".join(f"{k.removeprefix('loss_')} {v:.3f}" for k, v in record.items()
-                             if k in ("loss_total", "loss_span", "loss_label", "loss_contrastive", "loss_confidence"))
-            bar.update(task, completed=epoch, info=info)
+    def on_epoch(epoch: int, record: dict) -> None:
+        nonlocal task
+        if task is None:
+            bar.start()
+            task = bar.add_task("train", total=epochs, info="")
+        info = "  ".join(f"{k.removeprefix('loss_')} {v:.3f}" for k, v in record.items()
+                         if k in ("loss_total", "loss_span", "loss_label", "loss_contrastive", "loss_confidence"))
+        bar.update(task, completed=epoch, info=info)
 
+    try:
         return run(on_epoch)
+    finally:
+        if task is not None:
+            bar.stop()
 
 
 @app.command("eval")

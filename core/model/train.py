@@ -88,6 +88,8 @@ def train(model: GroundingModel, data: GroundingDataset, cfg: TrainConfig, out_d
         start, history = int(state["epoch"]), list(state["history"])
         torch.set_rng_state(torch.tensor(state["torch_rng"], dtype=torch.uint8))
     model.to(dev)
+    if on_epoch:
+        on_epoch(start, {})  # training starts (resumed runs: from epoch ``start``)
     g = torch.Generator().manual_seed(cfg.seed)
     for epoch in range(start, cfg.epochs):
         data.set_epoch(epoch)

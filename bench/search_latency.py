@@ -16,18 +16,19 @@ zero-shot context tokens, proposals 48 s / stride 24 s (the defaults); then it
    index, so both must be 1.0: the figure checks the plumbing, an IVF/HNSW factory would not;
 2. copies the index (hard links), ``reindex``-es it with a grounding head and measures the
    trained path: text (pooled embedding + word states), FAISS, fetch (frame Parquet reads of the
-   shortlisted videos, cache cleared before every query), re-rank (the RG-Encoder/decoder forward
+   shortlisted videos, read afresh for every query), re-rank (the RG-Encoder/decoder forward
    over the shortlisted windows), grounding (the rest of ``rerank_and_ground``: window ranking,
    span decoding, NMS), merge. ``Searcher.search`` is also timed end to end as a check;
 3. brute force, what RGNet does per video: ``core.model.inference.ground`` over *every* proposal
-   window of *every* video with the same head, per query (frames preloaded: compute only, no
-   I/O). When a full pass would take longer than ``--bruteforce-budget-s`` it is timed on a random
-   sample of videos and extrapolated linearly; the table says so and from how many videos.
+   window of *every* video with the same head, for ``--bruteforce-queries`` queries (frames
+   preloaded: compute only, no I/O). Videos go in a random order; a pass that has spent
+   ``--bruteforce-budget-s`` seconds stops there and is extrapolated linearly to all videos; the
+   table says so and from how many videos.
 
 What is synthetic, and why:
 
 * The backbone is the bundled tiny SigLIP (random weights, embed dim 64), so that 1,000 hours
-  (3.6 M frames) fits in memory and on disk (about 1.2 GB of Parquet). The real SigLIP 2 So400m
+  (3.6 M frames) fits in memory and on disk (about 1.8 GB of Parquet + FAISS). The real SigLIP 2 So400m
   is 1152-d: frame Parquet, FAISS and RAM scale by about x18, FAISS Flat search time too; the
   text tower's time does not carry over at all (So400m's is far heavier).
 * The grounding head is ``GroundingModelConfig.tiny(64, 64)`` with random weights
@@ -42,7 +43,9 @@ What is synthetic, and why:
   Each query has one planted moment of 10-30 s in a random video; moments never overlap.
 
 Timings are wall-clock on whatever else the machine is doing; the 1-minute load average is
-printed beside each corpus. Build and reindex times of a cached corpus are those of its first build.
+printed beside each corpus. On a shared machine pass ``--torch-threads 1``: with torch's default
+threads on cores another process is using, forward passes were seen to slow down up to 100x.
+Build and reindex times of a cached corpus are those of its first build.
 """
 
 from __future__ import annotations
@@ -68,13 +71,15 @@ from core.model.inference import ground
 from core.proposals import ProposalConfig, make_windows, zero_shot_tokens
 from core.spans import temporal_iou
 from core.store import tables
-from core.store.manifest import IndexParams, require_manifest
+from core.store.manifest import IndexParams
 from core.store.writer import IndexWriter, VideoEntry, video_id_for
 from indexer.reindex import reindex
 from indexer.tokens import head_token_kind
 from search.config import SearchConfig
+from search.ground_zeroshot import ground_region, merge_ranges
 from search.merge import merge_hits
 from search.rerank import rerank_and_ground
+from search.results import Hit
 from search.searcher import Searcher
 from search.shortlist import shortlist
 
@@ -139,7 +144,8 @@ def plant_directions(q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return basis.astype(np.float32), unit(resid)
 
 
-def place_moments(n_queries: int, n_videos: int, video_sec: int, rng: np.random.Generator) -> list[tuple[int, int, int]]:
+def place_moments(n_queries: int, n_videos: int, video_sec: int,
+                  rng: np.random.Generator) -> list[tuple[int, int, int]]:
     """(video index, start frame, end frame) per query: 10-30 s, distinct 60 s slots."""
     slots_per_video = video_sec // SLOT_SEC
     if slots_per_video * n_videos < n_queries:
@@ -165,7 +171,7 @@ def build_corpus(root: Path, hours: float, video_minutes: float, queries: list[s
                       meta["build_s"], meta["disk_mb"])
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True)
-    video_sec = int(round(video_minutes * 60))
+    video_sec = round(video_minutes * 60)
     n_videos = max(1, math.ceil(hours * 3600 / video_sec))
     rng = np.random.default_rng(seed)
     basis, resid = plant_directions(q_emb)
@@ -189,7 +195,8 @@ def build_corpus(root: Path, hours: float, video_minutes: float, queries: list[s
             uri = f"/archive/bench/video_{v:05d}.mp4"
             entry = VideoEntry(uri=uri, rel_path=f"video_{v:05d}.mp4", size_bytes=10**9 + v, mtime_ns=v,
                                content_hash=f"bench{v}", duration_sec=float(video_sec), width=1280, height=720)
-            row = w.put_indexed(entry, "bench", ts, emb, windows, zero_shot_tokens(emb, windows, props.tokens_per_proposal))
+            tokens = zero_shot_tokens(emb, windows, props.tokens_per_proposal)
+            row = w.put_indexed(entry, "bench", ts, emb, windows, tokens)
             for i, a, b in moments.get(v, []):
                 planted.append(Planted(queries[i], int(row["video_seq"]), video_id_for(uri), a / FPS, b / FPS))
             if (v + 1) % 100 == 0:
@@ -246,7 +253,7 @@ class TimedForward:
         self.model, self.seconds = model, 0.0
         self.cuda = next(model.parameters()).device.type == "cuda"
 
-    def eval(self) -> "TimedForward":
+    def eval(self) -> TimedForward:
         self.model.eval()
         return self
 
@@ -262,11 +269,33 @@ class TimedForward:
         return out
 
 
-def fetch(searcher: Searcher, video_seq: np.ndarray) -> None:
-    """Cold-ish read of the shortlisted videos' frames into the searcher's cache (page cache stays warm)."""
-    for s in dict.fromkeys(video_seq.tolist()):
-        if s in searcher.videos:
-            searcher._video(s)
+def fetch(s: Searcher, video_seq: np.ndarray) -> dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Read the shortlisted videos' (timestamps, frames, windows) from Parquet.
+
+    Searchers here keep one video in their cache, so this and ``search()`` read every
+    shortlisted video afresh per query (the OS page cache stays warm)."""
+    return {v: s.video_data(v) for v in dict.fromkeys(video_seq.tolist()) if v in s.videos}
+
+
+def ground_zero_shot(s: Searcher, q: np.ndarray, video_seq: np.ndarray, proposal_idx: np.ndarray,
+                     data: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]]) -> list[Hit]:
+    """What ``Searcher.search`` does without a head once the frames are in memory."""
+    by_video: dict[int, list[int]] = defaultdict(list)
+    for v, i in zip(video_seq.tolist(), proposal_idx.tolist()):
+        if v in data:
+            by_video[v].append(i)
+    fps, hits = s.manifest.params.fps, []
+    for v, props in by_video.items():
+        row, (ts, emb, ranges) = s.videos[v], data[v]
+        for a, b in merge_ranges(ranges[props]):
+            for c in ground_region(emb[a:b], q, a, s.cfg.smooth_frames, s.cfg.spans_per_region):
+                end = float(ts[c.last_frame] + 1.0 / fps)
+                if row["duration_sec"] > ts[c.first_frame]:
+                    end = min(end, float(row["duration_sec"]))
+                hits.append(Hit(video_id=row["video_id"], uri=row["uri"], rel_path=row["rel_path"],
+                                start_sec=float(ts[c.first_frame]), end_sec=end, score=c.mean_cos,
+                                found_prob=float(s.backbone.match_probability(c.peak_cos))))
+    return hits
 
 
 def percentiles(xs: list[float]) -> tuple[float, float]:
@@ -281,32 +310,31 @@ def planted_proposals(windows: np.ndarray, p: Planted) -> set[int]:
 
 
 def measure_zero_shot(corpus: Corpus, model_dir: str, cfg: SearchConfig, device: str) -> dict:
-    s = Searcher(corpus.index, model=model_dir, device=device, cfg=cfg, cache_videos=4 * cfg.shortlist_proposals)
+    s = Searcher(corpus.index, model=model_dir, device=device, cfg=cfg, cache_videos=1)
     s.search(SENTENCES[-1])  # warm-up
     stages: dict[str, list[float]] = defaultdict(list)
     in_shortlist, r1, best_same, topk_recall, exhaustive_ms = [], [], [], [], []
     tokens, first_row = load_all_tokens(s)  # (P_total * K, D); video_seq -> its first proposal's row
     tokens_per_prop = s.manifest.params.proposals.tokens_per_proposal
     for p in corpus.planted:
-        s._cache.clear()
         res = s.search(p.query)
         stages["search()"].append(sum(res.timings_ms.values()))
         top = res.hits[0] if res.hits else None
-        r1.append(bool(top and top.video_id == p.video_id and
-                       temporal_iou(np.array([[top.start_sec, top.end_sec]]), np.array([[p.start_sec, p.end_sec]]))[0, 0] >= 0.5))
-        s._cache.clear()
+        iou = temporal_iou(np.array([[top.start_sec, top.end_sec]]), np.array([[p.start_sec, p.end_sec]]))[0, 0] \
+            if top else 0.0
+        r1.append(bool(top and top.video_id == p.video_id and iou >= 0.5))
         t = time.perf_counter()
         q = s.backbone.embed_texts([p.query])[0]
         t, stages["text"] = _lap(t, stages["text"])
         sl = shortlist(s.vectors, q, cfg.shortlist_tokens, cfg.shortlist_proposals)
         t, stages["faiss"] = _lap(t, stages["faiss"])
-        fetch(s, sl.video_seq)
+        data = fetch(s, sl.video_seq)
         t, stages["fetch"] = _lap(t, stages["fetch"])
-        cands = s._ground(q, sl.video_seq, sl.proposal_idx)
+        cands = ground_zero_shot(s, q, sl.video_seq, sl.proposal_idx, data)
         t, stages["ground"] = _lap(t, stages["ground"])
         merge_hits(cands, cfg.top_k, cfg.nms_iou)
         t, stages["merge"] = _lap(t, stages["merge"])
-        windows = s._video(p.video_seq)[2]
+        windows = s.video_data(p.video_seq)[2]
         want = planted_proposals(windows, p)
         got = {(int(v), int(i)) for v, i in zip(sl.video_seq, sl.proposal_idx)}
         in_shortlist.append(any((p.video_seq, i) in got for i in want))
@@ -348,16 +376,13 @@ def _lap(t0: float, acc: list[float]) -> tuple[float, list[float]]:
 
 
 def measure_head(corpus: Corpus, model_dir: str, head: Path, cfg: SearchConfig, device: str) -> tuple[dict, Searcher]:
-    s = Searcher(corpus.head_index, model=model_dir, device=device, cfg=cfg, head=str(head),
-                 cache_videos=4 * cfg.shortlist_proposals)
+    s = Searcher(corpus.head_index, model=model_dir, device=device, cfg=cfg, head=str(head), cache_videos=1)
     s.search(SENTENCES[-1])  # warm-up
     stages: dict[str, list[float]] = defaultdict(list)
     fps = s.manifest.params.fps
     for p in corpus.planted:
-        s._cache.clear()
         res = s.search(p.query)
         stages["search()"].append(sum(res.timings_ms.values()))
-        s._cache.clear()
         t = time.perf_counter()
         q = s.backbone.embed_texts([p.query])[0]
         states, masks = s.backbone.encode_text_tokens([p.query])
@@ -365,14 +390,12 @@ def measure_head(corpus: Corpus, model_dir: str, head: Path, cfg: SearchConfig, 
         t, stages["text"] = _lap(t, stages["text"])
         sl = shortlist(s.vectors, q, cfg.shortlist_tokens, cfg.shortlist_proposals)
         t, stages["faiss"] = _lap(t, stages["faiss"])
+        data = fetch(s, sl.video_seq)
         by_video: dict[int, list[int]] = defaultdict(list)
         for v, i in zip(sl.video_seq.tolist(), sl.proposal_idx.tolist()):
-            if v in s.videos:
+            if v in data:
                 by_video[v].append(i)
-        videos = []
-        for v, props in by_video.items():
-            _, emb, ranges = s._video(v)
-            videos.append((s.videos[v], emb, ranges[sorted(props)]))
+        videos = [(s.videos[v], data[v][1], data[v][2][sorted(props)]) for v, props in by_video.items()]
         t, stages["fetch"] = _lap(t, stages["fetch"])
         timed = TimedForward(s.head)
         cands = rerank_and_ground(timed, words, np.ones(len(words), bool), fps, videos,
@@ -389,41 +412,32 @@ def measure_head(corpus: Corpus, model_dir: str, head: Path, cfg: SearchConfig, 
 
 
 def brute_force(s: Searcher, queries: list[str], cfg: SearchConfig, budget_s: float, seed: int) -> dict:
-    """Per query: ``ground`` over every window of every video (frames preloaded, compute only).
+    """Per query: ``ground`` over every window of every video, frames preloaded (compute only).
 
-    Times a 10-video calibration first; when a full pass would exceed ``budget_s`` it times a
-    random sample that fits the budget and scales by videos / sample.
+    Videos go in a random order; once a query has spent ``budget_s`` of compute, the rest is
+    extrapolated linearly (elapsed x videos / videos done).
     """
-    seqs = np.random.default_rng(seed).permutation(sorted(s.videos))
+    seqs = np.random.default_rng(seed).permutation(sorted(s.videos)).tolist()
     fps = s.manifest.params.fps
     frames: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-
-    def load(seq: int) -> tuple[np.ndarray, np.ndarray]:
-        if seq not in frames:
-            _, emb, ranges = s._video(int(seq))
-            frames[seq] = (emb, ranges)
-        return frames[seq]
-
-    def one_pass(sample: np.ndarray, words: np.ndarray) -> float:
-        for seq in sample:
-            load(seq)
-        t0 = time.perf_counter()
-        for seq in sample:
+    ms, done = [], []
+    for q in queries:
+        states, masks = s.backbone.encode_text_tokens([q])
+        words = states[0][masks[0]]
+        spent, n = 0.0, 0
+        for seq in seqs:
+            if seq not in frames:  # Parquet read, not timed
+                frames[seq] = s.video_data(seq)[1:]
             emb, ranges = frames[seq]
+            t0 = time.perf_counter()
             ground(s.head, emb, ranges, words, np.ones(len(words), bool), fps,
                    top_windows=cfg.rerank_windows, nms_iou=cfg.nms_iou)
-        return time.perf_counter() - t0
-
-    def words_of(q: str) -> np.ndarray:
-        states, masks = s.backbone.encode_text_tokens([q])
-        return states[0][masks[0]]
-
-    calib = seqs[: min(10, len(seqs))]
-    per_video = one_pass(calib, words_of(queries[0])) / len(calib)
-    n = len(seqs) if per_video * len(seqs) <= budget_s else max(len(calib), int(budget_s / per_video))
-    sample = seqs[:n]
-    ms = [one_pass(sample, words_of(q)) * 1000 * len(seqs) / n for q in queries]
-    return {"p50": float(np.median(ms)), "sampled": n, "videos": len(seqs), "queries": len(queries)}
+            spent, n = spent + time.perf_counter() - t0, n + 1
+            if spent > budget_s:
+                break
+        ms.append(spent * 1000 * len(seqs) / n)
+        done.append(n)
+    return {"p50": float(np.median(ms)), "sampled": min(done), "videos": len(seqs), "queries": len(queries)}
 
 
 def main() -> None:
@@ -436,7 +450,7 @@ def main() -> None:
                     help="no brute-force figure for corpora larger than this")
     ap.add_argument("--bruteforce-queries", type=int, default=3, help="queries timed by brute force")
     ap.add_argument("--bruteforce-budget-s", type=float, default=120.0,
-                    help="per query: above this a full pass is extrapolated from a sample of videos")
+                    help="per query: compute seconds after which the pass stops and is extrapolated")
     ap.add_argument("--device", default="cpu", help="cpu | cuda | auto (text tower and head)")
     ap.add_argument("--torch-threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
     ap.add_argument("--seed", type=int, default=0)
@@ -489,7 +503,8 @@ def print_tables(rows: list) -> None:
         print(f"{hours:>6g} h {'':22}{pp(zs['text']):>8} {pp(zs['faiss']):>10} {pp(zs['fetch']):>11} "
               f"{pp(zs['ground']):>9} {pp(zs['merge']):>9} | {pp(zs['search()']):>11} | {pp(zs['exhaustive']):>21} | "
               f"{zs['in_shortlist']:>12.2f} {zs['best_same']:>10.2f} {zs['topk_recall']:>13.2f} {zs['r1']:>7.2f}")
-    print("\nwith head, ms p50/p95:  text  faiss  fetch  re-rank  ground  merge  | search()  | brute force ms/query (p50)")
+    print("\nwith head, ms p50/p95:  text  faiss  fetch  re-rank  ground  merge  | search()  "
+          "| brute force ms/query (p50)")
     for hours, c, _, _, hd, bf, _ in rows:
         if bf is None:
             b = "skipped"

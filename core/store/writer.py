@@ -157,13 +157,15 @@ class IndexWriter:
             timestamps_sec: float64 (T,) in frame order; embeddings: float32 (T, D).
             windows: int64 (P, 2) proposal frame ranges; tokens: float32 (P, K, D) context tokens.
         """
+        known = entry.uri in self.rows
         vid, seq = video_id_for(entry.uri), self._seq_for(entry.uri)
         p = self.params
         stem = f"videos/{vid}-{run_id}"
         frames_file, props_file = f"{stem}.frames.parquet", f"{stem}.proposals.parquet"
         tables.write_frames(self.layout.path(frames_file), vid, timestamps_sec, embeddings)
         tables.write_proposals(self.layout.path(props_file), vid, windows, timestamps_sec, p.fps, tokens)
-        self.vectors.remove_video(seq)
+        if known:  # removal rebuilds IndexIDMap2's reverse map (O(ntotal)): only when there is something to remove
+            self.vectors.remove_video(seq)
         self.vectors.add(encode_ids(seq, len(windows), tokens.shape[1]), tokens.reshape(-1, tokens.shape[-1]))
         row = self._row(entry, vid, seq, run_id, status="indexed", n_frames=len(timestamps_sec),
                         n_proposals=len(windows), frames_file=frames_file, proposals_file=props_file)
@@ -174,8 +176,10 @@ class IndexWriter:
     def put_failed(self, entry: VideoEntry, run_id: str, reason: str, error: str) -> dict:
         """Record a failure. A video that failed no longer matches what was indexed, so it
         leaves search; its earlier data files stay on disk with the earlier snapshots."""
+        known = entry.uri in self.rows
         vid, seq = video_id_for(entry.uri), self._seq_for(entry.uri)
-        self.vectors.remove_video(seq)
+        if known:
+            self.vectors.remove_video(seq)
         row = self._row(entry, vid, seq, run_id, status="failed", reason=reason, error=error)
         self.rows[entry.uri] = row
         self._dirty = True

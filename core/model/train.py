@@ -6,6 +6,11 @@ the released code — in-batch negatives over the B² (query, window) pairs of t
 batch's *positive* items, whatever their videos — rather than the paper's
 same-video batches; same-video negatives still enter through the negative windows
 (confidence and all-background decoder targets).
+
+Schedule (notes §9 point 4): RGNet's Ego4D recipe is NaQ pre-training then a 1e-5
+finetune with λ_cont = 0; NaQ is not available to us, so there is one stage with an
+explicit learning rate (1e-4, the released scripts' value), λ_cont = 1 (``LossWeights``)
+and one LR drop at 80 % of the epochs (the scripts drop at 120/150 and 25/35).
 """
 
 from __future__ import annotations

@@ -6,6 +6,11 @@ negative item (``neg_fraction`` of the items, and every query without a moment โ
 the "not found" queries) takes a window away from any moment, labelled
 "not present" for the confidence head and all-background for the decoder.
 
+Video normalisation (notes ยง9 point 3): RGNet's loader meant to L2-normalise frame
+features but returns the raw ones; here the model always receives the stored
+SigLIP embeddings, which are L2-normalised at index time (and the same at search
+time), so training and inference see identically scaled inputs.
+
 Frames: frame ``k`` at ``fps`` covers ``[k/fps, (k+1)/fps)``; a moment
 ``[s, e)`` seconds covers frames ``floor(s*fps) .. ceil(e*fps) - 1``.
 """

@@ -111,27 +111,9 @@ def _print_plan(plan, json_out: bool) -> None:
 
 
 def _run_with_progress(cfg, run_index, quiet: bool):
-    """Run with a progress bar on stderr; the bar appears once the run is planned, so
-    errors found before that (bad flags, missing model or archive) stay one line."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    bar = Progress(TextColumn("[bold]indexing"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
-                   TimeElapsedColumn(), console=render.stderr(), disable=quiet)
-    task = None
-
-    def on_progress(p) -> None:
-        nonlocal task
-        if task is None:
-            bar.start()
-            task = bar.add_task("index", total=p.total, info="")
-        bar.update(task, total=p.total, completed=p.indexed + p.failed,
-                   info=f"{p.frames} frames embedded, {p.failed} failed  {p.last}")
-
-    try:
-        return run_index(cfg, on_progress)
-    finally:
-        if task is not None:
-            bar.stop()
+    with render.LazyProgress("indexing", disable=quiet) as bar:
+        return run_index(cfg, lambda p: bar.update(
+            p.indexed + p.failed, p.total, f"{p.frames} frames embedded, {p.failed} failed  {p.last}"))
 
 
 @app.command()
@@ -346,27 +328,10 @@ def _lora_frames(backbone, archive: Optional[Path], vids: set[str], fps: float):
 
 
 def _train_with_progress(run, epochs: int, quiet: bool):
-    """A progress bar on stderr that appears once training starts (errors before stay one line)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    bar = Progress(TextColumn("[bold]training"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
-                   TimeElapsedColumn(), console=render.stderr(), disable=quiet)
-    task = None
-
-    def on_epoch(epoch: int, record: dict) -> None:
-        nonlocal task
-        if task is None:
-            bar.start()
-            task = bar.add_task("train", total=epochs, info="")
-        info = "  ".join(f"{k.removeprefix('loss_')} {v:.3f}" for k, v in record.items()
-                         if k in ("loss_total", "loss_span", "loss_label", "loss_contrastive", "loss_confidence"))
-        bar.update(task, completed=epoch, info=info)
-
-    try:
-        return run(on_epoch)
-    finally:
-        if task is not None:
-            bar.stop()
+    shown = ("loss_total", "loss_span", "loss_label", "loss_contrastive", "loss_confidence")
+    with render.LazyProgress("training", disable=quiet) as bar:
+        return run(lambda epoch, record: bar.update(epoch, epochs, "  ".join(
+            f"{k.removeprefix('loss_')} {v:.3f}" for k, v in record.items() if k in shown)))
 
 
 @app.command("eval")

@@ -49,3 +49,33 @@ def rows_table(title: str, columns: list[str], rows: list[tuple]) -> Table:
     for r in rows:
         t.add_row(*("" if v is None else (f"{v:.1f}" if isinstance(v, float) else str(v)) for v in r))
     return t
+
+
+class LazyProgress:
+    """A progress bar on stderr that appears at its first update.
+
+    Commands validate flags, models and paths before their first progress
+    callback, so an error found up to then stays a single line on stderr.
+    Use as a context manager; ``disable`` (for ``--json``) draws nothing.
+    """
+
+    def __init__(self, label: str, disable: bool = False):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self._bar = Progress(TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(),
+                             TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=stderr(),
+                             disable=disable)
+        self._task = None
+
+    def update(self, completed: int, total: int | None, info: str = "") -> None:
+        if self._task is None:
+            self._bar.start()
+            self._task = self._bar.add_task("", total=total, info="")
+        self._bar.update(self._task, completed=completed, total=total, info=info)
+
+    def __enter__(self) -> "LazyProgress":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._task is not None:
+            self._bar.stop()

@@ -7,6 +7,7 @@ from typer.testing import CliRunner
 
 from cli.main import app
 from tests.conftest import SHARED
+from tests.model.test_metrics import _official_mr_figures
 
 QVH = SHARED / "data" / "qvhighlights"
 
@@ -17,13 +18,7 @@ def test_eval_reproduces_official_metrics():
                                  "--gt", str(QVH / "highlight_val_release.jsonl"), "--json"])
     assert r.exit_code == 0, r.output
     ours = json.loads(r.stdout)
-    raw = json.loads((QVH / "sample_val_preds_metrics_raw.json").read_text())
-    official = {k: v for k, v in raw["brief"].items() if k.startswith("MR-")}
-    for bucket in ("full", "long", "middle", "short"):
-        for t, v in raw[bucket]["MR-mAP"].items():
-            official[f"MR-{bucket}-mAP" if t == "average" else f"MR-{bucket}-mAP@{t}"] = v
-        for t, v in raw[bucket]["MR-R1"].items():
-            official[f"MR-{bucket}-R1@{t}"] = v
+    official = _official_mr_figures(json.loads((QVH / "sample_val_preds_metrics_raw.json").read_text()))
     assert len(official) == 84
     assert {k: round(ours[k], 2) for k in official} == {k: round(float(v), 2) for k, v in official.items()}
 

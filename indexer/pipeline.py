@@ -24,7 +24,6 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
-from core.errors import GroundZeroError
 from core.model.backbone import pick_device, read_identity
 from core.proposals import make_windows
 from core.store.catalog import RunRecord, read_catalog

@@ -21,8 +21,13 @@ from pathlib import Path
 import numpy as np
 
 from core.model.annotations import MomentQuery
-from core.model.metrics import (corpus_recall_at_k, not_found_precision_recall, proposal_recall_at_k,
-                                qvhighlights_metrics, recall_at_k)
+from core.model.metrics import (
+    corpus_recall_at_k,
+    not_found_precision_recall,
+    proposal_recall_at_k,
+    qvhighlights_metrics,
+    recall_at_k,
+)
 from core.proposals import make_windows
 from search.ground_zeroshot import ground_region
 from search.searcher import Searcher

@@ -27,8 +27,8 @@ import numpy as np
 
 from core.errors import IndexLockedError, IndexMismatchError
 from core.model.backbone import ModelIdentity
-from core.store import tables
 from core.proposals import make_windows
+from core.store import tables
 from core.store.catalog import read_catalog, write_catalog
 from core.store.layout import IndexLayout
 from core.store.manifest import IndexParams, Manifest, check_model, read_manifest, write_manifest

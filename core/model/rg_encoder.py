@@ -133,11 +133,8 @@ class FeedForward(nn.Sequential):
         super().__init__(nn.Linear(dim, ffn), nn.ReLU(), nn.Dropout(dropout), nn.Linear(ffn, dim))
 
 
-class T2VLayer(nn.Module):
-    """Frames query words, post-norm (RGNet §3.2 Eq. 1; QD-DETR's T2V encoder layer).
-
-    F' = LN(F + Attn(q=F+pos, k=W, v=W)),  F'' = LN(F' + FFN(F')). Words are not updated.
-    """
+class _PostNormAttentionLayer(nn.Module):
+    """Attention + FFN, each with dropout, residual and LayerNorm after it (post-norm)."""
 
     def __init__(self, dim: int, heads: int, ffn: int, dropout: float) -> None:
         super().__init__()
@@ -145,6 +142,17 @@ class T2VLayer(nn.Module):
         self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
         self.drop1, self.drop2 = nn.Dropout(dropout), nn.Dropout(dropout)
         self.ffn = FeedForward(dim, ffn, dropout)
+
+    def _residuals(self, x: Tensor, attended: Tensor) -> Tensor:
+        x = self.norm1(x + self.drop1(attended))  # (B, T, C)
+        return self.norm2(x + self.drop2(self.ffn(x)))
+
+
+class T2VLayer(_PostNormAttentionLayer):
+    """Frames query words, post-norm (RGNet §3.2 Eq. 1; QD-DETR's T2V encoder layer).
+
+    F' = LN(F + Attn(q=F+pos, k=W, v=W)),  F'' = LN(F' + FFN(F')). Words are not updated.
+    """
 
     def forward(self, frames: Tensor, pos: Tensor, words: Tensor, words_pad: Tensor) -> Tensor:
         """frames, pos: (B, T, C); words: (B, L, C); words_pad: (B, L) bool, True = padded.
@@ -152,22 +160,14 @@ class T2VLayer(nn.Module):
         Returns (B, T, C).
         """
         a = self.attn(frames + pos, words, words, key_padding_mask=words_pad, need_weights=False)[0]
-        x = self.norm1(frames + self.drop1(a))  # (B, T, C)
-        return self.norm2(x + self.drop2(self.ffn(x)))
+        return self._residuals(frames, a)
 
 
-class RetrievalLayer(nn.Module):
+class RetrievalLayer(_PostNormAttentionLayer):
     """Post-norm self-attention layer over [R; F] under a boolean mask (RGNet §3.2 Eq. 4).
 
     X' = LN(X + Attn(q=k=X+pos, v=X, mask)),  X'' = LN(X' + FFN(X')).
     """
-
-    def __init__(self, dim: int, heads: int, ffn: int, dropout: float) -> None:
-        super().__init__()
-        self.attn = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
-        self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
-        self.drop1, self.drop2 = nn.Dropout(dropout), nn.Dropout(dropout)
-        self.ffn = FeedForward(dim, ffn, dropout)
 
     def forward(self, x: Tensor, pos: Tensor, attn_mask: Tensor) -> Tensor:
         """x, pos: (B, 1+T, C); attn_mask: (B·heads, 1+T, 1+T) bool, True = blocked.
@@ -176,8 +176,7 @@ class RetrievalLayer(nn.Module):
         """
         qk = x + pos
         a = self.attn(qk, qk, x, attn_mask=attn_mask, need_weights=False)[0]
-        x = self.norm1(x + self.drop1(a))  # (B, 1+T, C)
-        return self.norm2(x + self.drop2(self.ffn(x)))
+        return self._residuals(x, a)
 
 
 class RetrievalAttention(nn.Module):

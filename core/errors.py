@@ -52,9 +52,19 @@ class DecodeError(GroundZeroError):
 
     ``reason`` is a short stable code stored in the catalog (``empty_file``,
     ``unreadable``, ``not_video``, ``no_video_stream``, ``truncated``,
-    ``decode_failed``); the message is the human explanation.
+    ``decode_failed``, and ``fetch_failed`` for an S3 object that could not be
+    downloaded); the message is the human explanation.
     """
 
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)
         self.reason = reason
+
+
+class RemoteStoreError(GroundZeroError):
+    """An S3 (or S3-compatible) archive or index could not be listed, read or written.
+
+    Raised for problems of the run as a whole (bucket missing, access denied,
+    endpoint unreachable, retries exhausted on a commit); a single video that
+    cannot be downloaded is a :class:`DecodeError` with reason ``fetch_failed``.
+    """

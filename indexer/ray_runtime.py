@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import logging
 import os
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
 
 
 def init_ray(num_cpus: int | None = None) -> None:
@@ -27,3 +31,25 @@ def init_ray(num_cpus: int | None = None) -> None:
         if num_cpus:
             kwargs["num_cpus"] = num_cpus
     ray.init(**kwargs)
+
+
+def embed_device(requested: str = "auto") -> torch.device:
+    """The device the embed actors use, decided in the driver after :func:`init_ray`.
+
+    On a cluster the driver often runs on a CPU-only head node while GPU workers
+    embed, so the driver's own ``torch.cuda`` says nothing: "auto" means CUDA when
+    this machine *or the Ray cluster* has GPUs, and an explicit ``cuda`` is
+    trusted when joining a cluster (``RAY_ADDRESS``), whose autoscaler may add
+    GPU nodes only once actors ask for them.
+    """
+    import ray
+    import torch
+
+    from core.model.backbone import pick_device
+
+    cluster_gpus = float(ray.cluster_resources().get("GPU", 0)) if ray.is_initialized() else 0.0
+    if requested in ("", "auto") and cluster_gpus > 0:
+        return torch.device("cuda")
+    if requested.startswith("cuda") and (cluster_gpus > 0 or os.environ.get("RAY_ADDRESS")):
+        return torch.device(requested)
+    return pick_device(requested)

@@ -27,7 +27,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from core.errors import DecodeError
+from core.store.s3 import S3Config
 from indexer.decode import DecodeConfig, iter_frames, probe
+from indexer.fetch import local_copy
 
 log = logging.getLogger(__name__)
 
@@ -40,36 +42,27 @@ def file_sha256(path: str) -> str:
     return h.hexdigest()
 
 
-def decode_rows(batch: dict[str, np.ndarray], cfg: DecodeConfig) -> Iterator[dict[str, np.ndarray]]:
-    """Ray Data generator stage: videos in (columns ``video_id``, ``path``), frame rows out.
+def decode_rows(batch: dict[str, np.ndarray], cfg: DecodeConfig, s3: S3Config | None = None,
+                tmp_dir: str | None = None) -> Iterator[dict[str, np.ndarray]]:
+    """Ray Data generator stage: videos in (columns ``video_id``, ``path``, optional
+    ``content_id``), frame rows out. ``path`` is a local path or an ``s3://`` uri,
+    downloaded to ``tmp_dir`` first (:mod:`indexer.fetch`).
 
     Never raises for a bad video: every failure becomes the video's end row.
     """
-    for video_id, path in zip(batch["video_id"], batch["path"]):
-        video_id, path = str(video_id), str(path)
-        n = 0
+    content_ids = batch.get("content_id", [""] * len(batch["video_id"]))
+    for video_id, uri, content_id in zip(batch["video_id"], batch["path"], content_ids):
+        video_id, uri = str(video_id), str(uri)
         meta: dict = {"ok": False}
+        local = uri
         try:
-            info = probe(path)
-            meta.update(duration_sec=info.duration_sec, width=info.width, height=info.height)
-            for chunk in iter_frames(path, cfg, info):
-                k = len(chunk.timestamps_sec)
-                yield {
-                    "video_id": np.array([video_id] * k, dtype=object),
-                    "frame_idx": np.arange(chunk.first_frame_idx, chunk.first_frame_idx + k, dtype=np.int64),
-                    "timestamp_sec": chunk.timestamps_sec.astype(np.float64),
-                    "frame": chunk.frames,
-                    "end_meta": np.array([""] * k, dtype=object),
-                }
-                n += k
-            if n == 0:
-                raise DecodeError("decode_failed", f"{path}: ffmpeg produced no frames; the video stream may be empty")
-            meta.update(ok=True, n_frames=n, content_hash=file_sha256(path))
-        except DecodeError as e:
-            meta.update(reason=e.reason, error=str(e))
+            with local_copy(uri, str(content_id or ""), s3, tmp_dir) as local:
+                yield from _frame_rows(video_id, local, cfg, meta)
+        except DecodeError as e:  # messages name the uri, not a temporary download's path
+            meta.update(reason=e.reason, error=str(e).replace(local, uri))
         except Exception as e:  # keep the run going; the catalog says what broke
-            log.exception("unexpected error decoding %s", path)
-            meta.update(reason="decode_failed", error=f"{path}: {type(e).__name__}: {e}")
+            log.exception("unexpected error decoding %s", uri)
+            meta.update(reason="decode_failed", error=f"{uri}: {type(e).__name__}: {e}")
         yield {
             "video_id": np.array([video_id], dtype=object),
             "frame_idx": np.array([-1], np.int64),
@@ -77,6 +70,26 @@ def decode_rows(batch: dict[str, np.ndarray], cfg: DecodeConfig) -> Iterator[dic
             "frame": np.zeros((1, cfg.size, cfg.size, 3), np.uint8),
             "end_meta": np.array([json.dumps(meta)], dtype=object),
         }
+
+
+def _frame_rows(video_id: str, path: str, cfg: DecodeConfig, meta: dict) -> Iterator[dict[str, np.ndarray]]:
+    """Frame rows of one local file; fills ``meta``; raises :class:`DecodeError` on failure."""
+    info = probe(path)
+    meta.update(duration_sec=info.duration_sec, width=info.width, height=info.height)
+    n = 0
+    for chunk in iter_frames(path, cfg, info):
+        k = len(chunk.timestamps_sec)
+        yield {
+            "video_id": np.array([video_id] * k, dtype=object),
+            "frame_idx": np.arange(chunk.first_frame_idx, chunk.first_frame_idx + k, dtype=np.int64),
+            "timestamp_sec": chunk.timestamps_sec.astype(np.float64),
+            "frame": chunk.frames,
+            "end_meta": np.array([""] * k, dtype=object),
+        }
+        n += k
+    if n == 0:
+        raise DecodeError("decode_failed", f"{path}: ffmpeg produced no frames; the video stream may be empty")
+    meta.update(ok=True, n_frames=n, content_hash=file_sha256(path))
 
 
 @dataclass

@@ -1,9 +1,19 @@
-"""Archive listing: which files are candidate videos, and whether they changed.
+"""Archive listing: which files are candidate videos, and what identifies their content.
 
-Only local folders for now. Every regular, non-hidden file under the root is a
-candidate (a file that is not a video gets a clear per-file failure in the
-catalog rather than being silently skipped); ``exclude`` globs drop sidecar
-files such as ``*.json`` or ``*.srt`` from consideration.
+An archive is a local folder or an S3 prefix (``s3://bucket/prefix``). Every
+regular, non-hidden file under it is a candidate (a file that is not a video
+gets a clear per-file failure in the catalog rather than being silently
+skipped); ``exclude`` globs drop sidecar files such as ``*.json`` or ``*.srt``.
+
+What each listing knows cheaply, and the planner (:mod:`indexer.pipeline`)
+compares with the catalog to skip unchanged videos:
+
+* local file: size and mtime (``content_id`` stays empty; the planner hashes a
+  file only when its mtime moved and its size did not);
+* S3 object: size, LastModified and the ETag, as ``content_id = "etag:<etag>"``.
+  The ETag changes whenever the object is rewritten with other bytes; for a
+  multipart upload it depends on the part size too, so re-uploading the same
+  bytes with another tool may re-index a video (never the opposite).
 """
 
 from __future__ import annotations
@@ -13,7 +23,20 @@ import os
 from pathlib import Path
 
 from core.errors import ConfigError
+from core.store.s3 import S3Config, S3Url, is_s3_url, make_client, s3_error
 from core.store.writer import VideoEntry
+
+
+def list_archive(archive: str, exclude: tuple[str, ...] = (), s3: S3Config | None = None) -> list[VideoEntry]:
+    """Entries of a local folder or an ``s3://bucket/prefix`` archive, sorted by path."""
+    if is_s3_url(archive):
+        return list_s3(archive, exclude, s3 or S3Config())
+    return list_local(archive, exclude)
+
+
+def _excluded(rel: str, exclude: tuple[str, ...]) -> bool:
+    name = rel.rsplit("/", 1)[-1]
+    return any(fnmatch.fnmatch(rel, pat) or fnmatch.fnmatch(name, pat) for pat in exclude)
 
 
 def list_local(root: str | Path, exclude: tuple[str, ...] = ()) -> list[VideoEntry]:
@@ -37,7 +60,7 @@ def list_local(root: str | Path, exclude: tuple[str, ...] = ()) -> list[VideoEnt
                 continue
             path = Path(dirpath) / name
             rel = path.relative_to(base).as_posix()
-            if any(fnmatch.fnmatch(rel, pat) or fnmatch.fnmatch(name, pat) for pat in exclude):
+            if _excluded(rel, exclude):
                 continue
             try:
                 st = path.stat()
@@ -46,3 +69,42 @@ def list_local(root: str | Path, exclude: tuple[str, ...] = ()) -> list[VideoEnt
                 size, mtime = 0, 0
             out.append(VideoEntry(uri=str(path), rel_path=rel, size_bytes=size, mtime_ns=mtime))
     return out
+
+
+def list_s3(archive: str, exclude: tuple[str, ...] = (), cfg: S3Config | None = None,
+            client=None) -> list[VideoEntry]:
+    """Entries for every candidate object under ``s3://bucket/prefix``, sorted by key.
+
+    Lists with the ``ListObjectsV2`` paginator (``cfg.list_page_size`` keys per
+    request, retried per ``cfg``). ``uri`` is ``s3://bucket/key``; ``rel_path`` the
+    key below the prefix. Folder markers (keys ending in "/") and hidden names
+    (any path part starting with ".") are skipped. Raises :class:`ConfigError` when
+    nothing is listed (a mistyped prefix would otherwise remove every video of the
+    archive from the index) and :class:`RemoteStoreError` when listing fails.
+    """
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    cfg = cfg or S3Config()
+    url = S3Url.parse(archive)
+    client = client or make_client(cfg)
+    out: list[VideoEntry] = []
+    try:
+        pages = client.get_paginator("list_objects_v2").paginate(
+            Bucket=url.bucket, Prefix=url.prefix, PaginationConfig={"PageSize": cfg.list_page_size})
+        for page in pages:
+            for obj in page.get("Contents", []):
+                key = obj["Key"]
+                rel = key[len(url.prefix):]
+                if not rel or key.endswith("/") or any(part.startswith(".") for part in rel.split("/")):
+                    continue
+                if _excluded(rel, exclude):
+                    continue
+                mtime_ns = int(obj["LastModified"].timestamp() * 1e9)
+                etag = str(obj.get("ETag", "")).strip('"')
+                out.append(VideoEntry(uri=url.uri(key), rel_path=rel, size_bytes=int(obj["Size"]),
+                                      mtime_ns=mtime_ns, content_id=f"etag:{etag}" if etag else ""))
+    except (BotoCoreError, ClientError) as e:
+        raise s3_error(e, "listing", str(url), cfg) from e
+    if not out:
+        raise ConfigError(f"no objects under {url} (after --exclude); check the bucket and prefix")
+    return sorted(out, key=lambda e: e.rel_path)

@@ -30,6 +30,7 @@ class TokenMaker:
 
     def __init__(self, kind: str, k: int, head_dir: str | None = None, device: str = "cpu"):
         self.kind, self.k, self.model = kind, k, None
+        self.head_dir = str(Path(head_dir).expanduser().resolve()) if head_dir and kind != ZERO_SHOT else None
         if kind != ZERO_SHOT:
             from core.errors import IndexMismatchError
             from core.model.checkpoint import load_model

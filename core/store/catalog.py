@@ -5,18 +5,25 @@ the archive and still there); each index run leaves a JSON record. DuckDB
 views over the snapshot's files make the whole store queryable:
 
 * ``videos`` — the catalog (schema :data:`CATALOG_SCHEMA`)
-* ``runs`` — one row per index run (started/finished, counts, failures by reason)
+* ``runs`` — one row per index run (started/finished, counts, status; fields of :class:`RunRecord`,
+  ``failures_by_reason`` as a ``MAP(VARCHAR, BIGINT)``)
+* ``run_failures`` — ``run_id, reason, n``: the same failure counts, one row per reason
 * ``frames`` — every frame embedding (``embedding FLOAT[D]``)
 * ``proposals`` — every proposal window with its context tokens
 
 DuckDB only ever reads here, so searches and catalog queries never contend
 with the one writer.
+
+Older catalogs stay readable: a column added since (``content_id``) reads as
+"" — unknown — from a snapshot written before it existed, and run records
+lacking newer fields read with their defaults.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+import logging
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import duckdb
@@ -25,6 +32,8 @@ import pyarrow.parquet as pq
 
 from core.store.layout import IndexLayout
 from core.store.manifest import Manifest, _atomic_write
+
+log = logging.getLogger(__name__)
 
 CATALOG_SCHEMA = pa.schema([
     ("video_id", pa.string()),        # stable id of the uri (sha1 prefix)
@@ -46,7 +55,12 @@ CATALOG_SCHEMA = pa.schema([
     ("proposals_file", pa.string()),
     ("run_id", pa.string()),          # run that wrote this row
     ("updated_at", pa.string()),      # ISO-8601 UTC
+    ("content_id", pa.string()),      # what the listing identifies content by: "etag:<ETag>" (S3),
+                                      # "sha256:<hex>" (local); "" unknown (and in catalogs before it)
 ])
+
+#: values of columns missing from catalogs written by older versions
+_DEFAULTS = {"content_id": ""}
 
 
 @dataclass
@@ -54,31 +68,58 @@ class RunRecord:
     """One index run, as stored in ``catalog/runs/<run_id>.json``."""
 
     run_id: str
-    archive: str
+    archive: str  #: local folder or s3://bucket/prefix
     model: str
-    started_at: str
-    finished_at: str = ""
+    started_at: str  #: ISO-8601 UTC
+    finished_at: str = ""  #: ISO-8601 UTC; "" while running (or when the process died)
     status: str = "running"  #: running | completed | completed_with_failures | aborted
-    n_listed: int = 0
+    n_listed: int = 0  #: candidate files in the archive listing
     n_new: int = 0
     n_changed: int = 0
-    n_unchanged: int = 0
-    n_removed: int = 0
+    n_unchanged: int = 0  #: skipped: same content (size + mtime, or content hash / ETag)
+    n_removed: int = 0  #: gone from the archive, removed from search
     n_indexed: int = 0
     n_failed: int = 0
     video_seconds_indexed: float = 0.0
     failures_by_reason: dict[str, int] = field(default_factory=dict)
-    message: str = ""
+    message: str = ""  #: why an aborted run stopped
+    index: str = ""  #: the index written (local directory or s3://bucket/prefix)
+    n_retry: int = 0  #: unchanged files that had failed before, tried again
+    n_commits: int = 0  #: snapshots published by this run
 
-    def save(self, layout: IndexLayout) -> None:
-        _atomic_write(layout.runs_dir / f"{self.run_id}.json", json.dumps(asdict(self), indent=2))
+    def save(self, layout: IndexLayout) -> Path:
+        path = layout.runs_dir / f"{self.run_id}.json"
+        _atomic_write(path, json.dumps(asdict(self), indent=2))
+        return path
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RunRecord":
+        """Tolerant of records from older or newer versions (missing fields take defaults)."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+def read_runs(layout: IndexLayout) -> list[RunRecord]:
+    """Every run record of the index, oldest first (unreadable records are skipped, with a warning)."""
+    out = []
+    for p in sorted(layout.runs_dir.glob("*.json")) if layout.runs_dir.is_dir() else []:
+        try:
+            out.append(RunRecord.from_dict(json.loads(p.read_text())))
+        except (OSError, ValueError, TypeError) as e:
+            log.warning("skipping unreadable run record %s: %s", p, e)
+    return sorted(out, key=lambda r: (r.started_at, r.run_id))
 
 
 def read_catalog(layout: IndexLayout, manifest: Manifest | None) -> list[dict]:
     """Rows of the snapshot's catalog (empty before the first commit)."""
     if manifest is None:
         return []
-    return pq.read_table(layout.path(manifest.catalog_file)).to_pylist()
+    rows = pq.read_table(layout.path(manifest.catalog_file)).to_pylist()
+    for r in rows:
+        for k, v in _DEFAULTS.items():
+            if r.get(k) is None:
+                r[k] = v
+    return rows
 
 
 def write_catalog(path: Path, rows: list[dict]) -> None:
@@ -91,21 +132,41 @@ def write_catalog(path: Path, rows: list[dict]) -> None:
 def connect(layout: IndexLayout, manifest: Manifest) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB connection with the store's views (see module docstring)."""
     con = duckdb.connect(":memory:")
-    cat = _sql_str(layout.path(manifest.catalog_file))
-    con.execute(f"CREATE VIEW videos AS SELECT * FROM read_parquet({cat})")
-    runs = sorted(layout.runs_dir.glob("*.json"))
-    if runs:
-        files = "[" + ", ".join(_sql_str(p) for p in runs) + "]"
-        con.execute(
-            f"CREATE VIEW runs AS SELECT * FROM read_json_auto({files}, union_by_name=true) ORDER BY started_at"
-        )
+    cat_path = layout.path(manifest.catalog_file)
+    have = set(pq.read_schema(cat_path).names)
+    missing = "".join(f", {_sql_str(v)} AS {k}" for k, v in _DEFAULTS.items() if k not in have)
+    con.execute(f"CREATE VIEW videos AS SELECT *{missing} FROM read_parquet({_sql_str(cat_path)})")
+    runs = read_runs(layout)
+    con.register("runs_arrow", runs_table(runs))
+    con.execute("CREATE VIEW runs AS SELECT * FROM runs_arrow ORDER BY started_at, run_id")
+    con.register("run_failures_arrow", pa.table({
+        "run_id": pa.array([r.run_id for r in runs for _ in r.failures_by_reason], pa.string()),
+        "reason": pa.array([k for r in runs for k in r.failures_by_reason], pa.string()),
+        "n": pa.array([int(v) for r in runs for v in r.failures_by_reason.values()], pa.int64()),
+    }))
+    con.execute("CREATE VIEW run_failures AS SELECT * FROM run_failures_arrow")
     rows = con.execute("SELECT frames_file, proposals_file FROM videos WHERE status = 'indexed'").fetchall()
-    if rows:
-        frames = "[" + ", ".join(_sql_str(layout.path(r[0])) for r in rows) + "]"
-        props = "[" + ", ".join(_sql_str(layout.path(r[1])) for r in rows) + "]"
-        con.execute(f"CREATE VIEW frames AS SELECT * FROM read_parquet({frames})")
-        con.execute(f"CREATE VIEW proposals AS SELECT * FROM read_parquet({props})")
+    for i, view in enumerate(("frames", "proposals")):
+        paths = [layout.path(r[i]) for r in rows]
+        # a partial copy of an S3 index (core.store.s3_index) may lack per-video files: no view then
+        if paths and all(p.exists() for p in paths):
+            files = "[" + ", ".join(_sql_str(p) for p in paths) + "]"
+            con.execute(f"CREATE VIEW {view} AS SELECT * FROM read_parquet({files})")
     return con
+
+
+def runs_table(runs: list[RunRecord]) -> pa.Table:
+    """Run records as an Arrow table with fixed column types (``failures_by_reason`` a map)."""
+    types = {int: pa.int64(), float: pa.float64(), str: pa.string()}
+    cols = {}
+    for f in fields(RunRecord):
+        values = [getattr(r, f.name) for r in runs]
+        if f.name == "failures_by_reason":
+            cols[f.name] = pa.array([list(v.items()) for v in values], pa.map_(pa.string(), pa.int64()))
+        else:
+            t = types[type(getattr(RunRecord("", "", "", ""), f.name))]
+            cols[f.name] = pa.array(values, t)
+    return pa.table(cols)
 
 
 def _sql_str(p: Path | str) -> str:

@@ -1,0 +1,69 @@
+"""Configuration of the search service (one frozen dataclass; ``groundzero serve`` fills it from flags)."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass, field
+
+from core.errors import ConfigError
+from search.config import SearchConfig
+
+TOKEN_ENV = "GROUNDZERO_TOKEN"
+MIN_TOKEN_CHARS = 8
+_TOKEN_CHARS = re.compile(r"[A-Za-z0-9._~+/=-]+")
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    index_dir: str  #: index directory built by ``groundzero index``
+    host: str = "127.0.0.1"  #: interface to bind; anything but loopback needs ``token``
+    port: int = 8000  #: 0 picks a free port
+    token: str | None = None  #: access token; requests then need ``Authorization: Bearer TOKEN``
+    model: str | None = None  #: query model; default: the one that built the index
+    head: str | None = None  #: trained grounding head; default: zero-shot grounding
+    device: str = "auto"  #: auto | cpu | cuda[:n]
+    reload_every_sec: float = 5.0  #: how often the manifest is checked for a newer snapshot (< 0: never)
+    search: SearchConfig = field(default_factory=SearchConfig)
+    result_cache: int = 64  #: searches remembered per snapshot, so paging does not search again
+    thumb_cache: int = 512  #: thumbnails kept in memory
+    thumb_timeout_sec: float = 20.0  #: ffmpeg budget per thumbnail
+    max_k: int = 200  #: most moments one search may rank
+    max_limit: int = 100  #: most results (or groups) per page
+
+    @property
+    def is_loopback(self) -> bool:
+        return is_loopback_host(self.host)
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}/"
+
+    def validate(self) -> ServeConfig:
+        if not 0 <= self.port <= 65535:
+            raise ConfigError(f"--port must be in [0, 65535], got {self.port}")
+        if self.token is not None and len(self.token) < MIN_TOKEN_CHARS:
+            raise ConfigError(f"--token must be at least {MIN_TOKEN_CHARS} characters long; "
+                              "e.g. `export GROUNDZERO_TOKEN=$(openssl rand -hex 16)`")
+        if self.token is not None and not _TOKEN_CHARS.fullmatch(self.token):
+            raise ConfigError("--token may hold only letters, digits and . _ ~ + / = - (no spaces)")
+        if not self.is_loopback and not self.token:
+            raise ConfigError(
+                f"--host {self.host} is reachable from other machines, and the archive would be open to "
+                f"anyone who can reach it; set an access token (--token or {TOKEN_ENV}) or bind to 127.0.0.1")
+        if not 1 <= self.max_k <= 1000 or not 1 <= self.max_limit <= self.max_k:
+            raise ConfigError(f"max_k must be in [1, 1000] and max_limit in [1, max_k], "
+                              f"got {self.max_k} and {self.max_limit}")
+        self.search.validate()
+        return self
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1); any other name or address is not."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False

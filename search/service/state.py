@@ -1,0 +1,179 @@
+"""What the service searches: one committed snapshot at a time, swapped when a newer one appears.
+
+The model loads once. A snapshot (:class:`Snapshot`: a :class:`~search.searcher.Searcher` over
+one manifest version, plus that version's whole catalog) is immutable once built. While the
+service runs, :meth:`IndexState.snapshot` checks ``manifest.json`` at most every
+``reload_every_sec`` (one ``stat``; the writer swaps the file with ``os.replace``, so a new
+snapshot shows as a new inode). A changed manifest is opened off to the side, in a thread,
+while requests go on against the old snapshot; the reference is swapped only once the new one
+has loaded whole. A manifest only ever names files written before it, so a reader never sees a
+half-written index; one that cannot be opened (another model, missing files) is reported in
+``reload_error`` and the old snapshot stays in service.
+
+An ``s3://`` index is read from its local copy (``core.store.s3_index``); only a change to
+that copy is noticed, so restart the service to serve a newer snapshot published to S3.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path, PurePosixPath
+
+from core.errors import GroundZeroError
+from core.model.backbone import Backbone
+from core.store.catalog import read_catalog
+from core.store.layout import IndexLayout
+from core.store.manifest import read_manifest
+from search.results import SearchResult
+from search.searcher import Searcher
+from search.service.config import ServeConfig
+
+log = logging.getLogger(__name__)
+
+
+class SnapshotGoneError(GroundZeroError):
+    """Files of the snapshot in service were deleted (the writer's garbage collection)."""
+
+
+def folder_of(rel_path: str) -> str:
+    """The collection a video belongs to: its folder inside the archive ("" at the top).
+
+    >>> folder_of("depositions/2019/smith.mp4"), folder_of("intro.mp4")
+    ('depositions/2019', '')
+    """
+    parent = str(PurePosixPath(rel_path).parent)
+    return "" if parent == "." else parent
+
+
+@dataclass
+class Snapshot:
+    """One committed index version, ready to search. Only ``search`` touches mutable state."""
+
+    version: int
+    searcher: Searcher
+    catalog: dict[str, dict]  #: video_id -> catalog row (indexed and failed)
+    loaded_at: str
+    result_cache_size: int = 64
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _results: OrderedDict = field(default_factory=OrderedDict)
+
+    def search(self, query: str, k: int) -> SearchResult:
+        """``Searcher.search`` under a lock (its frame cache is not thread-safe), memoised per (query, k)."""
+        key = (query.strip(), k)
+        with self._lock:
+            if key in self._results:
+                self._results.move_to_end(key)
+                return self._results[key]
+            try:
+                result = self.searcher.search(query, top_k=k)
+            except FileNotFoundError as e:
+                # the writer keeps a superseded snapshot's files for a while only (core.store.gc)
+                raise SnapshotGoneError(
+                    f"snapshot {self.version} in service has lost files to garbage collection ({e.filename}); "
+                    "the service reloads newer snapshots by itself unless started with --reload-every -1 "
+                    "or the newer one failed to open (see /api/health): restart it") from e
+            if self.result_cache_size > 0:
+                self._results[key] = result
+                if len(self._results) > self.result_cache_size:
+                    self._results.popitem(last=False)
+            return result
+
+    def folders(self) -> dict[str, int]:
+        """Folder -> number of indexed videos in it (and below it)."""
+        counts: dict[str, int] = {}
+        for row in self.catalog.values():
+            if row["status"] != "indexed":
+                continue
+            parts = PurePosixPath(row["rel_path"]).parts[:-1]
+            for i in range(1, len(parts) + 1):
+                f = "/".join(parts[:i])
+                counts[f] = counts.get(f, 0) + 1
+        return dict(sorted(counts.items()))
+
+    @property
+    def n_indexed(self) -> int:
+        return sum(r["status"] == "indexed" for r in self.catalog.values())
+
+
+class IndexState:
+    """Holds the snapshot in service and swaps in newer ones (see the module docstring)."""
+
+    def __init__(self, cfg: ServeConfig, backbone: Backbone | None = None):
+        """Loads the model (unless ``backbone`` is given: one already loaded) and the current snapshot."""
+        self.cfg = cfg
+        self.layout = IndexLayout(Path(cfg.index_dir).expanduser())
+        self.backbone = backbone
+        self.reload_error = ""
+        self.checked_at = ""
+        self._stamp = self._manifest_stamp()
+        self._snap = self._load()  # errors here are the caller's (the CLI prints them)
+        self._next_check = time.monotonic() + max(cfg.reload_every_sec, 0.0)
+        self._check_lock = threading.Lock()
+        self._reloader: threading.Thread | None = None
+
+    def snapshot(self) -> Snapshot:
+        """The snapshot to answer this request with (starts a reload when the manifest changed)."""
+        if self.cfg.reload_every_sec >= 0 and time.monotonic() >= self._next_check:
+            self._check()
+        return self._snap
+
+    def _load(self) -> Snapshot:
+        s = Searcher(self.cfg.index_dir, model=self.cfg.model, device=self.cfg.device, cfg=self.cfg.search,
+                     head=self.cfg.head, backbone=self.backbone)
+        self.backbone = s.backbone
+        self.layout = s.layout  # where the snapshot really is (an s3:// index: its local copy)
+        catalog = {r["video_id"]: r for r in read_catalog(s.layout, s.manifest)}
+        log.info("serving snapshot %d of %s (%d videos)", s.manifest.version, self.layout.root, len(s.videos))
+        return Snapshot(version=s.manifest.version, searcher=s, catalog=catalog,
+                        loaded_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                        result_cache_size=self.cfg.result_cache)
+
+    def _manifest_stamp(self) -> tuple[int, int, int] | None:
+        try:
+            st = self.layout.manifest.stat()
+        except OSError:
+            return None
+        return st.st_ino, st.st_mtime_ns, st.st_size
+
+    def _check(self) -> None:
+        if not self._check_lock.acquire(blocking=False):
+            return  # another request is checking right now
+        try:
+            self._next_check = time.monotonic() + self.cfg.reload_every_sec
+            self.checked_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+            if self._reloader is not None and self._reloader.is_alive():
+                return
+            stamp = self._manifest_stamp()
+            if stamp is None or stamp == self._stamp:
+                return
+            self._stamp = stamp
+            self._reloader = threading.Thread(target=self._reload, name="gz-index-reload", daemon=True)
+            self._reloader.start()
+        finally:
+            self._check_lock.release()
+
+    def _reload(self) -> None:
+        try:
+            m = read_manifest(self.layout)
+            if m is None or m.version == self._snap.version:
+                return
+            snap = self._load()
+        except Exception as e:  # noqa: BLE001 - whatever the failure, the old snapshot stays in service
+            self.reload_error = f"snapshot in {self.layout.root} could not be opened, still serving " \
+                                f"version {self._snap.version}: {e}"
+            log.warning("%s", self.reload_error)
+            return
+        if snap.version > self._snap.version:
+            self._snap = snap  # one reference assignment: requests see the old or the new, whole
+            self.reload_error = ""
+
+    def wait_reloaded(self, timeout: float = 30.0) -> None:
+        """Block until a reload in progress has finished (tests)."""
+        t = self._reloader
+        if t is not None:
+            t.join(timeout)

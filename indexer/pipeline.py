@@ -228,6 +228,8 @@ def run_index(cfg: IndexConfig, on_progress: Callable[[Progress], None] | None =
             record.finished_at, record.failures_by_reason = utc_now(), dict(reasons)
             _save_record(record, writer.layout, remote)
             raise
+        if remote:  # once per run, not per commit: it lists the whole prefix
+            _best_effort(lambda: remote.collect_garbage(writer.retention), "deleting old snapshots' objects on S3")
         record.finished_at = utc_now()
         record.failures_by_reason = dict(reasons)
         record.status = "completed_with_failures" if record.n_failed else "completed"

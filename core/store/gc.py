@@ -73,13 +73,7 @@ def collect_garbage(layout: IndexLayout, current: Manifest, policy: RetentionPol
     unlink = unlink or (lambda p: p.unlink(missing_ok=True))
     report = GcReport()
     history = _history(layout, current)  # version -> manifest dict, published ones only
-    versions = sorted(history)
-    whole = set(versions[-max(1, policy.keep_snapshots):])
-    kept = set(whole)
-    for older, newer in itertools.pairwise(versions):
-        superseded_at = _timestamp(history[newer].get("created_at", ""))
-        if superseded_at is None or now - superseded_at < policy.keep_sec:
-            kept.add(older)
+    whole, kept = retained_versions(history, policy, now)
     report.kept_snapshots = sorted(kept)
 
     referenced: set[str] = set()
@@ -116,6 +110,24 @@ def collect_garbage(layout: IndexLayout, current: Manifest, policy: RetentionPol
         log.info("gc: deleted %d files (%.1f MB); kept snapshots %s", len(report.deleted),
                  report.freed_bytes / 1e6, report.kept_snapshots)
     return report
+
+
+def retained_versions(history: dict[int, dict], policy: RetentionPolicy, now: float) -> tuple[set[int], set[int]]:
+    """``(whole, kept)`` of the published snapshots ``history`` (version -> manifest dict).
+
+    ``whole``: the newest ``keep_snapshots`` (every file kept, FAISS included); ``kept``:
+    those plus every snapshot superseded less than ``keep_sec`` before ``now`` (or at an
+    unreadable time), whose catalog and per-video files stay for readers still using them.
+    The one rule of the local collection and of the S3 one (:mod:`core.store.s3_index`).
+    """
+    versions = sorted(history)
+    whole = set(versions[-max(1, policy.keep_snapshots):])
+    kept = set(whole)
+    for older, newer in itertools.pairwise(versions):
+        superseded_at = _timestamp(history[newer].get("created_at", ""))
+        if superseded_at is None or now - superseded_at < policy.keep_sec:
+            kept.add(older)
+    return whole, kept
 
 
 def referenced_files(layout: IndexLayout, m: Manifest) -> set[str]:

@@ -47,8 +47,17 @@ head only one can create ``manifests/NNNNNN.json``; the other gets
 The cache (default ``$GROUNDZERO_CACHE_DIR`` or ``~/.cache/groundzero``, then
 ``s3/<bucket>/<prefix>``) holds a ``.s3-origin`` marker, so it is never used for
 another index. Keep it between nightly runs (a persistent volume): an empty
-cache means downloading every proposal file again. Not done yet: objects of old
-snapshots are never deleted from S3 (garbage collection runs on the cache only).
+cache means downloading every proposal file again.
+
+**Garbage collection** on S3 (:meth:`S3Index.collect_garbage`, run by the writer
+after each publish) follows the local rule (:func:`core.store.gc.retained_versions`):
+the newest ``keep_snapshots`` snapshots stay whole, older ones superseded less than
+``keep_sec`` ago keep their catalog and per-video files; every other manifest, and
+then every store object (``videos/``, ``vectors/``, ``catalog/videos-*``) that no
+kept snapshot names, is deleted, except objects written less than ``keep_sec`` ago
+(whatever wrote them may not have published yet). Run records are never deleted.
+Do not add an S3 lifecycle rule that expires these objects: it cannot tell live
+files from dead ones.
 """
 
 from __future__ import annotations
@@ -58,6 +67,7 @@ import logging
 import os
 import re
 import shutil
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
 from urllib.parse import quote
@@ -65,6 +75,7 @@ from urllib.parse import quote
 import pyarrow.parquet as pq
 
 from core.errors import ConfigError, IndexLockedError, IndexNotFoundError, RemoteStoreError
+from core.store.gc import GcReport, RetentionPolicy, retained_versions
 from core.store.layout import IndexLayout
 from core.store.manifest import Manifest, _atomic_write
 from core.store.s3 import (
@@ -86,6 +97,8 @@ ORIGIN = ".s3-origin"
 LEVELS = ("catalog", "writer", "all")
 _MANIFEST_KEY = re.compile(r"manifests/(\d{6,})\.json$")
 _STORE_FILE = re.compile(r"^(?:catalog|vectors|videos)/[\w.\-/]+$")
+#: what S3 garbage collection may delete: per-video Parquet, FAISS files, catalog snapshots
+_GC_FILE = re.compile(r"^(?:videos/[\w.\-]+\.parquet|vectors/context-[\w.\-]+\.faiss|catalog/videos-[\w.\-]+\.parquet)$")
 
 
 def default_cache_dir(url: S3Url) -> Path:
@@ -250,7 +263,59 @@ class S3Index:
                 continue
         self._running_runs.clear()
 
+    def collect_garbage(self, policy: RetentionPolicy | None = None, now: float | None = None) -> GcReport:
+        """Delete the S3 objects no retained snapshot names (see the module docstring).
+
+        Call after :meth:`push`, holding the index (one writer). Reads every published
+        manifest (small) and the catalogs of the kept snapshots (from the cache, else S3)
+        *before* deleting anything; deletes manifests first, then files, so a collection
+        that fails half-way leaves only more garbage for the next one. Raises
+        :class:`RemoteStoreError` when S3 fails; the published snapshots stay whole.
+        """
+        policy = policy or RetentionPolicy()
+        now = time.time() if now is None else now
+        report = GcReport()
+        if self.base_version is None:
+            return report
+        objects = self._list_objects("")
+        versions = sorted(int(m.group(1)) for rel in objects if (m := _MANIFEST_KEY.fullmatch(rel)))
+        history = {v: json.loads(self._get(manifest_rel(v)) or "{}") for v in versions if v <= self.base_version}
+        whole, kept = retained_versions(history, policy, now)
+        report.kept_snapshots = sorted(kept)
+        referenced: set[str] = set()
+        for v in kept:
+            d = history[v]
+            files = manifest_files(d)
+            if v not in whole and d.get("faiss_file"):
+                files.discard(d["faiss_file"])
+            self._download_missing({d["catalog_file"]})
+            referenced |= files | catalog_files(self.layout.path(d["catalog_file"]), "all")
+        old_enough = {rel for rel, modified in objects.items() if now - modified >= policy.keep_sec}
+        dead_manifests = sorted(manifest_rel(v) for v in history if v not in kept)
+        dead_files = sorted(rel for rel in old_enough if _GC_FILE.match(rel) and rel not in referenced)
+        for batch in (dead_manifests, dead_files):  # manifests first: none outlives a file it names
+            self._delete(batch)
+        report.deleted = dead_manifests + dead_files
+        if report.deleted:
+            log.info("%s: gc deleted %d objects; kept snapshots %s", self.url, len(report.deleted), report.kept_snapshots)
+        return report
+
     # -- S3 calls --------------------------------------------------------------
+
+    def _delete(self, rels: list[str]) -> None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        for i in range(0, len(rels), 1000):  # DeleteObjects takes at most 1,000 keys
+            keys = [{"Key": self.url.key(r)} for r in rels[i : i + 1000]]
+            try:
+                out = self.client.delete_objects(Bucket=self.url.bucket, Delete={"Objects": keys, "Quiet": True})
+            except (BotoCoreError, ClientError) as e:
+                raise s3_error(e, "deleting old snapshot files under", str(self.url), self.cfg) from e
+            if out.get("Errors"):
+                err = out["Errors"][0]
+                raise RemoteStoreError(f"{self.url}: could not delete {len(out['Errors'])} old objects, e.g. "
+                                       f"{err.get('Key')}: {err.get('Code')} {err.get('Message')}; "
+                                       "the next run tries again")
 
     def _get(self, rel: str, missing_ok: bool = False) -> str | None:
         from botocore.exceptions import BotoCoreError, ClientError
@@ -263,6 +328,15 @@ class S3Index:
             raise s3_error(e, "reading", self.url.uri(self.url.key(rel)), self.cfg) from e
 
     def _list(self, sub: str, start_after: str = "") -> list[str]:
+        """Keys (full S3 keys) under ``sub``, after ``start_after``."""
+        return [o["Key"] for o in self._iter_objects(sub, start_after)]
+
+    def _list_objects(self, sub: str) -> dict[str, float]:
+        """Index-relative path -> last-modified time (epoch seconds) of every object under ``sub``."""
+        n = len(self.url.key(""))
+        return {o["Key"][n:]: o["LastModified"].timestamp() for o in self._iter_objects(sub)}
+
+    def _iter_objects(self, sub: str, start_after: str = "") -> list[dict]:
         from botocore.exceptions import BotoCoreError, ClientError
 
         kwargs = {"Bucket": self.url.bucket, "Prefix": self.url.key(sub),
@@ -270,7 +344,7 @@ class S3Index:
         if start_after:
             kwargs["StartAfter"] = start_after
         try:
-            return [o["Key"] for page in self.client.get_paginator("list_objects_v2").paginate(**kwargs)
+            return [o for page in self.client.get_paginator("list_objects_v2").paginate(**kwargs)
                     for o in page.get("Contents", [])]
         except (BotoCoreError, ClientError) as e:
             raise s3_error(e, "listing", self.url.uri(self.url.key(sub)), self.cfg) from e

@@ -144,3 +144,39 @@ def test_caches_and_empty_indexes_are_refused_clearly(s3cfg, bucket, tmp_path):
         S3Index.open(f"s3://{bucket}/one", s3cfg, tmp_path / "local")
     with pytest.raises(IndexNotFoundError, match="holds no published index"):
         resolve_index_dir(f"s3://{bucket}/one", s3cfg, tmp_path / "cache")
+
+
+def test_gc_on_s3_keeps_retained_snapshots_whole_and_deletes_the_rest(s3cfg, direct, bucket, ident, tmp_path):
+    from core.store.gc import RetentionPolicy
+
+    url = f"s3://{bucket}/index"
+    writer = S3Index.open(url, s3cfg, tmp_path / "w")
+    _publish(writer, ident, {"s3://arch/a.mp4": 60, "s3://arch/b.mp4": 30})
+    _publish(writer, ident, {"s3://arch/b.mp4": 31})  # b changed: its v1 files are dead once v1 goes
+    m3 = _publish(writer, ident, {"s3://arch/c.mp4": 20}, remove=["s3://arch/a.mp4"])
+    # an orphan of a failed publish: unnamed, and new
+    direct.put_object(Bucket=bucket, Key="index/videos/zz-orphan.frames.parquet", Body=b"x")
+    direct.put_object(Bucket=bucket, Key="index/catalog/runs/r-old.json", Body=b"{}")
+    before = set(_keys(direct, bucket))
+    # everything is recent: nothing may go
+    assert writer.collect_garbage(RetentionPolicy(keep_snapshots=1, keep_sec=3600)).deleted == []
+    assert set(_keys(direct, bucket)) == before
+    # an hour later, keeping only the newest snapshot
+    import time
+
+    report = writer.collect_garbage(RetentionPolicy(keep_snapshots=1, keep_sec=3600), now=time.time() + 7200)
+    after = set(_keys(direct, bucket))
+    assert report.kept_snapshots == [3] and after == before - set(report.deleted)
+    assert "manifests/000001.json" not in after and "manifests/000002.json" not in after
+    assert "videos/zz-orphan.frames.parquet" not in after
+    assert {k for k in after if k.startswith("videos/")} == {
+        f for f in before if f.startswith("videos/") and (f"-{m3.run_id}." in f or _named_by(writer, m3, f))}
+    assert "catalog/runs/r-old.json" in after  # run records stay
+    # the remaining snapshot is whole: a fresh reader pulls every file it names
+    assert _read_all(resolve_index_dir(url, s3cfg, tmp_path / "r")) == (3, ["b.mp4", "c.mp4"], 51)
+
+
+def _named_by(remote: S3Index, m, rel: str) -> bool:
+    from core.store.s3_index import catalog_files
+
+    return rel in catalog_files(remote.layout.path(m.catalog_file), "all")

@@ -7,7 +7,7 @@ minutes (ffmpeg's testsrc2 pattern), then times
 
 1. ``ffmpeg -i VIDEO -vf fps=1 -f null -`` — the floor: decode only;
 2. ``groundzero index`` on a folder holding just that video — list, decode
-   (Ray CPU task), embed (Ray actor, bundled tiny model or --model, CPU unless
+   (Ray CPU task), embed (Ray actor, the tiny random bench SigLIP or --model, CPU unless
    CUDA is present), write Parquet + FAISS + catalog, commit;
 
 and prints video-seconds per wall-second for both and their ratio. Ray's
@@ -69,7 +69,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--minutes", type=float, default=60.0)
     ap.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "gz-bench")
-    ap.add_argument("--model", default=None, help="checkpoint (default: the bundled tiny model)")
+    ap.add_argument("--model", default=None, help="checkpoint (default: the tiny random bench SigLIP, "
+                    "core.model.tiny.bench_siglip, built in WORKDIR)")
     ap.add_argument("--threads", type=int, default=2, help="ffmpeg decode threads (both measurements)")
     args = ap.parse_args()
     if shutil.which("ffmpeg") is None:
@@ -80,6 +81,10 @@ def main() -> None:
     print(f"video: {video} ({video.stat().st_size / 1e6:.0f} MB, made/cached in {time.perf_counter() - t0:.0f} s)")
     seconds = args.minutes * 60
     raw = time_raw_decode(video, args.threads)
+    if args.model is None:
+        from core.model.tiny import bench_siglip
+
+        args.model = str(bench_siglip(args.workdir))
     pipe, indexed = time_pipeline(video, args.model, args.threads)
     print(f"raw ffmpeg -vf fps=1 decode : {raw:8.1f} s wall  {seconds / raw:8.1f} video-s per wall-s")
     print(f"groundzero index pipeline   : {pipe:8.1f} s wall  {seconds / pipe:8.1f} video-s per wall-s "

@@ -27,7 +27,7 @@ zero-shot context tokens, proposals 48 s / stride 24 s (the defaults); then it
 
 What is synthetic, and why:
 
-* The backbone is the bundled tiny SigLIP (random weights, embed dim 64), so that 1,000 hours
+* The backbone is the tiny bench SigLIP (``core.model.tiny.bench_siglip``: random weights, embed dim 64), so that 1,000 hours
   (3.6 M frames) fits in memory and on disk (about 1.8 GB of Parquet + FAISS). The real SigLIP 2 So400m
   is 1152-d: frame Parquet, FAISS and RAM scale by about x18, FAISS Flat search time too; the
   text tower's time does not carry over at all (So400m's is far heavier).
@@ -64,7 +64,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from core.model.backbone import Backbone, ModelIdentity, bundled_model_dir, read_identity
+from core.model.backbone import Backbone, ModelIdentity, read_identity
+from core.model.tiny import bench_siglip
 from core.model.checkpoint import save_model
 from core.model.grounder import GroundingModel, GroundingModelConfig
 from core.model.inference import ground
@@ -460,12 +461,12 @@ def main() -> None:
     if not 2 <= args.queries <= len(SENTENCES):
         raise SystemExit(f"--queries must be in [2, {len(SENTENCES)}]")
     cfg = SearchConfig().validate()
-    model_dir = str(bundled_model_dir())
+    model_dir = str(bench_siglip(args.workdir))
     _, identity = read_identity(model_dir)
     queries = list(SENTENCES[: args.queries])
     q_emb = Backbone(model_dir, device="cpu").embed_texts(queries)
     head = make_head(args.workdir, identity)
-    print(f"backbone: bundled tiny SigLIP (random weights, D={identity.embed_dim}); head: "
+    print(f"backbone: tiny bench SigLIP (random weights, D={identity.embed_dim}); head: "
           f"GroundingModelConfig.tiny (random weights, seed 0); device {args.device}, "
           f"torch threads {torch.get_num_threads()}, {os.cpu_count()} CPUs; {args.queries} queries; "
           f"shortlist {cfg.shortlist_tokens} tokens -> {cfg.shortlist_proposals} proposals, "

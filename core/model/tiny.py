@@ -1,7 +1,7 @@
 """Tiny SigLIP checkpoints built offline with the real transformers classes.
 
 Used by the tests (random weights, exercised through the production loader)
-and by ``scripts/build_bundled_model.py``. The tokenizer is a word-level one
+and by the benchmarks (:func:`bench_siglip`: mechanics and speed, no semantics). The tokenizer is a word-level one
 trained with the ``tokenizers`` library on a given vocabulary corpus, wrapped
 as a ``PreTrainedTokenizerFast`` so ``AutoTokenizer.from_pretrained`` loads it.
 """
@@ -36,6 +36,12 @@ class TinySiglipConfig:
     text_max_len: int = 16
     vocab_size: int = 512
     seed: int = 0
+
+    @classmethod
+    def bench(cls) -> "TinySiglipConfig":
+        """The benchmarks' model: 64 px images, 16 px patches, 64-d embeddings, 2 layers, seed 0."""
+        return cls(image_size=64, patch_size=16, hidden_size=64, intermediate_size=128, num_layers=2,
+                   num_heads=2, text_max_len=16, seed=0)
 
 
 def build_tiny_siglip(out_dir: str | Path, cfg: TinySiglipConfig = TinySiglipConfig(),
@@ -82,4 +88,13 @@ def build_tiny_siglip(out_dir: str | Path, cfg: TinySiglipConfig = TinySiglipCon
         "resample": 3, "do_rescale": True, "rescale_factor": 1 / 255,
         "do_normalize": True, "image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5],
     }, indent=2))
+    return out
+
+
+def bench_siglip(workdir: str | Path) -> Path:
+    """``workdir/siglip-tiny-random``: the benchmarks' random tiny SigLIP (:meth:`TinySiglipConfig.bench`),
+    built there on first use. Deterministic, so every build has the same weights fingerprint."""
+    out = Path(workdir).expanduser() / "siglip-tiny-random"
+    if not (out / "model.safetensors").is_file():
+        build_tiny_siglip(out, TinySiglipConfig.bench())
     return out

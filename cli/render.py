@@ -42,6 +42,32 @@ def hits_table(result) -> Table:
     return t
 
 
+def per_query_table(rows: list[dict]) -> Table:
+    """Each query's top corpus-wide result beside its true span (rows of ``search.evaluate.per_query_row``)."""
+    def span(vid: str, s: float, e: float) -> str:
+        return f"{vid} {format_timestamp(s)}–{format_timestamp(e)}"
+
+    t = Table(title="each query: top result vs truth", title_justify="left")
+    for c, kw in (("query", {"overflow": "fold"}), ("truth", {"no_wrap": True}), ("top result", {"no_wrap": True}),
+                  ("IoU", {"justify": "right"}), ("found p", {"justify": "right"}), ("", {})):
+        t.add_column(c, **kw)
+    for r in rows:
+        corpus = r.get("corpus_truth", [[r["vid"], s, e] for s, e in r["truth"]])
+        truth = ", ".join(span(r["vid"], s, e) for s, e in r["truth"])
+        elsewhere = sum(1 for v, _, _ in corpus if v != r["vid"])
+        if elsewhere:
+            truth = f"{truth or 'none in ' + r['vid']} (+{elsewhere} in other videos)"
+        truth = truth or "(not in the archive)"
+        hit = r["hit"]
+        shown = "not found" if not r["found"] else (span(hit["vid"], hit["start_sec"], hit["end_sec"]) if hit else "-")
+        if not r["found"] and hit is not None:
+            shown += f" (best guess {span(hit['vid'], hit['start_sec'], hit['end_sec'])})"
+        iou = f"{r['iou']:.2f}" if corpus else ""
+        t.add_row(r["query"], truth, shown, iou, f"{r['found_prob']:.2f}",
+                  "[green]✓[/]" if r["correct"] else "[red]✗[/]")
+    return t
+
+
 def rows_table(title: str, columns: list[str], rows: list[tuple]) -> Table:
     t = Table(title=title, title_justify="left")
     for c in columns:

@@ -18,7 +18,6 @@ from core.model.annotations import read_annotations
 from core.model.backbone import Backbone, pick_device, read_identity
 from core.model.checkpoint import save_model
 from core.model.grounder import GroundingModel, GroundingModelConfig
-from core.model.rg_encoder import RGEncoderConfig
 from core.model.train import TrainConfig, train
 from core.model.train_data import GroundingDataset, TextFeatures
 from core.store.training_set import video_frames_by_id
@@ -34,7 +33,7 @@ class HeadJob:
     out: str
     fmt: str | None = None  #: annotation format; None = sniffed
     train: TrainConfig = field(default_factory=TrainConfig)
-    tiny: bool = False  #: tiny model sizes (tests, smoke runs)
+    size: str = "full"  #: model sizes: "full" (RGNet's), "small" (demo model), "tiny" (tests, smoke runs)
     device: str = "auto"
     resume: bool = False
 
@@ -75,7 +74,7 @@ def train_head(job: HeadJob, on_epoch: Callable[[int, dict], None] | None = None
         encoder, videos = lora_frames(backbone, set(videos), params.fps)
     data = GroundingDataset(used, videos, text, params.fps, params.proposals, seed=job.train.seed)
     D, Dt = backbone.embed_dim, next(iter(text.values())).tokens.shape[1]
-    cfg = GroundingModelConfig.tiny(D, Dt) if job.tiny else GroundingModelConfig(encoder=RGEncoderConfig(D, Dt))
+    cfg = GroundingModelConfig.preset(job.size, D, Dt)
     torch.manual_seed(job.train.seed)
     model = GroundingModel(cfg)
     tcfg = TrainConfig(**{**job.train.__dict__, "device": str(pick_device(job.device))})

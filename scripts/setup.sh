@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Sets up GroundZero on a fresh machine: ffmpeg (Debian package), a virtual
+# Sets up GroundZero on a fresh machine: ffmpeg and chromium (Debian packages), a virtual
 # environment in .venv with the CPU build of torch 2.13.0, and the project in
 # editable mode with its dev extras. Safe to run again: it only adds what is missing.
 set -euo pipefail
@@ -13,6 +13,18 @@ if ! command -v ffmpeg >/dev/null || ! command -v ffprobe >/dev/null; then
   else
     echo "setup: ffmpeg/ffprobe not found; install them (e.g. 'sudo apt-get install ffmpeg') and run again" >&2
     exit 1
+  fi
+fi
+
+# Chromium (Debian package) drives the search page's browser test through Playwright; the test
+# is skipped without it, so a missing one is only a note. Playwright's own browser downloads are not used.
+if ! command -v chromium >/dev/null; then
+  if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+    echo "setup: installing chromium (Debian package)" >&2
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    echo "setup: chromium not found; the browser test will be skipped (e.g. 'sudo apt-get install chromium')" >&2
   fi
 fi
 

@@ -16,6 +16,12 @@ class SearchConfig:
     spans_per_region: int = 3  #: candidate spans extracted per contiguous shortlisted region
     nms_iou: float = 0.5  #: temporal NMS threshold within a video (RGNet / CONE: 0.5)
     rerank_windows: int = 5  #: with a head: proposals per video kept after re-ranking (RGNet Ego4D: 5)
+    #: "found" when the best candidate's found-probability reaches this; None: the head's calibrated
+    #: threshold (``found_threshold`` in its config.json, set by the demo build on the val split), else 0.5
+    found_threshold: float | None = None
+    #: with a head, how proposals are ranked: "retrieval" (RGNet's σ(r)) or "retrieval_confidence"
+    #: (σ(r)·σ(c); see core.model.inference)
+    window_score: str = "retrieval_confidence"
 
     def validate(self) -> "SearchConfig":
         if not 1 <= self.top_k <= 1000:
@@ -24,6 +30,10 @@ class SearchConfig:
             raise ConfigError("shortlist sizes must be >= 1")
         if self.smooth_frames < 1 or self.smooth_frames % 2 == 0:
             raise ConfigError(f"smooth_frames must be odd and >= 1, got {self.smooth_frames}")
+        if self.found_threshold is not None and not 0.0 <= self.found_threshold <= 1.0:
+            raise ConfigError(f"found_threshold must be in [0, 1], got {self.found_threshold}")
+        if self.window_score not in ("retrieval", "retrieval_confidence"):
+            raise ConfigError(f"window_score={self.window_score!r}; allowed: retrieval, retrieval_confidence")
         if not 0.0 < self.nms_iou <= 1.0:
             raise ConfigError(f"nms_iou must be in (0, 1], got {self.nms_iou}")
         return self

@@ -7,15 +7,17 @@ For every annotated query whose video is in the index:
   (:func:`core.model.inference.ground`); zero-shot, the similarity-curve grounder over
   the whole video — giving a ranked span list (QVHighlights metrics, R@k@IoU) and,
   with a head, the proposal ranking (RGNet's proposal R@k, §4.2);
-* **corpus-wide**: :meth:`Searcher.search` over the whole index; a hit needs the right
-  video *and* span;
-* **not found**: queries with no ground-truth moment measure the precision/recall of
-  the "not found" answer.
+* **corpus-wide**: :meth:`Searcher.search` over the whole index; a hit needs a right
+  video *and* span. The truth is every moment of the indexed videos the sentence
+  describes (:meth:`MomentQuery.corpus_truth`: the annotation's ``corpus_windows``
+  where it has them, as ``groundzero synth`` writes; else the query's own windows);
+* **not found**: queries with no moment anywhere in the indexed videos measure the
+  precision/recall of the corpus-wide "not found" answer.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +31,7 @@ from core.model.metrics import (
     recall_at_k,
 )
 from core.proposals import make_windows
+from core.spans import temporal_iou
 from search.ground_zeroshot import ground_region
 from search.searcher import Searcher
 
@@ -39,6 +42,8 @@ class Evaluation:
     predictions: list[dict]  #: QVHighlights submission rows (within-video)
     n_queries: int
     missing_videos: list[str]
+    #: per query, corpus-wide: the top hit beside the truth (see :func:`per_query_row`)
+    per_query: list[dict] = field(default_factory=list)
 
 
 def evaluate(searcher: Searcher, queries: list[MomentQuery], corpus_top_k: int = 10) -> Evaluation:
@@ -46,6 +51,7 @@ def evaluate(searcher: Searcher, queries: list[MomentQuery], corpus_top_k: int =
     used = [q for q in queries if q.vid in stems]
     fps, props = searcher.manifest.params.fps, searcher.manifest.params.proposals
     preds, within, gts, prop_rank, prop_gt, corpus, corpus_gt, found, has = [], [], [], [], [], [], [], [], []
+    rows = []
     for q in used:
         seq = stems[q.vid]
         ts, emb, _ = searcher.video_data(seq)
@@ -60,10 +66,12 @@ def evaluate(searcher: Searcher, queries: list[MomentQuery], corpus_top_k: int =
             prop_gt.append({w for w, (a, b) in enumerate(windows) for s, e in q.windows
                             if a / fps < e and b / fps > s})
         res = searcher.search(q.query, top_k=corpus_top_k)
+        truth = indexed_truth(q, stems)
         corpus.append([(Path(h.rel_path).stem, h.start_sec, h.end_sec) for h in res.hits])
-        corpus_gt.append([(q.vid, s, e) for s, e in q.windows])
+        corpus_gt.append(truth)
         found.append(res.found)
-        has.append(bool(q.windows))
+        has.append(bool(truth))
+        rows.append(per_query_row(q, res, truth))
     metrics: dict[str, float] = {}
     with_gt = [(p, g) for p, g in zip(preds, gts) if g]
     if with_gt:
@@ -76,7 +84,35 @@ def evaluate(searcher: Searcher, queries: list[MomentQuery], corpus_top_k: int =
         metrics.update({f"proposal-{k}": v for k, v in proposal_recall_at_k(prop_rank, prop_gt).items()})
     if not all(has):
         metrics.update({f"not_found-{k}": v for k, v in not_found_precision_recall(found, has).items()})
-    return Evaluation(metrics, preds, len(used), sorted({q.vid for q in queries if q.vid not in stems}))
+    return Evaluation(metrics, preds, len(used), sorted({q.vid for q in queries if q.vid not in stems}), rows)
+
+
+def indexed_truth(q: MomentQuery, stems) -> list[tuple[str, float, float]]:
+    """The query's archive-wide truth (:meth:`MomentQuery.corpus_truth`) within the indexed videos."""
+    return [w for w in q.corpus_truth() if w[0] in stems]
+
+
+def per_query_row(q: MomentQuery, res, truth: list[tuple[str, float, float]] | None = None) -> dict:
+    """The archivist's view of one query: the top corpus-wide hit beside the true span.
+
+    ``truth``: the archive-wide truth (default: :meth:`MomentQuery.corpus_truth`). ``iou`` is
+    the top hit's best temporal IoU with a true window of the hit's video (0 when that video
+    holds none); ``correct``: a query with a moment somewhere is answered "found" with
+    IoU >= 0.5, one with none anywhere is answered "not found".
+    """
+    truth = list(q.corpus_truth()) if truth is None else truth
+    top = res.hits[0] if res.hits else None
+    hit_vid = Path(top.rel_path).stem if top else None
+    same = [(s, e) for v, s, e in truth if v == hit_vid]
+    iou = 0.0
+    if top is not None and same:
+        iou = float(temporal_iou(np.array([[top.start_sec, top.end_sec]]), np.array(same, float)).max())
+    correct = (res.found and iou >= 0.5) if truth else not res.found
+    return {"qid": q.qid, "query": q.query, "vid": q.vid, "truth": [list(w) for w in q.windows],
+            "corpus_truth": [list(w) for w in truth],
+            "hit": None if top is None else {"vid": hit_vid, "start_sec": top.start_sec, "end_sec": top.end_sec,
+                                              "score": top.score},
+            "found": res.found, "found_prob": res.found_prob, "iou": iou, "correct": bool(correct)}
 
 
 def _within_video(searcher: Searcher, query: str, emb: np.ndarray, windows: np.ndarray, fps: float):
@@ -87,10 +123,39 @@ def _within_video(searcher: Searcher, query: str, emb: np.ndarray, windows: np.n
         states, masks = searcher.backbone.encode_text_tokens([query])
         words = states[0][masks[0]]
         g = ground(searcher.head, emb, windows, words, np.ones(len(words), bool), fps,
-                   top_windows=searcher.cfg.rerank_windows, nms_iou=searcher.cfg.nms_iou)
+                   top_windows=searcher.cfg.rerank_windows, nms_iou=searcher.cfg.nms_iou,
+                   window_score=searcher.cfg.window_score)
         return g.spans, g.scores, (g.found_prob, g.window_rank)
     qv = searcher.backbone.embed_texts([query])[0]
     cands = ground_region(emb, qv, 0, searcher.cfg.smooth_frames, 10)
     cands.sort(key=lambda c: -c.mean_cos)
     spans = np.array([[c.first_frame / fps, (c.last_frame + 1) / fps] for c in cands]).reshape(-1, 2)
     return spans, np.array([c.mean_cos for c in cands]), (0.0, np.zeros(0, np.int64))
+
+
+def calibrate_found_threshold(searcher: Searcher, queries: list[MomentQuery]) -> tuple[float, dict[str, float]]:
+    """The "moment exists" threshold that best separates queries with a moment from those without.
+
+    Runs :meth:`Searcher.search` on every query whose video is indexed and picks the
+    threshold on ``SearchResult.found_prob`` maximising balanced accuracy (the mean of
+    the recall of "found" and of "not found", a query counting as "found" when it has a
+    moment anywhere in the index, see :func:`indexed_truth`), midway between neighbouring values.
+    Needs both kinds of queries (calibrate on a validation split, never on test).
+
+    Returns ``(threshold, {"balanced_accuracy", "n_found", "n_not_found"})``.
+    """
+    stems = {Path(r["rel_path"]).stem for r in searcher.videos.values()}
+    used = [q for q in queries if q.vid in stems]
+    probs = np.array([searcher.search(q.query).found_prob for q in used], np.float64)
+    has = np.array([bool(indexed_truth(q, stems)) for q in used])
+    if has.all() or not has.any():
+        raise ValueError("calibration needs queries with and without a moment")
+    values = np.unique(probs)
+    cands = np.concatenate([[values[0] - 1e-6], (values[:-1] + values[1:]) / 2, [values[-1] + 1e-6]])
+    best, best_acc = 0.5, -1.0
+    for t in cands:
+        acc = 0.5 * ((probs[has] >= t).mean() + (probs[~has] < t).mean())
+        if acc > best_acc:
+            best, best_acc = float(t), float(acc)
+    return min(max(best, 0.0), 1.0), {"balanced_accuracy": best_acc, "n_found": int(has.sum()),
+                                       "n_not_found": int((~has).sum())}

@@ -18,14 +18,15 @@ from search.results import Hit
 
 def rerank_and_ground(model: GroundingModel, words: np.ndarray, word_mask: np.ndarray, fps: float,
                       videos: list[tuple[dict, np.ndarray, np.ndarray]], top_windows: int,
-                      nms_iou: float) -> list[Hit]:
+                      nms_iou: float, window_score: str = "retrieval") -> list[Hit]:
     """Args:
         words: float32 (L, Dt) the query's word states; word_mask: bool (L,).
         videos: per video (catalog row, frame embeddings (T, D), shortlisted windows (P, 2)).
     """
     hits: list[Hit] = []
     for row, emb, windows in videos:
-        g = ground(model, emb, windows, words, word_mask, fps, top_windows=top_windows, nms_iou=nms_iou)
+        g = ground(model, emb, windows, words, word_mask, fps, top_windows=top_windows, nms_iou=nms_iou,
+                   window_score=window_score)
         dur = float(row["duration_sec"])
         for (s, e), sc in zip(g.spans, g.scores):
             e = min(e, dur) if dur > s else e

@@ -36,7 +36,10 @@ class SearchResult:
     hits: list[Hit]
     found: bool  #: False when no hit clears the "moment exists" threshold
     timings_ms: dict[str, float]  #: per stage: text, shortlist, ground, merge
+    found_prob: float = 0.0  #: the best candidate's probability that the moment exists
+    found_threshold: float = 0.5  #: ``found`` is ``found_prob >= found_threshold``
 
     def to_dict(self) -> dict:
-        return {"query": self.query, "found": self.found, "hits": [h.to_dict() for h in self.hits],
+        return {"query": self.query, "found": self.found, "found_prob": self.found_prob,
+                "found_threshold": self.found_threshold, "hits": [h.to_dict() for h in self.hits],
                 "timings_ms": self.timings_ms}

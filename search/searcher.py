@@ -19,11 +19,12 @@ from pathlib import Path
 
 import numpy as np
 
-from core.errors import EmptyQueryError
+from core.errors import EmptyQueryError, IndexMismatchError
 from core.model.backbone import Backbone, read_identity
 from core.store import tables
 from core.store.catalog import read_catalog
 from core.store.manifest import check_model, require_manifest
+from core.store.s3_index import resolve_index_dir
 from core.store.vectors import ContextIndex
 from search.config import SearchConfig
 from search.ground_zeroshot import ground_region, merge_ranges
@@ -38,34 +39,53 @@ MAX_QUERY_CHARS = 1000
 
 class Searcher:
     """Args:
-        index_dir: a directory written by ``groundzero index``.
+        index_dir: a directory written by ``groundzero index``, or ``s3://bucket/prefix`` (pulled into
+            the local cache; endpoint from ``AWS_ENDPOINT_URL``).
         model: checkpoint to embed queries with; default: the one that built the index.
             Any other model is refused (its embeddings live in another space).
         device: "auto" | "cpu" | "cuda[:n]".
         cfg: search parameters.
         cache_videos: how many videos' frame embeddings to keep in memory between queries.
         head: a trained grounding head (``groundzero train``); the index must hold that head's
-            context tokens (``groundzero reindex --head``). Without it: zero-shot grounding.
+            context tokens (``groundzero reindex --head``). Default: the head the index's
+            tokens were made with (recorded in its manifest), else zero-shot grounding.
+        backbone: an already loaded :class:`Backbone` of ``model`` to reuse (a server opening a
+            newer snapshot of the same index keeps its model in memory); default: load ``model``.
     """
 
     def __init__(self, index_dir: str | Path, model: str | None = None, device: str = "auto",
-                 cfg: SearchConfig | None = None, cache_videos: int = 64, head: str | None = None):
+                 cfg: SearchConfig | None = None, cache_videos: int = 64, head: str | None = None,
+                 backbone: Backbone | None = None):
         self.cfg = (cfg or SearchConfig()).validate()
-        self.layout, self.manifest = require_manifest(index_dir)
+        # an s3:// index is pulled into a local cache first (core.store.s3_index)
+        self.layout, self.manifest = require_manifest(resolve_index_dir(index_dir))
         model = model or self.manifest.model.name
         _, identity = read_identity(model)
         check_model(self.manifest, identity, self.layout.root)
-        self.backbone = Backbone(model, device=device)
+        if backbone is not None and backbone.identity.fingerprint != identity.fingerprint:
+            raise IndexMismatchError(f"the loaded backbone ({backbone.identity.name!r}) is not the model "
+                                     f"{model!r} this index needs; load that model")
+        self.backbone = backbone if backbone is not None else Backbone(model, device=device)
         self.vectors = ContextIndex.load(self.layout.path(self.manifest.faiss_file)) \
             if self.manifest.faiss_file else ContextIndex.create(identity.embed_dim)
         self.videos = {int(r["video_seq"]): r for r in read_catalog(self.layout, self.manifest)
                        if r["status"] == "indexed"}
-        self.head = self._load_head(head, identity) if head else None
+        if head is None and self.manifest.params.token_kind.startswith("head:"):
+            head = self.manifest.extra.get("head")
+            if head is None or not Path(head).is_dir():
+                from core.errors import ModelNotFoundError
+                raise ModelNotFoundError(
+                    f"index {self.layout.root} was tokenised with grounding head {head!r}, which is gone; "
+                    "pass --head with that head, or `groundzero reindex --head NEW_HEAD` (or --zero-shot)")
+        self.head_dir = head
+        self.head, head_meta = self._load_head(head, identity) if head else (None, {})
+        self.found_threshold = self.cfg.found_threshold
+        if self.found_threshold is None:
+            self.found_threshold = float(head_meta.get("found_threshold", 0.5))
         self._cache: OrderedDict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = OrderedDict()
         self._cache_size = cache_videos
 
     def _load_head(self, head: str, identity):
-        from core.errors import IndexMismatchError
         from core.model.checkpoint import load_model, read_config
         from indexer.tokens import head_token_kind
 
@@ -78,8 +98,8 @@ class Searcher:
             raise IndexMismatchError(
                 f"index {self.layout.root} holds {self.manifest.params.token_kind} context tokens, not this "
                 f"head's ({kind}); run `groundzero reindex --index {self.layout.root} --head {head}` first")
-        model, _ = load_model(head, self.backbone.device)
-        return model
+        model, meta = load_model(head, self.backbone.device)
+        return model, meta
 
     def video_data(self, seq: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(timestamps (T,), frame embeddings (T, D), proposal frame ranges (P, 2)) of a video."""
@@ -117,8 +137,9 @@ class Searcher:
         timings["ground"], t = _ms(t), time.perf_counter()
         hits = merge_hits(candidates, top_k, self.cfg.nms_iou)
         timings["merge"] = _ms(t)
-        found = any(h.found_prob >= 0.5 for h in candidates)
-        return SearchResult(query=query, hits=hits, found=found, timings_ms=timings)
+        found_prob = max((h.found_prob for h in candidates), default=0.0)
+        return SearchResult(query=query, hits=hits, found=found_prob >= self.found_threshold, timings_ms=timings,
+                            found_prob=found_prob, found_threshold=self.found_threshold)
 
     def _rerank(self, query: str, video_seq: np.ndarray, proposal_idx: np.ndarray) -> list[Hit]:
         from search.rerank import rerank_and_ground
@@ -134,7 +155,8 @@ class Searcher:
             ts, emb, ranges = self.video_data(seq)
             videos.append((self.videos[seq], emb, ranges[sorted(props)]))
         return rerank_and_ground(self.head, words, np.ones(len(words), bool), self.manifest.params.fps, videos,
-                                 top_windows=self.cfg.rerank_windows, nms_iou=self.cfg.nms_iou)
+                                 top_windows=self.cfg.rerank_windows, nms_iou=self.cfg.nms_iou,
+                                 window_score=self.cfg.window_score)
 
     def _ground(self, q: np.ndarray, video_seq: np.ndarray, proposal_idx: np.ndarray) -> list[Hit]:
         by_video: dict[int, list[int]] = defaultdict(list)

@@ -36,6 +36,11 @@ class MomentQuery:
     ``windows`` holds ``(start_sec, end_sec)`` pairs relative to the start of
     ``vid``; it is empty for "not found" queries and for test splits without
     ground truth. ``duration_sec`` is ``nan`` when the format does not give it.
+
+    ``corpus_windows`` is the truth of a search over the whole archive: every
+    ``(vid, start_sec, end_sec)`` the sentence describes, in any video. ``None``
+    when the annotation does not say (real datasets annotate one video per
+    query); :meth:`corpus_truth` then falls back to this video's windows.
     """
 
     qid: str  #: unique query id (a string even when the source uses ints)
@@ -43,6 +48,13 @@ class MomentQuery:
     vid: str  #: video id as the dataset names it
     duration_sec: float  #: video duration in seconds, nan if unknown
     windows: tuple[tuple[float, float], ...]  #: ground-truth [start, end] seconds
+    corpus_windows: tuple[tuple[str, float, float], ...] | None = None  #: archive-wide truth, if known
+
+    def corpus_truth(self) -> tuple[tuple[str, float, float], ...]:
+        """Archive-wide ``(vid, start_sec, end_sec)`` truth: ``corpus_windows``, else this video's windows."""
+        if self.corpus_windows is not None:
+            return self.corpus_windows
+        return tuple((self.vid, s, e) for s, e in self.windows)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -141,6 +153,10 @@ def read_qvhighlights(path: str | Path) -> list[MomentQuery]:
     - ``relevant_windows``: ``[[start, end], ...]`` seconds; absent in the
       test split -> empty ``windows``
 
+    - ``corpus_windows`` (GroundZero's extension, written by ``groundzero synth``;
+      optional): ``[[vid, start, end], ...]``, every moment of the archive the
+      query describes -> ``corpus_windows``
+
     ``relevant_clip_ids`` and ``saliency_scores`` (highlight detection) are ignored.
 
     Example line::
@@ -163,7 +179,16 @@ def _qvh_record(obj: dict[str, Any], where: str) -> MomentQuery:
         vid=str(_field(obj, "vid", where)),
         duration_sec=math.nan if duration is None else _number(duration, "duration", where),
         windows=tuple(_window(w, where) for w in _list(windows, "relevant_windows", where)),
+        corpus_windows=None if "corpus_windows" not in obj else tuple(
+            _corpus_window(w, where) for w in _list(obj["corpus_windows"], "corpus_windows", where)),
     )
+
+
+def _corpus_window(value: Any, where: str) -> tuple[str, float, float]:
+    if not isinstance(value, list) or len(value) != 3 or not isinstance(value[0], str):
+        raise ConfigError(f"{where}: corpus_windows entries must be [vid, start, end], got {value!r}")
+    s, e = _window(value[1:], where)
+    return value[0], s, e
 
 
 # --------------------------------------------------------------------------- Charades-STA

@@ -305,10 +305,18 @@ def _image_norm(model_dir: Path) -> tuple[list[float], list[float]]:
 
 
 def bundled_model_dir() -> Path:
-    """The small model shipped inside the package: the default when ``--model`` is not given.
+    """The demo backbone shipped inside the package: the default when ``--model`` is not given.
 
-    It has the real SigLIP architecture at a tiny size with *random* weights, so
-    it exercises the whole pipeline offline but knows no semantics; use
-    :data:`SO400M_ID` (or a local copy of it) for real archives.
+    A small SigLIP (the real transformers architecture, 64 px, 128-d embeddings)
+    trained by ``scripts/build_demo_model.py`` on the synthetic archive's frames and
+    captions (``core.synth``): it knows shapes, colours, positions, titles and
+    backgrounds, nothing of real video. Use :data:`SO400M_ID` (or a local copy
+    of it) for real archives.
     """
-    return Path(__file__).resolve().parent.parent / "bundled" / "siglip-tiny-random"
+    return Path(__file__).resolve().parent.parent / "bundled" / "demo" / "backbone"
+
+
+def bundled_head_dir() -> Path:
+    """The demo grounding head trained on :func:`bundled_model_dir`'s index of the synthetic
+    train split; indexing with the bundled backbone uses it by default."""
+    return Path(__file__).resolve().parent.parent / "bundled" / "demo" / "head"

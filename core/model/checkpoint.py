@@ -8,6 +8,7 @@ resume. Loading refuses pickle files (``*.pt``, ``*.pth``, ``*.bin``, ``*.ckpt``
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import torch
@@ -48,6 +49,23 @@ def read_config(ckpt_dir: str | Path) -> dict:
     meta = json.loads((d / "config.json").read_text())
     if meta.get("format") != FORMAT:
         raise ConfigError(f"{d}/config.json is not a GroundZero grounding head (format {meta.get('format')!r})")
+    return meta
+
+
+def update_config(ckpt_dir: str | Path, values: dict) -> dict:
+    """Merge ``values`` into the checkpoint's ``config.json`` metadata (e.g. a calibrated threshold).
+
+    Written to a temporary file and swapped in with ``os.replace``; returns the new metadata.
+    Model keys (``format``, ``model``) cannot be changed this way.
+    """
+    d = Path(ckpt_dir).expanduser()
+    meta = read_config(d)
+    if {"format", "model"} & set(values):
+        raise ConfigError("update_config cannot change a checkpoint's format or model config")
+    meta.update(values)
+    tmp = d / "config.json.tmp"
+    tmp.write_text(json.dumps(meta, indent=2))
+    os.replace(tmp, d / "config.json")
     return meta
 
 

@@ -104,6 +104,11 @@ class GroundingDecoderConfig:
             raise ConfigError(f"decoder pos_temperature={self.pos_temperature}: must be > 0")
 
     @classmethod
+    def small(cls) -> GroundingDecoderConfig:
+        """Demo preset: hidden 128, 4 heads, FFN 512, 3 layers, 5 queries."""
+        return cls(hidden=128, heads=4, ffn=512, layers=3, queries=5)
+
+    @classmethod
     def tiny(cls) -> GroundingDecoderConfig:
         """Test preset: hidden 32, 2 heads, FFN 64, 2 layers, 5 queries, no dropout."""
         return cls(hidden=32, heads=2, ffn=64, layers=2, queries=5, dropout=0.0)

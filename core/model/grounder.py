@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
+from core.errors import ConfigError
 from core.model.context_tokens import ContextTokenPooler
 from core.model.decoder import GroundingDecoder, GroundingDecoderConfig
 from core.model.losses import LossWeights
@@ -37,6 +38,23 @@ class GroundingModelConfig:
     context_tokens: int = 6  #: K tokens per proposal for the FAISS shortlist
     context_hidden: int = 256  #: width of the pooler's adapter
     loss: LossWeights = field(default_factory=LossWeights)
+
+    @classmethod
+    def small(cls, video_dim: int, text_dim: int) -> "GroundingModelConfig":
+        """The demo model's head (2.6 M parameters with 128-d features; small backbones, CPU training)."""
+        return cls(encoder=RGEncoderConfig.small(video_dim, text_dim), decoder=GroundingDecoderConfig.small(),
+                   context_hidden=128)
+
+    @classmethod
+    def preset(cls, size: str, video_dim: int, text_dim: int) -> "GroundingModelConfig":
+        """``size``: "full" (RGNet's sizes), "small" (demo model) or "tiny" (tests)."""
+        if size == "full":
+            return cls(encoder=RGEncoderConfig(video_dim, text_dim))
+        if size == "small":
+            return cls.small(video_dim, text_dim)
+        if size == "tiny":
+            return cls.tiny(video_dim, text_dim)
+        raise ConfigError(f"model size {size!r}; allowed: full, small, tiny")
 
     @classmethod
     def tiny(cls, video_dim: int = 32, text_dim: int = 32) -> "GroundingModelConfig":

@@ -11,6 +11,12 @@ drop CONE's top-3 matching score and its min-max fusion — with one backbone fo
 and text, the retrieval token already reads the matching, and min-max normalisation
 makes scores incomparable across queries, which a corpus-wide ranking needs.
 ``found_prob`` is the largest σ(confidence logit) over the kept windows.
+
+Decision (GroundZero, ``window_score="retrieval_confidence"``): RGNet ranks windows by σ(r)
+alone, and r is trained contrastively against *other videos'* windows in the batch; the
+confidence head is trained on windows of the *same* video with and without the moment,
+exactly the distinction within-video ranking needs. With this option a window's score
+is σ(r)·σ(c) and replaces σ(r) in the span scores above.
 """
 
 from __future__ import annotations
@@ -26,23 +32,29 @@ from core.model.span_ops import cw_to_xx
 from core.spans import nms
 
 
+WINDOW_SCORES = ("retrieval", "retrieval_confidence")
+
+
 @dataclass(frozen=True)
 class Grounding:
     spans: np.ndarray  #: float64 (N, 2) [start_sec, end_sec], best first
     scores: np.ndarray  #: float64 (N,)
     window_rank: np.ndarray  #: int64 (P,) proposal indices by descending σ(r)
-    window_scores: np.ndarray  #: float64 (P,) σ(r) per proposal (in proposal order)
+    window_scores: np.ndarray  #: float64 (P,) σ(r) (or σ(r)·σ(c)) per proposal (in proposal order)
     found_prob: float
 
 
 @torch.no_grad()
 def ground(model: GroundingModel, frames: np.ndarray, windows: np.ndarray, text: np.ndarray,
            text_mask: np.ndarray, fps: float, top_windows: int = 5, nms_iou: float = 0.5,
-           max_spans: int = 10, batch_windows: int = 64) -> Grounding:
+           max_spans: int = 10, batch_windows: int = 64, window_score: str = "retrieval") -> Grounding:
     """Args:
         frames: float32 (T, D) a video's frame embeddings; windows: int64 (P, 2) frame ranges.
         text: float32 (L, Dt) query word states; text_mask: bool (L,).
+        window_score: "retrieval" (RGNet: σ(r)) or "retrieval_confidence" (σ(r)·σ(c)).
     """
+    if window_score not in WINDOW_SCORES:
+        raise ValueError(f"window_score={window_score!r}; allowed: {', '.join(WINDOW_SCORES)}")
     model.eval()
     dev = next(model.parameters()).device
     P = len(windows)
@@ -59,7 +71,10 @@ def ground(model: GroundingModel, frames: np.ndarray, windows: np.ndarray, text:
         t = torch.from_numpy(np.asarray(text, np.float32)).to(dev)[None].expand(B, -1, -1)
         tm = torch.from_numpy(np.asarray(text_mask, bool)).to(dev)[None].expand(B, -1)
         out = model(video, vmask, t, tm)
-        r_all.append(torch.sigmoid(out["retrieval_logit"].float()))
+        r_b = torch.sigmoid(out["retrieval_logit"].float())
+        if window_score == "retrieval_confidence":
+            r_b = r_b * torch.sigmoid(out["confidence_logit"].float())
+        r_all.append(r_b)
         outs.append((out, vmask))
     r = torch.cat(r_all).cpu().numpy().astype(np.float64)  # (P,)
     rank = np.argsort(-r, kind="stable")

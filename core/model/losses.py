@@ -211,15 +211,23 @@ class SetCriterion(nn.Module):
             return _zero(saliency)
         return 2.0 * hinge[valid].mean()
 
-    def _contrastive_loss(self, logit_matrix: torch.Tensor) -> torch.Tensor:
+    def contrastive_loss(self, logit_matrix: torch.Tensor, same_query: torch.Tensor | None = None) -> torch.Tensor:
         """RGNet Eq. 8 as coded (``loss_adapter``): ``(CE(ℓ/τ, i) + CE(ℓᵀ/τ, i)) / 2``.
 
         Args:
             logit_matrix: (B, B) retrieval logit of query i × window j; window i is
                 query i's positive.
+            same_query: optional (B, B) bool, True where samples i and j are the same
+                sentence. GroundZero departs from RGNet here: such a window j is a
+                positive of query i too (in an archive the same moment recurs), so those
+                off-diagonal pairs are left out of both softmaxes instead of being pushed
+                down as negatives.
         """
         logits = logit_matrix.float() / self.weights.contrastive_temperature  # (B, B)
         labels = torch.arange(logits.shape[0], device=logits.device)
+        if same_query is not None:
+            off = same_query.to(logits.device) & ~torch.eye(len(labels), dtype=torch.bool, device=logits.device)
+            logits = logits.masked_fill(off, float("-inf"))
         return 0.5 * (F.cross_entropy(logits, labels) + F.cross_entropy(logits.t(), labels))
 
     # -- GroundZero heads --------------------------------------------------------------
@@ -261,7 +269,7 @@ class SetCriterion(nn.Module):
             valid = targets.get("saliency_valid", has_moment).to(device).bool() & has_moment
             losses["loss_saliency"] = self._saliency_loss(outputs["saliency"], targets, valid)
         if "retrieval_logit_matrix" in outputs:
-            losses["loss_contrastive"] = self._contrastive_loss(outputs["retrieval_logit_matrix"])
+            losses["loss_contrastive"] = self.contrastive_loss(outputs["retrieval_logit_matrix"])
         if "start_logits" in outputs:
             losses.update(self._span_ce_losses(outputs, targets, has_moment))
         if "confidence_logit" in outputs:

@@ -96,6 +96,12 @@ class RGEncoderConfig:
             raise ConfigError(f"RGEncoderConfig.tau must be > 0, got {self.tau}")
 
     @classmethod
+    def small(cls, video_dim: int, text_dim: int) -> RGEncoderConfig:
+        """Demo preset (small backbones, CPU training): hidden 128, 4 heads, FFN 512, 2 layers each;
+        input dropout 0.1 (RGNet's 0.5 is for 2816-d SlowFast+CLIP features, not 128-d ones)."""
+        return cls(video_dim=video_dim, text_dim=text_dim, hidden=128, heads=4, ffn=512, input_dropout=0.1)
+
+    @classmethod
     def tiny(cls, video_dim: int = 32, text_dim: int = 32) -> RGEncoderConfig:
         """Seconds-fast preset for tests: hidden 32, 2 heads, FFN 64, 1 layer each, no dropout."""
         return cls(

@@ -45,6 +45,9 @@ class TrainConfig:
     grad_clip: float = 0.1
     seed: int = 2020
     context_token_weight: float = 1.0  #: weight of the context tokens' InfoNCE
+    #: positives per retrieval-contrastive group: None = every positive of the batch against every
+    #: other (RGNet's B x B encoder passes); G = chunks of G (G x G each), about B / G times cheaper
+    retrieval_group: int | None = None
     save_every: int = 1  #: write the resumable checkpoint every this many epochs (and after the last)
     device: str = "cpu"
 
@@ -141,6 +144,17 @@ def _embed_frames(image_encoder: torch.nn.Module, batch: dict) -> dict:
     return {**batch, "video": video}
 
 
+def same_sentence(text: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """(B, B) bool: samples i and j carry the same sentence (equal word states and masks).
+
+    Args:
+        text: (B, L, Dt) word states; mask: (B, L) bool.
+    """
+    eq_mask = (mask[:, None] == mask[None]).all(-1)  # (B, B)
+    eq_text = (text[:, None] == text[None]).flatten(2).all(-1)  # (B, B)
+    return eq_mask & eq_text
+
+
 def _step_losses(model: GroundingModel, criterion, batch: dict, dev: torch.device, cfg: TrainConfig) -> dict:
     v, vm = batch["video"].to(dev), batch["video_mask"].to(dev)
     t, tm = batch["text"].to(dev), batch["text_mask"].to(dev)
@@ -148,9 +162,14 @@ def _step_losses(model: GroundingModel, criterion, batch: dict, dev: torch.devic
     targets["span_labels"] = [{"spans": d["spans"].to(dev)} for d in targets["span_labels"]]
     outputs = model(v, vm, t, tm)
     pos = torch.nonzero(targets["present"] > 0).flatten()
-    if len(pos) > 1:
-        outputs["retrieval_logit_matrix"] = model.retrieval_matrix(v[pos], vm[pos], t[pos], tm[pos])
+    groups = [g for g in torch.split(pos, cfg.retrieval_group or max(len(pos), 1)) if len(g) > 1]
     losses = criterion(outputs, targets)
+    if groups:
+        losses["loss_contrastive"] = sum(
+            len(g) * criterion.contrastive_loss(model.retrieval_matrix(v[g], vm[g], t[g], tm[g]),
+                                                same_sentence(t[g], tm[g]))
+            for g in groups
+        ) / sum(len(g) for g in groups)
     if len(pos) > 1 and cfg.context_token_weight > 0:
         tokens = model.context_tokens(v[pos], vm[pos])
         losses["loss_context_tokens"] = info_nce(tokens, batch["pooled"].to(dev)[pos])

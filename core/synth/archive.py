@@ -11,16 +11,26 @@
       {train,val,test}_events.jsonl   every event of every video (one line per video), for debugging
 
 Every query is the caption of one event of its video (its window is that
-event's ``[start_sec, end_sec]``, unique by construction) or, for about
-``not_found_fraction`` of them, a caption describing nothing in the video
+event's ``[start_sec, end_sec]``, unique in the video by construction) or, for
+about ``not_found_fraction`` of them, a caption describing nothing in the video
 (``relevant_windows: []``), usually one attribute away from something that is
-there. The (shape, colour) pairs of ``held_out_pairs`` appear only in the test
+there, and where the split allows it nothing in any video of the split.
+
+A caption may well describe events of *other* videos of the split too ("a
+blue square moving up" happens in several): an archive search that returns
+one of those is right. So each query also lists ``corpus_windows``, every
+``[vid, start_sec, end_sec]`` of the split that its caption describes
+(:func:`~core.synth.scenes.conflicts`), its own window included; a query with
+empty ``corpus_windows`` has no answer anywhere in the split, the correct
+corpus-wide answer being "not found". QVHighlights readers that do not know
+the field ignore it. The (shape, colour) pairs of ``held_out_pairs`` appear only in the test
 split: never as targets, distractors or query text in train or val; the first
 targets of every test video use them.
 
 Same config, same bytes of jsonl and the same decoded frames. Each video has
 its own random streams, seeded by ``(seed, split, index)``, so it does not
-change when another split grows.
+change when another split grows (its queries do change when its own split
+grows: they depend on what the other videos of the split show).
 
 :func:`frames_and_captions` samples single square frames with the caption of
 a visible event, with no video encoding (to train a small image-text backbone).
@@ -54,6 +64,7 @@ from core.synth.scenes import (
     background_event,
     caption,
     conflicts,
+    frame_caption,
     is_static,
     object_distractor,
     object_event,
@@ -167,15 +178,18 @@ class SynthQuery:
     duration_sec: float  #: the video's length, seconds
     windows: tuple[tuple[float, float], ...]  #: ``((start_sec, end_sec),)`` or ``()``
     event: Event
+    #: every ``(vid, start_sec, end_sec)`` of the split the caption describes (see the module docstring)
+    corpus_windows: tuple[tuple[str, float, float], ...] = ()
 
     def to_json(self) -> dict[str, Any]:
-        """The QVHighlights jsonl object."""
+        """The QVHighlights jsonl object, plus ``corpus_windows``."""
         return {
             "qid": self.qid,
             "query": self.query,
             "vid": self.vid,
             "duration": self.duration_sec,
             "relevant_windows": [list(w) for w in self.windows],
+            "corpus_windows": [list(w) for w in self.corpus_windows],
         }
 
 
@@ -219,14 +233,19 @@ def timeline_for(cfg: SynthConfig, split: str, index: int) -> list[Event]:
 
 
 def queries_for(
-    cfg: SynthConfig, split: str, index: int, events: Sequence[Event]
+    cfg: SynthConfig, split: str, index: int, events: Sequence[Event],
+    split_timelines: dict[str, Sequence[Event]] | None = None,
 ) -> list[SynthQuery]:
     """The queries of video ``index`` of ``split`` over its ``events``.
 
     Positives first take targets on held-out pairs (test split), then other
     targets, then any event; not-found queries are mostly one attribute away
-    from an event of the video. The order is shuffled.
+    from an event of the video. The order is shuffled. With ``split_timelines``
+    (vid -> events of every video of the split) not-found queries describe
+    nothing in the whole split where possible, and every query gets its
+    ``corpus_windows``.
     """
+    split_events = [e for evs in (split_timelines or {}).values() for e in evs]
     rng = _rng(cfg, split, index, 1)
     vid = video_id(cfg, split, index)
     n = cfg.queries_per_video
@@ -242,28 +261,41 @@ def queries_for(
     chosen = [(events[i], True) for i in sorted(order, key=rank)[: n - n_nf]]
     pairs = cfg.pairs(split)
     for _ in range(n_nf):
-        cand = not_found_description(rng, events, pairs, avoid=[e for e, _ in chosen])
+        cand = not_found_description(rng, events, pairs, avoid=[e for e, _ in chosen], absent_from=split_events)
         if cand is not None:
             chosen.append((cand, False))
     out = []
     for k, i in enumerate(rng.permutation(len(chosen))):
         e, found = chosen[int(i)]
         windows = ((e.start_sec, e.end_sec),) if found else ()
-        out.append(SynthQuery(f"{vid}_q{k:02d}", vid, caption(e), cfg.duration_sec, windows, e))
+        corpus = corpus_windows(e, split_timelines) if split_timelines is not None else ()
+        out.append(SynthQuery(f"{vid}_q{k:02d}", vid, caption(e), cfg.duration_sec, windows, e, corpus))
     return out
+
+
+def corpus_windows(event: Event, timelines: dict[str, Sequence[Event]]) -> tuple[tuple[str, float, float], ...]:
+    """Every ``(vid, start_sec, end_sec)`` in ``timelines`` whose event ``event``'s caption describes."""
+    return tuple((vid, e.start_sec, e.end_sec) for vid, evs in timelines.items() for e in evs
+                 if conflicts(event, e))
 
 
 def not_found_description(
     rng: np.random.Generator, events: Sequence[Event], pairs: Sequence[tuple[str, str]],
-    avoid: Sequence[Event] = (),
+    avoid: Sequence[Event] = (), absent_from: Sequence[Event] = (),
 ) -> Event | None:
     """An event description that conflicts with nothing in ``events`` (nor ``avoid``).
 
     70 % of the time one attribute away from an object of the video (a hard
     negative: "moving right" where it moves left), else a random object,
     title or background colour absent from the video; objects use only
-    ``pairs``. Its times are 0. None when 100 draws found nothing.
+    ``pairs``. Its times are 0. With ``absent_from`` (the split's events) it
+    first tries 100 draws that also conflict with nothing there, then falls
+    back to the video alone. None when 100 draws found nothing.
     """
+    if absent_from:
+        cand = not_found_description(rng, events, pairs, [*avoid, *absent_from])
+        if cand is not None:
+            return cand
     taken = [*events, *avoid]
     objects = [e for e in events if e.kind in OBJECT_KINDS]
     words = {e.word for e in taken if e.kind == "title"}
@@ -386,16 +418,15 @@ def make_archive(
     (out / "synth_config.json").write_text(config_json, encoding="utf-8")
     result: dict[str, SplitArchive] = {}
     for split in SPLITS:
-        videos, timelines, queries = [], {}, []
-        for index in range(cfg.n_videos(split)):
-            vid = video_id(cfg, split, index)
-            events = timeline_for(cfg, split, index)
+        videos, queries = [], []
+        # every timeline of the split first: queries know what the other videos show
+        timelines = {video_id(cfg, split, i): tuple(timeline_for(cfg, split, i)) for i in range(cfg.n_videos(split))}
+        for index, (vid, events) in enumerate(timelines.items()):
             path = out / split / f"{vid}.mp4"
             log.info("synth: writing %s (%d events)", path, len(events))
             frames = iter_frames(events, cfg.duration_sec, cfg.fps, cfg.size)
             videos.append(write_video(path, frames, cfg.fps, cfg.size))
-            timelines[vid] = tuple(events)
-            queries += queries_for(cfg, split, index, events)
+            queries += queries_for(cfg, split, index, events, timelines)
         ann = out / f"{split}.jsonl"
         _write_jsonl(ann, [q.to_json() for q in queries])
         ev_file = out / f"{split}_events.jsonl"
@@ -424,14 +455,18 @@ def _visible_time(rng: np.random.Generator, e: Event) -> float:
 
 def frames_and_captions(
     cfg: SynthConfig, n: int, seed: int, *, image_size: int = 64, split: str = "train",
+    state_fraction: float = 0.5,
 ) -> tuple[np.ndarray, list[str]]:
-    """``n`` single frames, each with the caption of one event visible in it.
+    """``n`` single frames, each with a caption of one event visible in it.
 
     Frames are rendered directly at ``image_size x image_size`` (no video
     encoding) from fresh 3-minute timelines using ``split``'s (shape, colour)
     pairs (train: held-out pairs never appear), at a random time inside the
-    captioned event; other events active then are drawn too. Motion captions
-    ("moving left") are not visible in one frame; they are kept as is.
+    captioned event; other events active then are drawn too. A share
+    ``state_fraction`` of the captions say what the frame shows
+    (:func:`~core.synth.scenes.frame_caption`: "a red circle on the left"), the
+    rest are the event's query sentence ("a red circle moving left"), whose
+    action a single frame cannot show but whose words the text tower must learn.
 
     Returns:
         images: (n, image_size, image_size, 3) uint8 RGB.
@@ -452,5 +487,5 @@ def frames_and_captions(
             e = events[int(i)]
             t = _visible_time(rng, e)
             images[len(captions)] = render_frame(events, t, (image_size, image_size))
-            captions.append(caption(e))
+            captions.append(frame_caption(e, t) if rng.random() < state_fraction else caption(e))
     return images, captions

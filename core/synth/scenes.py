@@ -226,6 +226,40 @@ def caption(event: Event) -> str:
     return f"the background turns {event.colour}"
 
 
+def frame_caption(event: Event, t: float) -> str:
+    """What one frame at ``t`` seconds shows of ``event``: its state, not its action.
+
+    A sentence about an action ("moving left", "appears") cannot be checked
+    in a single frame; this one can: where a mover is now (the third of the
+    frame it is in along its path) and whether a growing / shrinking shape is
+    still small. Training the image tower on these too makes frame embeddings
+    carry position and size, from which a temporal model can read the action.
+    Titles and backgrounds keep their caption.
+
+    >>> frame_caption(object_event("circle", "red", "left", 0.0, 10.0), 1.0)
+    'a red circle on the right'
+    >>> frame_caption(object_event("square", "blue", "appears", 0.0, 10.0), 2.0)
+    'a small blue square'
+    """
+    if event.kind not in OBJECT_KINDS:
+        return caption(event)
+    article = "an" if str(event.colour)[0] in "aeiou" else "a"
+    what = f"{event.colour} {event.shape}"
+    p = progress(event, t)
+    if event.kind in _GROW_ACTIONS:
+        small = p < 0.5 if event.kind == "appears" else p > 0.5
+        return f"a small {what}" if small else f"{article} {what}"
+    if event.motion == "still":
+        return f"{article} {what}"
+    if event.motion in ("left", "right"):
+        x = 1.0 - p if event.motion == "left" else p
+        where = ("on the left", "in the middle", "on the right")[min(2, int(x * 3))]
+    else:
+        y = 1.0 - p if event.motion == "up" else p
+        where = ("at the top", "in the middle", "at the bottom")[min(2, int(y * 3))]
+    return f"{article} {what} {where}"
+
+
 def conflicts(a: Event, b: Event) -> bool:
     """Whether one caption could describe both events (times ignored).
 

@@ -47,9 +47,9 @@ def test_search_with_head_needs_reindex_then_works(index_and_head):
     for h in res["hits"]:
         assert 0 <= h["start_sec"] < h["end_sec"] <= durations[h["rel_path"]]
         assert 0.0 <= h["found_prob"] <= 1.0
-    # zero-shot search on a head-tokenised index still runs (its shortlist uses the learned tokens)
-    r = runner.invoke(app, ["search", QUERY, "--index", str(index), "--json"])
-    assert r.exit_code == 0
+    # without --head, search uses the head the index was tokenised with
+    r = runner.invoke(app, ["search", QUERY, "--index", str(index), "--json", "--top", "3"])
+    assert r.exit_code == 0 and json.loads(r.stdout)["hits"] == res["hits"]
     # and back to zero-shot tokens
     r = runner.invoke(app, ["reindex", "--index", str(index), "--zero-shot", "--json"])
     assert r.exit_code == 0 and json.loads(r.stdout)["params"]["token_kind"] == "zero-shot-mean"
@@ -91,3 +91,61 @@ def test_eval_on_index_zero_shot_and_with_head(index_and_head, tmp_path):
     m = json.loads(r.stdout)
     assert 0.0 <= m["proposal-R@1"] <= 1.0 and "within-R1@0.5" in m
     runner.invoke(app, ["reindex", "--index", str(index), "--zero-shot"])
+
+
+def test_found_threshold_comes_from_the_head_and_a_missing_head_is_reported(index_and_head, tmp_path):
+    import shutil
+
+    from core.model.checkpoint import update_config
+    from search.searcher import Searcher
+
+    index, head = index_and_head
+    mine = tmp_path / "head"
+    shutil.copytree(head, mine)
+    runner = CliRunner()
+    assert runner.invoke(app, ["reindex", "--index", str(index), "--head", str(mine)]).exit_code == 0
+    try:
+        assert Searcher(index, device="cpu").found_threshold == 0.5
+        update_config(mine, {"found_threshold": 0.97})
+        res = Searcher(index, device="cpu").search(QUERY)
+        assert res.found_threshold == 0.97 and res.found == (res.found_prob >= 0.97)
+        shutil.rmtree(mine)
+        r = runner.invoke(app, ["search", QUERY, "--index", str(index)])
+        assert r.exit_code == 1 and "which is gone" in r.stderr and "groundzero reindex" in r.stderr
+    finally:
+        runner.invoke(app, ["reindex", "--index", str(index), "--zero-shot"])
+
+
+def test_calibrated_threshold_separates_found_from_not_found(index_and_head):
+    from core.model.annotations import MomentQuery
+    from search.evaluate import calibrate_found_threshold
+    from search.searcher import Searcher
+
+    index, _ = index_and_head
+    searcher = Searcher(index, device="cpu")
+    assert searcher.head is None
+    queries = [MomentQuery("1", QUERY, "video_01", 200.0, ((60.0, 75.0),)),
+               MomentQuery("2", "zzz unrelated words", "video_02", 90.0, ())]
+    t, stats = calibrate_found_threshold(searcher, queries)
+    probs = [searcher.search(q.query).found_prob for q in queries]
+    assert stats["balanced_accuracy"] == 1.0 and probs[1] < t <= probs[0]
+    with pytest.raises(ValueError, match="with and without"):
+        calibrate_found_threshold(searcher, queries[:1])
+
+
+def test_eval_per_query_puts_the_top_hit_beside_the_truth(index_and_head, tmp_path):
+    index, _ = index_and_head
+    ann = tmp_path / "val.jsonl"
+    ann.write_text("\n".join(json.dumps(r) for r in [
+        {"qid": 1, "query": QUERY, "vid": "video_01", "duration": 200, "relevant_windows": [[60, 75]]},
+        {"qid": 9, "query": "zzz unrelated words", "vid": "video_02", "duration": 90, "relevant_windows": []},
+    ]))
+    runner = CliRunner()
+    r = runner.invoke(app, ["eval", "--index", str(index), "--gt", str(ann), "--per-query", "--json"])
+    assert r.exit_code == 0, r.output
+    rows = {row["qid"]: row for row in json.loads(r.stdout)["per_query"]}
+    hit = rows["1"]["hit"]
+    assert hit["vid"] == "video_01" and rows["1"]["iou"] >= 0.5 and rows["1"]["correct"] == rows["1"]["found"]
+    assert rows["9"]["truth"] == [] and rows["9"]["correct"] == (not rows["9"]["found"])
+    r = runner.invoke(app, ["eval", "--index", str(index), "--gt", str(ann), "--per-query"])
+    assert r.exit_code == 0 and "top result vs truth" in r.stdout and "video_01" in r.stdout

@@ -364,3 +364,26 @@ def test_decoder_and_span_head_overfit_one_window():
         s, e, _ = decode_best_span(**head(memory, mask), video_mask=mask)
         frames_xx = frame_idx_to_xx(s, e, mask.sum(1))
         assert pairwise_temporal_iou(frames_xx, gt_xx)[0][0, 0] > 0.9
+
+
+def test_contrastive_loss_does_not_push_down_the_same_sentence():
+    """Samples 0 and 1 carry one sentence: their cross pairs leave the softmax, nothing else changes."""
+    from core.model.train import same_sentence
+
+    crit = build_criterion(LossWeights())
+    torch.manual_seed(0)
+    logits = torch.randn(3, 3)
+    text = torch.randn(3, 4, 8)
+    text[1] = text[0]
+    mask = torch.ones(3, 4, dtype=torch.bool)
+    same = same_sentence(text, mask)
+    assert same.tolist() == [[True, True, False], [True, True, False], [False, False, True]]
+    masked = crit.contrastive_loss(logits, same)
+    # a high logit between the two copies costs nothing once masked ...
+    bumped = logits.clone()
+    bumped[0, 1] = bumped[1, 0] = 50.0
+    assert crit.contrastive_loss(bumped, same).item() == pytest.approx(masked.item(), rel=1e-6)
+    assert crit.contrastive_loss(bumped).item() > masked.item() + 1.0  # ... and a lot unmasked
+    # distinct sentences: the plain RGNet loss
+    assert crit.contrastive_loss(logits, torch.eye(3, dtype=torch.bool)).item() == pytest.approx(
+        crit.contrastive_loss(logits).item(), rel=1e-6)

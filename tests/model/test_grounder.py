@@ -100,3 +100,59 @@ def test_training_resumes_where_it_stopped(tmp_path):
     resumed = train(fresh(), GroundingDataset(q, v, t, 1.0, PROPS), cfg, tmp_path / "b", resume=True)
     assert len(resumed) == 2
     assert resumed[-1]["loss_total"] == pytest.approx(full[-1]["loss_total"], rel=1e-4)
+
+
+def _contrastive(retrieval_group, batch, model):
+    from core.model.losses import build_criterion
+    from core.model.train import _step_losses
+
+    cfg = TrainConfig(retrieval_group=retrieval_group, context_token_weight=0.0)
+    return _step_losses(model, build_criterion(model.cfg.loss), batch, torch.device("cpu"), cfg)["loss_contrastive"]
+
+
+def test_retrieval_groups_split_the_contrastive_matrix():
+    """Group >= positives: RGNet's full B x B loss; group 2: the mean over 2 x 2 blocks."""
+    from core.model.losses import build_criterion
+
+    q, v, t = planted()
+    batch = collate([GroundingDataset(q, v, t, 1.0, PROPS, neg_fraction=0.0)[i] for i in range(4)])
+    torch.manual_seed(0)
+    model = GroundingModel(GroundingModelConfig.tiny()).eval()
+    with torch.no_grad():
+        full = _contrastive(None, batch, model)
+        assert float(_contrastive(4, batch, model)) == pytest.approx(float(full), rel=1e-6)
+        crit = build_criterion(model.cfg.loss)
+        m = model.retrieval_matrix(batch["video"], batch["video_mask"], batch["text"], batch["text_mask"])
+        blocks = (crit.contrastive_loss(m[:2, :2]) + crit.contrastive_loss(m[2:, 2:])) / 2
+        assert float(_contrastive(2, batch, model)) == pytest.approx(float(blocks), rel=1e-5)
+
+
+def test_presets_and_unknown_size():
+    small = GroundingModelConfig.preset("small", 128, 128)
+    assert small.encoder.hidden == 128 and small.decoder.layers == 3
+    assert GroundingModelConfig.from_dict(small.to_dict()) == small
+    with pytest.raises(ConfigError, match="allowed: full, small, tiny"):
+        GroundingModelConfig.preset("huge", 8, 8)
+
+
+def test_window_score_can_include_the_confidence_head():
+    q, v, t = planted(n_videos=1)
+    torch.manual_seed(0)
+    model = GroundingModel(GroundingModelConfig.tiny()).eval()
+    windows = make_windows(60, 1.0, PROPS)
+    args = (model, v["v0"], windows, t["q0"].tokens, t["q0"].mask, 1.0)
+    plain = ground(*args)
+    both = ground(*args, window_score="retrieval_confidence")
+    Lw = int((windows[:, 1] - windows[:, 0]).max())
+    video = torch.zeros(len(windows), Lw, 32)
+    mask = torch.zeros(len(windows), Lw, dtype=torch.bool)
+    for i, (a, b) in enumerate(windows):
+        video[i, : b - a], mask[i, : b - a] = torch.from_numpy(v["v0"][a:b]), True
+    text = torch.from_numpy(t["q0"].tokens)[None].expand(len(windows), -1, -1)
+    with torch.no_grad():
+        out = model(video, mask, text, torch.ones(text.shape[:2], dtype=torch.bool))
+    conf = torch.sigmoid(out["confidence_logit"]).numpy()
+    np.testing.assert_allclose(both.window_scores, plain.window_scores * conf, rtol=1e-5)
+    assert list(both.window_rank) == list(np.argsort(-both.window_scores, kind="stable"))
+    with pytest.raises(ValueError, match="window_score"):
+        ground(*args, window_score="nope")

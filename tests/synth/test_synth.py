@@ -16,7 +16,9 @@ from core.synth.archive import (
     SynthConfig,
     frames_and_captions,
     make_archive,
+    queries_for,
     timeline_for,
+    video_id,
 )
 from core.synth.scenes import (
     BACKGROUNDS,
@@ -206,6 +208,54 @@ def test_not_found_queries_describe_nothing_in_their_video(archive):
     assert n_not_found >= 3
 
 
+def test_corpus_windows_list_every_moment_of_the_split_the_caption_describes(archive):
+    out, result = archive
+    n_elsewhere = n_nowhere = 0
+    for split in SPLITS:
+        timelines = result[split].timelines
+        read = {q.qid: q for q in read_qvhighlights(out / f"{split}.jsonl")}
+        for q in result[split].queries:
+            want = {(vid, e.start_sec, e.end_sec) for vid, evs in timelines.items() for e in evs
+                    if conflicts(q.event, e)}
+            assert set(q.corpus_windows) == want and len(q.corpus_windows) == len(want)
+            assert read[q.qid].corpus_windows == q.corpus_windows  # written and read back
+            own = {(s, e) for vid, s, e in q.corpus_windows if vid == q.vid}
+            assert own == set(q.windows)  # nothing else in its own video
+    # at archive size the split-wide truth matters: captions recur across videos, and some
+    # queries have no answer anywhere (timelines and queries only: nothing is rendered)
+    cfg = SynthConfig(n_train_videos=0, n_val_videos=0, n_test_videos=8, queries_per_video=12, seed=1)
+    timelines = {video_id(cfg, "test", i): timeline_for(cfg, "test", i) for i in range(8)}
+    queries = [q for i, evs in enumerate(timelines.values()) for q in queries_for(cfg, "test", i, evs, timelines)]
+    for q in queries:
+        n_elsewhere += any(vid != q.vid for vid, _, _ in q.corpus_windows)
+        n_nowhere += not q.corpus_windows
+    assert n_elsewhere > len(queries) // 4 and n_nowhere >= 8
+
+
+def test_not_found_queries_avoid_the_whole_split_when_they_can():
+    from core.synth.archive import not_found_description
+
+    rng = np.random.default_rng(0)
+    video = [object_event("circle", "red", "left", 0.0, 10.0)]
+    others = [object_event("circle", "red", "right", 20.0, 30.0), object_event("square", "red", "left", 40.0, 50.0)]
+    pairs = [("circle", "red"), ("square", "red"), ("circle", "blue")]
+    for _ in range(20):
+        cand = not_found_description(rng, video, pairs, absent_from=others)
+        assert not any(conflicts(cand, e) for e in video + others)
+
+
+def test_annotations_without_corpus_windows_fall_back_to_their_own_video(tmp_path):
+    p = tmp_path / "a.jsonl"
+    p.write_text('{"qid": 1, "query": "x", "vid": "v", "relevant_windows": [[1, 2]]}\n'
+                 '{"qid": 2, "query": "y", "vid": "v", "relevant_windows": [], "corpus_windows": [["w", 3, 4]]}\n')
+    a, b = read_qvhighlights(p)
+    assert a.corpus_windows is None and a.corpus_truth() == (("v", 1.0, 2.0),)
+    assert b.corpus_truth() == (("w", 3.0, 4.0),)
+    p.write_text('{"qid": 3, "query": "z", "vid": "v", "corpus_windows": [[3, 4]]}\n')
+    with pytest.raises(ConfigError, match="corpus_windows"):
+        read_qvhighlights(p)
+
+
 def test_same_seed_same_archive(archive, tmp_path):
     out, _ = archive
     again = tmp_path / "again"
@@ -286,3 +336,22 @@ def test_synth_cli_then_index_and_eval(tmp_path, tiny_model_dir, ray_session):
                             "--json", "--device", "cpu"])
     assert r.exit_code == 0, r.output
     assert "within-R1@0.5" in _json.loads(r.stdout)
+
+
+def test_frame_captions_follow_what_the_frame_shows():
+    from core.synth.scenes import frame_caption, object_event, object_geometry
+
+    left = object_event("circle", "red", "left", 0.0, 30.0)
+    seen = [frame_caption(left, t) for t in (1.0, 15.0, 29.0)]
+    assert seen == ["a red circle on the right", "a red circle in the middle", "a red circle on the left"]
+    xs = [object_geometry(left, t, (160, 120))[0] for t in (1.0, 15.0, 29.0)]
+    assert xs[0] > 160 * 2 / 3 and 160 / 3 < xs[1] < 160 * 2 / 3 and xs[2] < 160 / 3
+    down = object_event("star", "green", "down", 0.0, 30.0)
+    assert [frame_caption(down, t) for t in (1.0, 29.0)] == ["a green star at the top", "a green star at the bottom"]
+    grow = object_event("square", "orange", "appears", 0.0, 10.0)
+    assert [frame_caption(grow, t) for t in (1.0, 9.0)] == ["a small orange square", "an orange square"]
+    shrink = object_event("square", "orange", "disappears", 0.0, 10.0)
+    assert [frame_caption(shrink, t) for t in (1.0, 9.0)] == ["an orange square", "a small orange square"]
+    _, captions = frames_and_captions(TINY, 200, seed=3, image_size=32)
+    assert any(" on the " in c or " at the " in c for c in captions)
+    assert any("moving" in c for c in captions)

@@ -40,10 +40,11 @@ def _setup_logging(verbose: bool) -> None:
 
 @app.command()
 def index(
-    archive: Path = typer.Argument(..., help="Folder of videos (searched recursively)."),
-    index_dir: Path = typer.Option(..., "--index", help="Index directory (created if missing)."),
+    archive: str = typer.Argument(..., help="Folder of videos (searched recursively), or s3://bucket/prefix."),
+    index_dir: str = typer.Option(..., "--index", help="Index directory (created if missing), or "
+                                  "s3://bucket/prefix (published there, worked on in --cache-dir)."),
     model: Optional[str] = typer.Option(None, help="SigLIP checkpoint directory or hub id "
-                                        "(default: the bundled tiny model; real archives: "
+                                        "(default: the bundled demo model, trained on the synthetic archive; real archives: "
                                         "google/siglip2-so400m-patch14-384)."),
     device: str = typer.Option("auto", help="auto | cpu | cuda[:n] for the image tower."),
     fps: float = typer.Option(1.0, help="Frames sampled per second of video."),
@@ -57,19 +58,31 @@ def index(
     dry_run: bool = typer.Option(False, help="Only print what the run would do."),
     head: Optional[Path] = typer.Option(None, "--head", help="Grounding head whose learned context tokens "
                                         "this index uses (default: the one recorded by reindex, else zero-shot)."),
+    endpoint_url: Optional[str] = typer.Option(None, "--endpoint-url", help="S3-compatible endpoint "
+                                               "(MinIO, Ceph, R2...); default: AWS_ENDPOINT_URL, else AWS."),
+    cache_dir: Optional[str] = typer.Option(None, "--cache-dir", help="Local working copy of an s3:// "
+                                            "index (default: ~/.cache/groundzero/s3/...)."),
+    tmp_dir: Optional[str] = typer.Option(None, "--tmp-dir", help="Where decode tasks download S3 videos "
+                                          "(default: the system temp dir; needs room for one video per task)."),
     json_out: bool = typer.Option(False, "--json", help="Print the run report as JSON."),
     verbose: bool = typer.Option(False, "-v", "--verbose"),
 ) -> None:
-    """Index every video under ARCHIVE into --index (incremental: unchanged files are skipped)."""
+    """Index every video under ARCHIVE into --index (incremental: unchanged files are skipped).
+
+    ARCHIVE and --index may each be local or s3://bucket/prefix; S3 credentials come from the
+    standard AWS chain (environment, profile, instance role).
+    """
     _setup_logging(verbose)
     from core.proposals import ProposalConfig
+    from core.store.s3 import S3Config
     from indexer.config import IndexConfig
     from indexer.pipeline import plan_index, run_index
 
-    kwargs = dict(archive=str(archive), index_dir=str(index_dir), device=device, fps=fps,
+    kwargs = dict(archive=archive, index_dir=index_dir, device=device, fps=fps,
                   proposals=ProposalConfig(window, stride, tokens_per_proposal), embed_batch_size=batch_size,
                   embed_actors=workers, exclude=tuple(exclude), retry_failed=retry_failed, dry_run=dry_run,
-                  head=str(head) if head else None)
+                  head=str(head) if head else None, s3=S3Config(endpoint_url=endpoint_url), cache_dir=cache_dir,
+                  tmp_dir=tmp_dir)
     if model:
         kwargs["model"] = model
     try:
@@ -97,17 +110,21 @@ def index(
 
 
 def _print_plan(plan, json_out: bool) -> None:
+    """The dry run: every file by action (JSON: all of them; table: all but the unchanged ones)."""
     groups = {"new": plan.new, "changed": plan.changed, "retry": plan.retry, "unchanged": plan.unchanged}
+    counts = plan.counts()
     if json_out:
         d = {k: [e.rel_path for e in v] for k, v in groups.items()}
-        d["removed"] = plan.removed
+        d["removed"] = plan.removed  # uris: the files are gone from the archive
+        d["counts"] = counts
         render.print_json(d)
         return
     rows = [(k, e.rel_path) for k, v in groups.items() if k != "unchanged" for e in v]
     rows += [("removed", u) for u in plan.removed]
     out = render.stdout()
     out.print(render.rows_table("plan (dry run)", ["action", "file"], rows))
-    out.print(f"{len(plan.todo)} to index, {len(plan.unchanged)} unchanged, {len(plan.removed)} to remove")
+    out.print(f"{len(plan.todo)} to index ({counts['new']} new, {counts['changed']} changed, "
+              f"{counts['retry']} retry), {counts['unchanged']} unchanged, {counts['removed']} to remove")
 
 
 def _run_with_progress(cfg, run_index, quiet: bool):
@@ -119,12 +136,14 @@ def _run_with_progress(cfg, run_index, quiet: bool):
 @app.command()
 def search(
     query: str = typer.Argument(..., help="A sentence describing the moment."),
-    index_dir: Path = typer.Option(..., "--index", help="Index directory built by `groundzero index`."),
+    index_dir: str = typer.Option(..., "--index", help="Index directory built by `groundzero index`, or "
+                                  "s3://bucket/prefix (pulled into a local cache; endpoint from AWS_ENDPOINT_URL)."),
     top: int = typer.Option(5, "--top", help="Number of moments to return."),
     model: Optional[str] = typer.Option(None, help="Query model; default: the one that built the index."),
     device: str = typer.Option("auto", help="auto | cpu | cuda[:n]."),
     head: Optional[Path] = typer.Option(None, "--head", help="Trained grounding head (groundzero train); "
-                                        "default: zero-shot grounding."),
+                                        "default: the one the index's context tokens were made with "
+                                        "(groundzero reindex), else zero-shot grounding."),
     json_out: bool = typer.Option(False, "--json", help="Print results as JSON."),
     verbose: bool = typer.Option(False, "-v", "--verbose"),
 ) -> None:
@@ -157,24 +176,44 @@ def search(
 
 @app.command()
 def catalog(
-    index_dir: Path = typer.Option(..., "--index", help="Index directory."),
+    index_dir: str = typer.Option(..., "--index", help="Index directory, or s3://bucket/prefix."),
     sql: Optional[str] = typer.Option(None, "--sql", help="Ad-hoc DuckDB SQL over the views "
-                                      "videos, runs, frames, proposals."),
+                                      "videos, runs, run_failures, frames, proposals."),
     failed: bool = typer.Option(False, "--failed", help="List only the videos that failed."),
+    summary: bool = typer.Option(False, "--summary", help="Hours indexed, videos, and the last run: "
+                                 "counts and what failed, with the reason."),
+    endpoint_url: Optional[str] = typer.Option(None, "--endpoint-url", help="S3-compatible endpoint "
+                                               "for an s3:// index; default: AWS_ENDPOINT_URL, else AWS."),
+    cache_dir: Optional[str] = typer.Option(None, "--cache-dir", help="Local copy of an s3:// index."),
+    verify: bool = typer.Option(False, "--verify", help="Check that manifest, catalog, Parquet files and "
+                                "FAISS agree (core/store/check.py); exit 1 on an error."),
     json_out: bool = typer.Option(False, "--json", help="Print rows as JSON."),
 ) -> None:
     """What was indexed, what failed and why; or any SQL over the store (DuckDB)."""
     _setup_logging(False)
+    import re
+
     import duckdb
 
     from core.store.catalog import connect
     from core.store.manifest import require_manifest
+    from core.store.s3 import S3Config
+    from core.store.s3_index import resolve_index_dir
 
+    # an s3:// index is pulled first; per-video files only when the query reads them
+    level = "all" if verify or sql and re.search(r"\b(frames|proposals)\b", sql, re.I) else "catalog"
     try:
-        layout, manifest = require_manifest(index_dir)
+        root = resolve_index_dir(index_dir, S3Config(endpoint_url=endpoint_url), cache_dir, level)
+        layout, manifest = require_manifest(root)
         con = connect(layout, manifest)
     except GroundZeroError as e:
         raise _fail(e)
+    if summary:
+        _print_summary(index_dir, manifest, con, json_out)
+        return
+    if verify:
+        _print_problems(layout.root, manifest.version, json_out)
+        return
     default_view = sql is None
     if failed:
         sql = "SELECT rel_path, reason, error FROM videos WHERE status = 'failed' ORDER BY rel_path"
@@ -200,6 +239,44 @@ def catalog(
         out.print(f"{s[0]} indexed ({s[2] / 3600:.2f} h), {s[1]} failed; model {manifest.model.name}")
 
 
+def _print_summary(index_dir: str, manifest, con, json_out: bool) -> None:
+    """How many hours are indexed, and what the last run did, failed on, and why."""
+    v = con.execute("SELECT count(*) FILTER (status='indexed'), count(*) FILTER (status='failed'), "
+                    "coalesce(sum(duration_sec) FILTER (status='indexed'), 0) FROM videos").fetchone()
+    cur = con.execute("SELECT * FROM runs ORDER BY started_at DESC, run_id DESC LIMIT 1")
+    last = dict(zip([c[0] for c in cur.description], cur.fetchone() or ()))
+    if last:
+        last["failures_by_reason"] = dict(last.get("failures_by_reason") or {})
+    failed = con.execute("SELECT rel_path, reason, error FROM videos WHERE status='failed' AND run_id = ? "
+                         "ORDER BY rel_path", [last.get("run_id", "")]).fetchall()
+    d = {"index": index_dir, "snapshot": manifest.version, "model": manifest.model.name,
+         "videos_indexed": v[0], "videos_failed": v[1], "hours_indexed": round(v[2] / 3600, 4),
+         "last_run": last or None,
+         "last_run_failures": [dict(zip(("rel_path", "reason", "error"), f)) for f in failed]}
+    if json_out:
+        render.print_json(d)
+        return
+    out = render.stdout()
+    out.print(f"{index_dir} (snapshot {manifest.version}, model {manifest.model.name}): {v[0]} videos "
+              f"indexed, {v[2] / 3600:.2f} h; {v[1]} failed", highlight=False)
+    if not last:
+        out.print("no index run recorded")
+        return
+    out.print(f"last run {last['run_id']}: {last['status']}, {last['started_at']} -> "
+              f"{last['finished_at'] or '(not finished)'}", highlight=False)
+    out.print(f"  listed {last['n_listed']}: {last['n_new']} new, {last['n_changed']} changed, "
+              f"{last['n_retry']} retried, {last['n_unchanged']} unchanged, {last['n_removed']} removed; "
+              f"{last['n_indexed']} indexed ({last['video_seconds_indexed'] / 3600:.2f} h), "
+              f"{last['n_failed']} failed", highlight=False)
+    if last["message"]:
+        out.print(f"  stopped: {last['message']}", highlight=False)
+    if last["failures_by_reason"]:
+        out.print("  failures by reason: " + ", ".join(f"{k} {n}" for k, n in
+                                                       sorted(last["failures_by_reason"].items())), highlight=False)
+    if failed:
+        out.print(render.rows_table("failed in the last run", ["file", "reason", "error"], failed))
+
+
 @app.command()
 def synth(
     out: Path = typer.Argument(..., help="Folder to write the archive into ({train,val,test}/*.mp4 + *.jsonl)."),
@@ -207,6 +284,7 @@ def synth(
     val_videos: int = typer.Option(2, help="Videos in the val split."),
     test_videos: int = typer.Option(2, help="Videos in the test split (held-out attribute pairs)."),
     minutes: float = typer.Option(10.0, help="Length of every video, minutes."),
+    queries_per_video: int = typer.Option(6, help="Queries written per video (about 20 % not found)."),
     seed: int = typer.Option(0, help="Everything follows from it."),
     json_out: bool = typer.Option(False, "--json", help="Print what was written as JSON."),
 ) -> None:
@@ -216,7 +294,7 @@ def synth(
 
     try:
         cfg = SynthConfig(n_train_videos=train_videos, n_val_videos=val_videos, n_test_videos=test_videos,
-                          video_minutes=minutes, seed=seed)
+                          video_minutes=minutes, queries_per_video=queries_per_video, seed=seed)
         splits = make_archive(out, cfg)
     except GroundZeroError as e:
         raise _fail(e)
@@ -265,7 +343,8 @@ def train(
     epochs: int = typer.Option(100, help="Training epochs."),
     batch_size: int = typer.Option(32, help="Queries per batch."),
     lr: float = typer.Option(1e-4, help="AdamW learning rate."),
-    tiny: bool = typer.Option(False, help="A tiny model (tests, smoke runs)."),
+    size: str = typer.Option("full", help="Head size: full (RGNet's) | small (small backbones, CPU) | tiny."),
+    tiny: bool = typer.Option(False, help="Same as --size tiny (tests, smoke runs)."),
     device: str = typer.Option("auto", help="auto | cpu | cuda[:n]."),
     seed: int = typer.Option(2020, help="Random seed."),
     resume: bool = typer.Option(False, help="Continue the run saved in --out."),
@@ -285,8 +364,8 @@ def train(
     from core.training import HeadJob, train_head
 
     try:
-        job = HeadJob(index_dir=str(index_dir), annotations=str(annotations), out=str(out), fmt=fmt, tiny=tiny,
-                      device=device, resume=resume,
+        job = HeadJob(index_dir=str(index_dir), annotations=str(annotations), out=str(out), fmt=fmt,
+                      size="tiny" if tiny else size, device=device, resume=resume,
                       train=TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
                                         lr_drop=(max(1, int(epochs * 0.8)),)))
         loader = (lambda bb, vids, fps: _lora_frames(bb, archive, vids, fps)) if lora else None
@@ -342,10 +421,13 @@ def eval_(
     gt: Path = typer.Option(..., "--gt", "--annotations", help="Ground truth: QVHighlights jsonl, Charades-STA, "
                             "Ego4D-NLQ or MAD."),
     index_dir: Optional[Path] = typer.Option(None, "--index", help="Evaluate search on this index."),
-    head: Optional[Path] = typer.Option(None, "--head", help="With --index: the trained head (else zero-shot)."),
+    head: Optional[Path] = typer.Option(None, "--head", help="With --index: the trained head (default: the "
+                                        "index's, else zero-shot)."),
     out: Optional[Path] = typer.Option(None, "--out", help="With --index: write within-video predictions "
                                        "in the QVHighlights submission format."),
     device: str = typer.Option("auto", help="auto | cpu | cuda[:n]."),
+    per_query: bool = typer.Option(False, "--per-query", help="With --index: also show every query's top "
+                                   "corpus-wide result beside its true span, with the IoU."),
     json_out: bool = typer.Option(False, "--json", help="Print the metrics as JSON."),
 ) -> None:
     """Moment-retrieval metrics, exactly as the official QVHighlights evaluation computes them."""
@@ -363,9 +445,11 @@ def eval_(
             if ev.n_queries == 0:
                 raise ConfigError(f"none of the videos named in {gt} is in {index_dir}")
             metrics, title = ev.metrics, f"{index_dir} vs {gt.name} ({ev.n_queries} queries)"
+            rows = ev.per_query
             if out is not None:
                 write_submission(out, ev.predictions)
         elif predictions is not None:
+            rows = []
             if not predictions.is_file():
                 raise ConfigError(f"predictions file {predictions} does not exist")
             preds = read_submission(predictions)
@@ -378,8 +462,10 @@ def eval_(
     except GroundZeroError as e:
         raise _fail(e)
     if json_out:
-        render.print_json(metrics)
+        render.print_json({**metrics, "per_query": rows} if per_query else metrics)
         return
+    if per_query and rows:
+        render.stdout().print(render.per_query_table(rows))
     keys = [k for k in metrics if not k.startswith("MR-") or k in (
         "MR-full-R1@0.5", "MR-full-R1@0.7", "MR-full-mAP", "MR-full-mAP@0.5", "MR-full-mAP@0.75",
         "MR-long-mAP", "MR-middle-mAP", "MR-short-mAP")]
@@ -393,6 +479,62 @@ def _read_gt(path: Path):
     if not path.is_file():
         raise ConfigError(f"ground-truth file {path} does not exist")
     return read_annotations(path)
+
+
+@app.command()
+def serve(
+    index_dir: str = typer.Option(..., "--index", help="Index directory built by `groundzero index`."),
+    host: str = typer.Option("127.0.0.1", help="Interface to bind; anything but loopback needs --token."),
+    port: int = typer.Option(8000, help="TCP port (0: any free port)."),
+    token: Optional[str] = typer.Option(None, envvar="GROUNDZERO_TOKEN", show_envvar=True,
+                                        help="Access token; API requests then need 'Authorization: Bearer TOKEN'."),
+    model: Optional[str] = typer.Option(None, help="Query model; default: the one that built the index."),
+    head: Optional[Path] = typer.Option(None, "--head", help="Trained grounding head; default: the one the index's "
+                                        "context tokens were made with, else zero-shot."),
+    device: str = typer.Option("auto", help="auto | cpu | cuda[:n]."),
+    reload_every: float = typer.Option(5.0, help="Seconds between checks for a newer index snapshot "
+                                       "(negative: never reload)."),
+    verbose: bool = typer.Option(False, "-v", "--verbose", help="Log every request."),
+) -> None:
+    """Serve the search page and the JSON API over --index (loopback only, unless a token is set)."""
+    _setup_logging(verbose)
+    from search.service.app import create_app
+    from search.service.config import ServeConfig
+    from search.service.server import serve_forever
+
+    try:
+        cfg = ServeConfig(index_dir=index_dir, host=host, port=port, token=token or None, model=model,
+                          head=str(head) if head else None, device=device, reload_every_sec=reload_every).validate()
+        application = create_app(cfg)
+    except GroundZeroError as e:
+        raise _fail(e)
+
+    def ready(url: str) -> None:
+        note = " (API requests need the token; open the page as /?token=...)" if cfg.token else ""
+        render.stdout().print(f"serving {index_dir} at {url}{note}; Ctrl-C to stop", highlight=False)
+        sys.stdout.flush()
+
+    try:
+        serve_forever(application, host, port, ready, log_level="info" if verbose else "warning")
+    except OSError as e:
+        render.stderr().print(f"[bold red]error:[/] cannot listen on {host}:{port}: {e.strerror or e}; "
+                              "pick another --port", highlight=False)
+        raise typer.Exit(1)
+
+
+def _print_problems(root: Path, version: int, json_out: bool) -> None:
+    from core.store.check import errors, verify_index
+
+    problems = verify_index(root, deep=True)
+    if json_out:
+        render.print_json([p.__dict__ for p in problems])
+    else:
+        for p in problems:
+            render.stdout().print(str(p), highlight=False)
+        render.stdout().print(f"snapshot {version}: {len(errors(problems))} errors, "
+                              f"{len(problems) - len(errors(problems))} warnings")
+    if errors(problems):
+        raise typer.Exit(1)
 
 
 def main() -> None:

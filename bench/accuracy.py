@@ -46,7 +46,7 @@ def main() -> None:
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/gz-bench-accuracy"))
     ap.add_argument("--model", default=None, help="backbone checkpoint (default: the bundled demo model)")
     ap.add_argument("--head", default=None, help="grounding head (default: the bundled demo head)")
-    ap.add_argument("--videos", type=int, default=8, help="test videos (the first of the build's held-out test split)")
+    ap.add_argument("--videos", type=int, default=16, help="test videos (the first of the build's held-out test split)")
     ap.add_argument("--minutes", type=float, default=10.0, help="minutes per video")
     ap.add_argument("--queries-per-video", type=int, default=12)
     ap.add_argument("--seed", type=int, default=0, help="synthetic archive seed (the build's)")

@@ -106,13 +106,14 @@ def _handler(proxy: FaultProxy):
             if fault is not None:
                 xml = (f'<?xml version="1.0" encoding="UTF-8"?><Error><Code>{fault.code}</Code>'
                        f"<Message>injected by the test proxy</Message><RequestId>fault</RequestId></Error>").encode()
+                # logged before answering: the client may look at the log as soon as it has the answer
+                proxy.log.append((self.command, self.path, fault.status))
                 self.send_response(fault.status)
                 self.send_header("Content-Type", "application/xml")
                 self.send_header("Content-Length", str(len(xml)))
                 self.end_headers()
                 if self.command != "HEAD":
                     self.wfile.write(xml)
-                proxy.log.append((self.command, self.path, fault.status))
                 return
             headers = {k: v for k, v in self.headers.items() if k.lower() not in ("transfer-encoding", "connection")}
             if body or self.headers.get("Content-Length") is not None or self.headers.get("Transfer-Encoding"):
@@ -122,6 +123,7 @@ def _handler(proxy: FaultProxy):
                 conn.request(self.command, self.path, body=body or None, headers=headers)
                 resp = conn.getresponse()
                 data = resp.read()
+                proxy.log.append((self.command, self.path, resp.status))  # before answering (see above)
                 self.send_response(resp.status, resp.reason)
                 for k, v in resp.getheaders():
                     if k.lower() in ("transfer-encoding", "connection", "content-length", "server", "date"):
@@ -132,7 +134,6 @@ def _handler(proxy: FaultProxy):
                 self.end_headers()
                 if self.command != "HEAD":
                     self.wfile.write(data)
-                proxy.log.append((self.command, self.path, resp.status))
             finally:
                 conn.close()
 

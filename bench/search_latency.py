@@ -15,8 +15,8 @@ zero-shot context tokens, proposals 48 s / stride 24 s (the defaults); then it
    exhaustive top-``shortlist_proposals`` that FAISS returns. FAISS here is an exact ``Flat``
    index, so both must be 1.0: the figure checks the plumbing, an IVF/HNSW factory would not;
 2. copies the index (hard links), ``reindex``-es it with a grounding head and measures the
-   trained path: text (pooled embedding + word states), FAISS, fetch (frame Parquet reads of the
-   shortlisted videos, read afresh for every query), re-rank (the RG-Encoder/decoder forward
+   trained path: text (pooled embedding + word states), FAISS, fetch (the frame Parquet row groups
+   that the shortlisted windows cover, read afresh for every query), re-rank (the RG-Encoder/decoder forward
    over the shortlisted windows), grounding (the rest of ``rerank_and_ground``: window ranking,
    span decoding, NMS), merge. ``Searcher.search`` is also timed end to end as a check;
 3. brute force, what RGNet does per video: ``core.model.inference.ground`` over *every* proposal
@@ -270,12 +270,18 @@ class TimedForward:
         return out
 
 
-def fetch(s: Searcher, video_seq: np.ndarray) -> dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """Read the shortlisted videos' (timestamps, frames, windows) from Parquet.
+def fetch(s: Searcher, video_seq: np.ndarray, proposal_idx: np.ndarray
+          ) -> dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Read the shortlisted videos' (timestamps, frames, windows) from Parquet, as ``search()`` does:
+    only the frame row groups that the shortlisted proposals cover.
 
     Searchers here keep one video in their cache, so this and ``search()`` read every
     shortlisted video afresh per query (the OS page cache stays warm)."""
-    return {v: s.video_data(v) for v in dict.fromkeys(video_seq.tolist()) if v in s.videos}
+    by_video: dict[int, list[int]] = defaultdict(list)
+    for v, i in zip(video_seq.tolist(), proposal_idx.tolist()):
+        if v in s.videos:
+            by_video[v].append(i)
+    return {v: s.video_data(v, s.proposal_ranges(v)[props]) for v, props in by_video.items()}
 
 
 def ground_zero_shot(s: Searcher, q: np.ndarray, video_seq: np.ndarray, proposal_idx: np.ndarray,
@@ -329,13 +335,13 @@ def measure_zero_shot(corpus: Corpus, model_dir: str, cfg: SearchConfig, device:
         t, stages["text"] = _lap(t, stages["text"])
         sl = shortlist(s.vectors, q, cfg.shortlist_tokens, cfg.shortlist_proposals)
         t, stages["faiss"] = _lap(t, stages["faiss"])
-        data = fetch(s, sl.video_seq)
+        data = fetch(s, sl.video_seq, sl.proposal_idx)
         t, stages["fetch"] = _lap(t, stages["fetch"])
         cands = ground_zero_shot(s, q, sl.video_seq, sl.proposal_idx, data)
         t, stages["ground"] = _lap(t, stages["ground"])
         merge_hits(cands, cfg.top_k, cfg.nms_iou)
         t, stages["merge"] = _lap(t, stages["merge"])
-        windows = s.video_data(p.video_seq)[2]
+        windows = s.proposal_ranges(p.video_seq)
         want = planted_proposals(windows, p)
         got = {(int(v), int(i)) for v, i in zip(sl.video_seq, sl.proposal_idx)}
         in_shortlist.append(any((p.video_seq, i) in got for i in want))
@@ -391,7 +397,7 @@ def measure_head(corpus: Corpus, model_dir: str, head: Path, cfg: SearchConfig, 
         t, stages["text"] = _lap(t, stages["text"])
         sl = shortlist(s.vectors, q, cfg.shortlist_tokens, cfg.shortlist_proposals)
         t, stages["faiss"] = _lap(t, stages["faiss"])
-        data = fetch(s, sl.video_seq)
+        data = fetch(s, sl.video_seq, sl.proposal_idx)
         by_video: dict[int, list[int]] = defaultdict(list)
         for v, i in zip(sl.video_seq.tolist(), sl.proposal_idx.tolist()):
             if v in data:

@@ -82,7 +82,7 @@ class Searcher:
         self.found_threshold = self.cfg.found_threshold
         if self.found_threshold is None:
             self.found_threshold = float(head_meta.get("found_threshold", 0.5))
-        self._cache: OrderedDict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = OrderedDict()
+        self._cache: OrderedDict[int, tuple[tables.FrameReader, np.ndarray]] = OrderedDict()
         self._cache_size = cache_videos
 
     def _load_head(self, head: str, identity):
@@ -101,19 +101,38 @@ class Searcher:
         model, meta = load_model(head, self.backbone.device)
         return model, meta
 
-    def video_data(self, seq: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(timestamps (T,), frame embeddings (T, D), proposal frame ranges (P, 2)) of a video."""
+    def _video(self, seq: int) -> tuple[tables.FrameReader, np.ndarray]:
+        """(frame reader, proposal frame ranges (P, 2)) of a video, kept in an LRU cache."""
         if seq in self._cache:
             self._cache.move_to_end(seq)
             return self._cache[seq]
         row = self.videos[seq]
-        ts, emb = tables.read_frames(self.layout.path(row["frames_file"]))
+        reader = tables.FrameReader(self.layout.path(row["frames_file"]))
         props = tables.read_proposals(self.layout.path(row["proposals_file"]), tokens=False)
         ranges = np.stack([props["frame_start"], props["frame_end"]], axis=1).astype(np.int64)
-        self._cache[seq] = (ts, emb, ranges)
+        self._cache[seq] = (reader, ranges)
         if len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
         return self._cache[seq]
+
+    def proposal_ranges(self, seq: int) -> np.ndarray:
+        """int64 (P, 2): the ``[start, end)`` frame range of each of a video's proposals."""
+        return self._video(seq)[1]
+
+    def video_data(self, seq: int, frame_ranges: np.ndarray | None = None
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(timestamps (T,), frame embeddings (T, D), proposal frame ranges (P, 2)) of a video.
+
+        ``frame_ranges`` (R, 2) ``[start, end)``: only the Parquet row groups covering them are
+        read, and the embedding rows outside them may be zeros; default: every frame.
+        """
+        reader, ranges = self._video(seq)
+        return reader.timestamps, reader.frames(frame_ranges), ranges
+
+    def frame_groups_read(self) -> tuple[int, int]:
+        """(frame row groups read, row groups in all) over the videos in the cache: the I/O search did."""
+        readers = [r for r, _ in self._cache.values()]
+        return sum(r.groups_read for r in readers), sum(r.n_groups for r in readers)
 
     def search(self, query: str, top_k: int | None = None) -> SearchResult:
         query = (query or "").strip()
@@ -152,8 +171,9 @@ class Searcher:
                 by_video[s].append(p)
         videos = []
         for seq, props in by_video.items():
-            ts, emb, ranges = self.video_data(seq)
-            videos.append((self.videos[seq], emb, ranges[sorted(props)]))
+            windows = self.proposal_ranges(seq)[sorted(props)]
+            _, emb, _ = self.video_data(seq, windows)  # only the shortlisted windows' frames are read
+            videos.append((self.videos[seq], emb, windows))
         return rerank_and_ground(self.head, words, np.ones(len(words), bool), self.manifest.params.fps, videos,
                                  top_windows=self.cfg.rerank_windows, nms_iou=self.cfg.nms_iou,
                                  window_score=self.cfg.window_score)
@@ -168,8 +188,9 @@ class Searcher:
             if seq not in self.videos:
                 continue
             row = self.videos[seq]
-            ts, emb, ranges = self.video_data(seq)
-            for a, b in merge_ranges(ranges[props]):
+            regions = merge_ranges(self.proposal_ranges(seq)[props])
+            ts, emb, _ = self.video_data(seq, np.array(regions, np.int64))  # only these regions' frames
+            for a, b in regions:
                 for c in ground_region(emb[a:b], q, a, self.cfg.smooth_frames, self.cfg.spans_per_region):
                     end = float(ts[c.last_frame] + 1.0 / fps)
                     if row["duration_sec"] > ts[c.first_frame]:

@@ -12,6 +12,11 @@ proposals (one row per proposal window)::
 
 DuckDB reads the fixed-size lists as ``FLOAT[D]`` arrays, so the ``array_*``
 functions work on them directly.
+
+Frames are written in row groups of ``FRAME_ROW_GROUP`` frames, so search reads only
+the row groups its shortlisted windows cover (:class:`FrameReader`), not a whole
+hour of 1152-d embeddings (17 MB) per shortlisted video. Files written before this
+are one row group and are read whole, as before.
 """
 
 from __future__ import annotations
@@ -21,6 +26,9 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+
+FRAME_ROW_GROUP = 256  #: frames per Parquet row group (1.2 MB of 1152-d float32)
 
 
 def _fixed_list(x: np.ndarray) -> pa.FixedSizeListArray:
@@ -37,7 +45,7 @@ def write_frames(path: Path, video_id: str, timestamps_sec: np.ndarray, embeddin
         "timestamp_sec": pa.array(np.asarray(timestamps_sec, np.float64)),
         "embedding": _fixed_list(embeddings),
     })
-    _write(table, path)
+    _write(table, path, row_group_size=FRAME_ROW_GROUP)
 
 
 def write_proposals(path: Path, video_id: str, windows: np.ndarray, timestamps_sec: np.ndarray,
@@ -57,11 +65,11 @@ def write_proposals(path: Path, video_id: str, windows: np.ndarray, timestamps_s
     _write(table, path)
 
 
-def _write(table: pa.Table, path: Path) -> None:
+def _write(table: pa.Table, path: Path, row_group_size: int | None = None) -> None:
     # Written under a temporary name and renamed, so a crash never leaves a
     # half-written file under a name some manifest could point to.
     tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(table, tmp, compression="zstd")
+    pq.write_table(table, tmp, compression="zstd", row_group_size=row_group_size)
     tmp.replace(path)
 
 
@@ -72,6 +80,65 @@ def read_frames(path: Path) -> tuple[np.ndarray, np.ndarray]:
     d = emb.type.list_size
     e = np.array(emb.values.to_numpy(zero_copy_only=False), np.float32).reshape(-1, d)  # writable copy
     return np.array(t.column("timestamp_sec").to_numpy(), np.float64), e
+
+
+class FrameReader:
+    """One video's frame embeddings, read from Parquet one row group at a time, on demand.
+
+    ``timestamps`` (T,) float64 is read at open (8 bytes a frame). :meth:`frames` returns the
+    (T, D) float32 embedding array with at least the rows of the asked ranges filled; rows of
+    row groups never asked for are zeros (untouched pages of a zeroed array cost no memory).
+    Row groups already read are kept, so a reader cached between queries reads each at most once.
+    """
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self._file = pq.ParquetFile(self.path)
+        meta = self._file.metadata
+        sizes = np.array([meta.row_group(i).num_rows for i in range(meta.num_row_groups)], np.int64)
+        self._starts = np.concatenate([[0], np.cumsum(sizes)])  # (G + 1,) first frame of each group
+        self.timestamps = np.array(self._file.read(columns=["timestamp_sec"]).column(0).to_numpy(), np.float64)
+        self.dim = self._file.schema_arrow.field("embedding").type.list_size
+        self._emb = np.zeros((len(self.timestamps), self.dim), np.float32)
+        self._loaded = np.zeros(len(sizes), bool)
+
+    @property
+    def groups_read(self) -> int:
+        """Row groups read so far (of :attr:`n_groups`)."""
+        return int(self._loaded.sum())
+
+    @property
+    def n_groups(self) -> int:
+        return len(self._loaded)
+
+    def frames(self, ranges: np.ndarray | None = None) -> np.ndarray:
+        """(T, D) embeddings, rows of every ``[start, end)`` frame range of ``ranges`` (P, 2) filled.
+
+        ``None``: all of them (the whole file is read).
+        """
+        n_groups = len(self._loaded)
+        if ranges is None:
+            want = np.ones(n_groups, bool)
+        else:
+            want = np.zeros(n_groups, bool)
+            for a, b in np.asarray(ranges, np.int64).reshape(-1, 2):
+                if b <= a:
+                    continue
+                g0 = int(np.searchsorted(self._starts, a, side="right")) - 1
+                g1 = int(np.searchsorted(self._starts, b, side="left"))  # groups [g0, g1) overlap [a, b)
+                want[max(g0, 0) : min(g1, n_groups)] = True
+        todo = np.flatnonzero(want & ~self._loaded)
+        if len(todo):
+            table = self._file.read_row_groups(todo.tolist(), columns=["embedding"])
+            col = table.column("embedding").combine_chunks()
+            values = np.asarray(col.values.to_numpy(zero_copy_only=False), np.float32).reshape(-1, self.dim)
+            at = 0
+            for g in todo:  # read_row_groups returns the groups in the order asked
+                a, b = int(self._starts[g]), int(self._starts[g + 1])
+                self._emb[a:b] = values[at : at + (b - a)]
+                at += b - a
+            self._loaded[todo] = True
+        return self._emb
 
 
 def read_proposals(path: Path, tokens: bool = True) -> dict[str, np.ndarray]:

@@ -156,3 +156,26 @@ def test_window_score_can_include_the_confidence_head():
     assert list(both.window_rank) == list(np.argsort(-both.window_scores, kind="stable"))
     with pytest.raises(ValueError, match="window_score"):
         ground(*args, window_score="nope")
+
+
+def test_windows_of_several_videos_batched_together_give_each_video_its_own_answer():
+    """ground_many (one forward for all shortlisted videos) == ground video by video, whatever the
+    batch mates: windows of different lengths (a 20-s video is shorter than one window) and a
+    batch boundary falling inside a video."""
+    from core.model.inference import ground_many
+
+    q, v, t = planted(n_videos=3)
+    torch.manual_seed(0)
+    model = GroundingModel(GroundingModelConfig.tiny()).eval()
+    short = v["v2"][:20]
+    videos = [(v["v0"], make_windows(60, 1.0, PROPS)[[0, 2, 3]]), (short, make_windows(20, 1.0, PROPS)),
+              (v["v1"], make_windows(60, 1.0, PROPS))]
+    args = (t["q0"].tokens, t["q0"].mask, 1.0)
+    many = ground_many(model, videos, *args, batch_windows=4, window_score="retrieval_confidence")
+    assert len(many) == 3
+    for (frames, windows), g in zip(videos, many):
+        one = ground(model, frames, windows, *args, window_score="retrieval_confidence")
+        np.testing.assert_allclose(g.window_scores, one.window_scores, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(g.spans, one.spans, atol=1e-5)
+        np.testing.assert_allclose(g.scores, one.scores, rtol=1e-5, atol=1e-6)
+        assert g.found_prob == pytest.approx(one.found_prob, rel=1e-5)

@@ -7,6 +7,7 @@ from typer.testing import CliRunner
 
 from cli.main import app
 from core.model.backbone import Backbone
+from search.config import SearchConfig
 from search.searcher import Searcher
 from tests.planted import plant_index
 
@@ -35,6 +36,19 @@ def test_rank_one_is_the_planted_segment(planted):
     assert abs(res.hits[1].start_sec - 50) <= 1 and abs(res.hits[1].end_sec - 60) <= 1
     assert top.score > res.hits[1].score > res.hits[2].score
     assert set(res.timings_ms) == {"text", "shortlist", "ground", "merge"}
+
+
+def test_search_reads_only_the_shortlisted_frames_and_agrees_with_a_full_read(planted):
+    cfg = SearchConfig(shortlist_proposals=4)
+    lazy = Searcher(planted, device="cpu", cfg=cfg)
+    res = lazy.search(QUERY, top_k=5)
+    read, total = lazy.frame_groups_read()
+    assert 0 < read < total  # the 400-frame video is 2 row groups; its target is in the first
+    full = Searcher(planted, device="cpu", cfg=cfg)
+    for seq in full.videos:
+        full.video_data(seq)  # every frame read before searching
+    assert full.frame_groups_read()[0] == full.frame_groups_read()[1]
+    assert [h.to_dict() for h in full.search(QUERY, top_k=5).hits] == [h.to_dict() for h in res.hits]
 
 
 def test_results_are_deterministic_and_nms_leaves_no_overlaps(planted):

@@ -51,6 +51,40 @@ def test_tables_round_trip(tmp_path):
     np.testing.assert_array_equal(p["tokens"].reshape(2, 2, 8), tok)
 
 
+def test_frame_reader_reads_only_the_row_groups_asked_for(tmp_path):
+    T, G = 1000, tables.FRAME_ROW_GROUP  # 4 row groups: [0,256) [256,512) [512,768) [768,1000)
+    emb = unit(np.random.default_rng(1).normal(size=(T, 16)))
+    ts = np.arange(T) * 1.0
+    tables.write_frames(tmp_path / "f.parquet", "v", ts, emb)
+    r = tables.FrameReader(tmp_path / "f.parquet")
+    np.testing.assert_array_equal(r.timestamps, ts)
+    assert r.groups_read == 0
+    got = r.frames(np.array([[10, 20], [G + 5, G + 6]]))
+    assert r.groups_read == 2
+    np.testing.assert_array_equal(got[10:20], emb[10:20])
+    np.testing.assert_array_equal(got[G + 5], emb[G + 5])
+    assert not got[2 * G :].any()  # never read: zeros
+    got = r.frames(np.array([[G - 1, 2 * G + 1]]))  # straddles three groups, two already read
+    assert r.groups_read == 3
+    np.testing.assert_array_equal(got[G - 1 : 2 * G + 1], emb[G - 1 : 2 * G + 1])
+    np.testing.assert_array_equal(r.frames(np.array([[T - 1, T]]))[T - 1], emb[T - 1])
+    np.testing.assert_array_equal(r.frames(), emb)
+    assert r.groups_read == 4
+
+
+def test_frame_reader_reads_files_of_one_row_group(tmp_path):
+    """Frame files written before row groups (one group): read whole, same values."""
+    import pyarrow.parquet as pq
+
+    emb = unit(np.random.default_rng(2).normal(size=(600, 8)))
+    tables.write_frames(tmp_path / "f.parquet", "v", np.arange(600.0), emb)
+    pq.write_table(pq.read_table(tmp_path / "f.parquet"), tmp_path / "old.parquet", row_group_size=10_000)
+    assert pq.ParquetFile(tmp_path / "old.parquet").metadata.num_row_groups == 1
+    r = tables.FrameReader(tmp_path / "old.parquet")
+    np.testing.assert_array_equal(r.frames(np.array([[300, 310]])), emb)
+    assert r.groups_read == 1
+
+
 def test_commit_publishes_snapshot_and_catalog_is_queryable(tmp_path, tiny_model_dir):
     _, ident = read_identity(str(tiny_model_dir))
     with IndexWriter.open(tmp_path, ident, _params(ident)) as w:

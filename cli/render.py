@@ -43,14 +43,21 @@ def hits_table(result) -> Table:
 
 
 def per_query_table(rows: list[dict]) -> Table:
-    """Each query's top corpus-wide result beside its true span (rows of ``search.evaluate.per_query_row``)."""
+    """Each query's top corpus-wide result beside its true span (rows of ``search.evaluate.per_query_row``).
+
+    One row per query, the sentence, its truth and the top result stacked in the first cell, so
+    the IoU, found-probability and verdict columns stay readable in an 80-column terminal.
+    """
+    from rich.markup import escape
+
     def span(vid: str, s: float, e: float) -> str:
         return f"{vid} {format_timestamp(s)}–{format_timestamp(e)}"
 
-    t = Table(title="each query: top result vs truth", title_justify="left")
-    for c, kw in (("query", {"overflow": "fold"}), ("truth", {"no_wrap": True}), ("top result", {"no_wrap": True}),
-                  ("IoU", {"justify": "right"}), ("found p", {"justify": "right"}), ("", {})):
-        t.add_column(c, **kw)
+    t = Table(title="each query: top result vs truth", title_justify="left", show_lines=True)
+    t.add_column("query / truth / top result", ratio=1, overflow="fold")
+    t.add_column("IoU", justify="right", no_wrap=True, min_width=4)
+    t.add_column("found p", justify="right", no_wrap=True, min_width=7)
+    t.add_column("", no_wrap=True, min_width=1)
     for r in rows:
         corpus = r.get("corpus_truth", [[r["vid"], s, e] for s, e in r["truth"]])
         truth = ", ".join(span(r["vid"], s, e) for s, e in r["truth"])
@@ -63,8 +70,8 @@ def per_query_table(rows: list[dict]) -> Table:
         if not r["found"] and hit is not None:
             shown += f" (best guess {span(hit['vid'], hit['start_sec'], hit['end_sec'])})"
         iou = f"{r['iou']:.2f}" if corpus else ""
-        t.add_row(r["query"], truth, shown, iou, f"{r['found_prob']:.2f}",
-                  "[green]✓[/]" if r["correct"] else "[red]✗[/]")
+        cell = f"[bold]{escape(r['query'])}[/]\n  truth: {escape(truth)}\n  top:   {escape(shown)}"
+        t.add_row(cell, iou, f"{r['found_prob']:.2f}", "[green]✓[/]" if r["correct"] else "[red]✗[/]")
     return t
 
 

@@ -2,6 +2,7 @@
 
     .venv/bin/python scripts/build_demo_model.py --out /tmp/gz-demo --install   # rebuild the shipped model
     .venv/bin/python scripts/build_demo_model.py --out /tmp/gz-demo-quick --quick  # minutes, smoke run
+    .venv/bin/python scripts/build_demo_model.py --out /tmp/gz-demo --recalibrate --install  # step 5 (and 6) only
 
 Steps (each logged with its wall time):
 
@@ -48,6 +49,8 @@ def main() -> None:
                     help="positives per retrieval-contrastive group (see TrainConfig.retrieval_group)")
     ap.add_argument("--install", action="store_true",
                     help="copy the result into core/bundled/demo (the default model), replacing it")
+    ap.add_argument("--recalibrate", action="store_true",
+                    help="only step 5's calibration, on an existing build in --out (OUT/index-val, OUT/head)")
     ap.add_argument("--backbone", type=Path, default=None,
                     help="reuse this trained backbone (skips step 1)")
     args = ap.parse_args()
@@ -81,6 +84,24 @@ def main() -> None:
         log.info("%s done in %.1f s", name, report["steps"][name])
         return result
 
+    def calibrate() -> None:
+        searcher = Searcher(out / "index-val", device=device)
+        threshold, stats = calibrate_found_threshold(searcher, read_annotations(out / "archive" / "val.jsonl"))
+        update_config(out / "head", {"found_threshold": threshold, "found_calibration": stats})
+        report["found_threshold"], report["found_calibration"] = threshold, stats
+
+    def finish() -> None:
+        if args.install:
+            step("install", lambda: install(out / "backbone" if args.backbone is None else args.backbone,
+                                            out / "head", bundled_model_dir().parent))
+        report["total_s"] = round(sum(report["steps"].values()), 1)
+        name = "recalibrate_report.json" if args.recalibrate else "build_report.json"
+        (out / name).write_text(json.dumps(report, indent=2))
+        print(json.dumps(report, indent=2))
+
+    if args.recalibrate:
+        step("calibrate not-found threshold", calibrate)
+        return finish()
     synth = SynthConfig(n_train_videos=args.train_videos, n_val_videos=max(1, args.train_videos // 4),
                         n_test_videos=0, video_minutes=args.minutes, seed=args.seed,  # test: bench/accuracy.py
                         queries_per_video=args.queries_per_video)
@@ -120,18 +141,8 @@ def main() -> None:
                                                           index_dir=str(out / "index-val"), model=str(backbone),
                                                           head=str(out / "head"), device=device)))
 
-    def calibrate() -> None:
-        searcher = Searcher(out / "index-val", device=device)
-        threshold, stats = calibrate_found_threshold(searcher, read_annotations(splits["val"].annotations))
-        update_config(out / "head", {"found_threshold": threshold, "found_calibration": stats})
-        report["found_threshold"], report["found_calibration"] = threshold, stats
-
     step("calibrate not-found threshold", calibrate)
-    if args.install:
-        step("install", lambda: install(backbone, out / "head", bundled_model_dir().parent))
-    report["total_s"] = round(sum(report["steps"].values()), 1)
-    (out / "build_report.json").write_text(json.dumps(report, indent=2))
-    print(json.dumps(report, indent=2))
+    finish()
 
 
 #: the files that make up a shipped model (no optimizer state, no training history)

@@ -149,3 +149,23 @@ def test_eval_per_query_puts_the_top_hit_beside_the_truth(index_and_head, tmp_pa
     assert rows["9"]["truth"] == [] and rows["9"]["correct"] == (not rows["9"]["found"])
     r = runner.invoke(app, ["eval", "--index", str(index), "--gt", str(ann), "--per-query"])
     assert r.exit_code == 0 and "top result vs truth" in r.stdout and "video_01" in r.stdout
+
+
+def test_found_threshold_bounds_the_real_answers_it_flags():
+    import numpy as np
+
+    from search.evaluate import found_threshold_from
+
+    pos = np.linspace(0.50, 0.95, 10)  # queries with a moment
+    neg = np.array([0.40, 0.52, 0.90])  # without
+    probs, has = np.concatenate([pos, neg]), np.array([True] * 10 + [False] * 3)
+    t, st = found_threshold_from(probs, has, max_missed=0.1)  # at most 1 of 10 answers flagged
+    assert pos[0] < t < pos[1] and st["answers_flagged"] == 0.1
+    assert st["not_found_recall"] == pytest.approx(2 / 3) and st["not_found_precision"] == pytest.approx(2 / 3)
+    t0, st0 = found_threshold_from(probs, has, max_missed=0.0)  # never hide an answer
+    assert t0 < pos[0] and st0["answers_flagged"] == 0.0 and st0["not_found_recall"] == pytest.approx(1 / 3)
+    tied = np.array([0.6, 0.7, 0.7, 0.8, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9, 0.3])
+    t2, st2 = found_threshold_from(tied, np.array([True] * 10 + [False]), max_missed=0.2)  # tie at the budget
+    assert t2 < 0.7 and st2["answers_flagged"] == 0.1
+    with pytest.raises(ValueError, match="max_missed"):
+        found_threshold_from(probs, has, max_missed=1.0)

@@ -65,10 +65,10 @@ import numpy as np
 import torch
 
 from core.model.backbone import Backbone, ModelIdentity, read_identity
-from core.model.tiny import bench_siglip
 from core.model.checkpoint import save_model
 from core.model.grounder import GroundingModel, GroundingModelConfig
 from core.model.inference import ground
+from core.model.tiny import bench_siglip
 from core.proposals import ProposalConfig, make_windows, zero_shot_tokens
 from core.spans import temporal_iou
 from core.store import tables

@@ -173,7 +173,7 @@ def found_threshold_from(probs: np.ndarray, has: np.ndarray, max_missed: float =
     flagged = probs < t
     caught = int((flagged & ~has).sum())
     neg = probs[~has]
-    auc = float(((pos[:, None] > neg[None]).mean() + 0.5 * (pos[:, None] == neg[None]).mean()))
+    auc = float((pos[:, None] > neg[None]).mean() + 0.5 * (pos[:, None] == neg[None]).mean())
     return t, {"answers_flagged": float(flagged[has].mean()),
                "not_found_precision": caught / int(flagged.sum()) if flagged.any() else None,  # None: never said
                "not_found_recall": caught / int((~has).sum()),

@@ -31,7 +31,6 @@ from core.model.span_head import decode_best_span
 from core.model.span_ops import cw_to_xx
 from core.spans import nms
 
-
 WINDOW_SCORES = ("retrieval", "retrieval_confidence")
 
 
@@ -55,7 +54,7 @@ class WindowOutputs:
     best: np.ndarray  #: int64 (P, 2) the span head's best (start, end) frame, inclusive, within the window
     best_prob: np.ndarray  #: float64 (P,) sqrt(p_start · p_end) of that pair
 
-    def take(self, idx: slice) -> "WindowOutputs":
+    def take(self, idx: slice) -> WindowOutputs:
         return WindowOutputs(*(getattr(self, f)[idx] for f in self.__dataclass_fields__))
 
 

@@ -27,7 +27,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-
 FRAME_ROW_GROUP = 256  #: frames per Parquet row group (1.2 MB of 1152-d float32)
 
 

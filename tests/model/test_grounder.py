@@ -164,7 +164,7 @@ def test_windows_of_several_videos_batched_together_give_each_video_its_own_answ
     batch boundary falling inside a video."""
     from core.model.inference import ground_many
 
-    q, v, t = planted(n_videos=3)
+    _, v, t = planted(n_videos=3)
     torch.manual_seed(0)
     model = GroundingModel(GroundingModelConfig.tiny()).eval()
     short = v["v2"][:20]

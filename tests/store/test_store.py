@@ -89,7 +89,7 @@ def test_commit_publishes_snapshot_and_catalog_is_queryable(tmp_path, tiny_model
     _, ident = read_identity(str(tiny_model_dir))
     with IndexWriter.open(tmp_path, ident, _params(ident)) as w:
         assert read_manifest(w.layout) is None
-        _put(w, "/a/one.mp4", 100)
+        _, emb_one = _put(w, "/a/one.mp4", 100)
         _put(w, "/a/two.mp4", 30, seed=1)
         w.put_failed(VideoEntry("/a/bad.mp4", "bad.mp4", 0, 0), "run1", "empty_file", "bad.mp4 is empty")
         # staged but not committed: invisible to readers
@@ -102,6 +102,10 @@ def test_commit_publishes_snapshot_and_catalog_is_queryable(tmp_path, tiny_model
     assert con.execute("SELECT status, reason FROM videos WHERE rel_path='bad.mp4'").fetchone() == ("failed", "empty_file")
     # DuckDB sees the embedding as a fixed-size array
     assert con.execute("SELECT array_length(embedding) FROM frames LIMIT 1").fetchone()[0] == 32
+    # and reads the byte-stream-split-encoded values exactly
+    got = con.execute("SELECT f.embedding FROM frames f JOIN videos v USING (video_id) "
+                      "WHERE v.rel_path = 'one.mp4' AND f.frame_idx = 57").fetchone()[0]
+    np.testing.assert_array_equal(np.array(got, np.float32), emb_one[57])
 
 
 def test_remove_and_reindex_keep_faiss_consistent(tmp_path, tiny_model_dir):

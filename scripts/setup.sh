@@ -5,27 +5,26 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# apt_install PACKAGE: install a Debian package when we are root on a Debian-like system;
+# returns 1 (and installs nothing) otherwise.
+apt_install() {
+  command -v apt-get >/dev/null && [ "$(id -u)" = 0 ] || return 1
+  echo "setup: installing $1 (Debian package)" >&2
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$1" >/dev/null
+}
+
 if ! command -v ffmpeg >/dev/null || ! command -v ffprobe >/dev/null; then
-  if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
-    echo "setup: installing ffmpeg (Debian package)" >&2
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg >/dev/null
-  else
+  apt_install ffmpeg || {
     echo "setup: ffmpeg/ffprobe not found; install them (e.g. 'sudo apt-get install ffmpeg') and run again" >&2
     exit 1
-  fi
+  }
 fi
 
 # Chromium (Debian package) drives the search page's browser test through Playwright; the test
 # is skipped without it, so a missing one is only a note. Playwright's own browser downloads are not used.
 if ! command -v chromium >/dev/null; then
-  if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
-    echo "setup: installing chromium (Debian package)" >&2
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
-  else
+  apt_install chromium ||
     echo "setup: chromium not found; the browser test will be skipped (e.g. 'sudo apt-get install chromium')" >&2
-  fi
 fi
 
 PY=${PYTHON:-python3}

@@ -142,9 +142,9 @@ def calibrate_found_threshold(searcher: Searcher, queries: list[MomentQuery],
     largest threshold that answers "not found" for at most ``max_missed`` of the queries *with*
     a moment (midway between neighbouring values): "not found" hides a real answer behind a
     warning, so its false alarms are bounded first, and within that budget as many moment-less
-    queries as possible are caught. (Maximising balanced accuracy instead, as this did before,
-    put the demo head's threshold at 0.983 and flagged 52% of the val split's real answers:
-    its found-probability barely separates the two kinds, AUC 0.51 there.)
+    queries as possible are caught. (Maximising balanced accuracy instead puts the demo head's
+    threshold at 0.983 and flags 52% of the val split's real answers: its found-probability
+    barely separates the two kinds, AUC 0.51 there.)
     Needs both kinds of queries (calibrate on a validation split, never on test).
 
     Returns ``(threshold, stats)``, stats on these queries: ``answers_flagged`` (share of queries

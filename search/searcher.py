@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from core.errors import EmptyQueryError, IndexMismatchError
+from core.errors import EmptyQueryError, IndexMismatchError, ModelNotFoundError
 from core.model.backbone import Backbone, read_identity
 from core.store import tables
 from core.store.catalog import read_catalog
@@ -73,7 +73,6 @@ class Searcher:
         if head is None and self.manifest.params.token_kind.startswith("head:"):
             head = self.manifest.extra.get("head")
             if head is None or not Path(head).is_dir():
-                from core.errors import ModelNotFoundError
                 raise ModelNotFoundError(
                     f"index {self.layout.root} was tokenised with grounding head {head!r}, which is gone; "
                     "pass --head with that head, or `groundzero reindex --head NEW_HEAD` (or --zero-shot)")

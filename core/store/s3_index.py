@@ -49,8 +49,8 @@ The cache (default ``$GROUNDZERO_CACHE_DIR`` or ``~/.cache/groundzero``, then
 another index. Keep it between nightly runs (a persistent volume): an empty
 cache means downloading every proposal file again.
 
-**Garbage collection** on S3 (:meth:`S3Index.collect_garbage`, run by the writer
-after each publish) follows the local rule (:func:`core.store.gc.retained_versions`):
+**Garbage collection** on S3 (:meth:`S3Index.collect_garbage`, run once per index run,
+after its last publish) follows the local rule (:func:`core.store.gc.retained_versions`):
 the newest ``keep_snapshots`` snapshots stay whole, older ones superseded less than
 ``keep_sec`` ago keep their catalog and per-video files; every other manifest, and
 then every store object (``videos/``, ``vectors/``, ``catalog/videos-*``) that no

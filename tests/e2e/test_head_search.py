@@ -30,6 +30,16 @@ def index_and_head(tmp_path_factory, tiny_model_dir):
     return index, head
 
 
+def _val_annotations(tmp_path, absent_query: str):
+    """val.jsonl: QUERY with its planted moment in video_01, and ``absent_query`` with none (video_02)."""
+    ann = tmp_path / "val.jsonl"
+    ann.write_text("\n".join(json.dumps(r) for r in [
+        {"qid": 1, "query": QUERY, "vid": "video_01", "duration": 200, "relevant_windows": [[60, 75]]},
+        {"qid": 9, "query": absent_query, "vid": "video_02", "duration": 90, "relevant_windows": []},
+    ]))
+    return ann
+
+
 def test_search_with_head_needs_reindex_then_works(index_and_head):
     index, head = index_and_head
     runner = CliRunner()
@@ -68,11 +78,7 @@ def test_head_of_another_backbone_is_refused(index_and_head, tmp_path):
 
 def test_eval_on_index_zero_shot_and_with_head(index_and_head, tmp_path):
     index, head = index_and_head
-    ann = tmp_path / "val.jsonl"
-    ann.write_text("\n".join(json.dumps(r) for r in [
-        {"qid": 1, "query": QUERY, "vid": "video_01", "duration": 200, "relevant_windows": [[60, 75]]},
-        {"qid": 9, "query": "nothing like this", "vid": "video_02", "duration": 90, "relevant_windows": []},
-    ]))
+    ann = _val_annotations(tmp_path, "nothing like this")
     runner = CliRunner()
     # zero-shot on the planted index: the planted moment is found exactly
     r = runner.invoke(app, ["eval", "--index", str(index), "--gt", str(ann), "--json", "--device", "cpu",
@@ -135,11 +141,7 @@ def test_calibrated_threshold_separates_found_from_not_found(index_and_head):
 
 def test_eval_per_query_puts_the_top_hit_beside_the_truth(index_and_head, tmp_path):
     index, _ = index_and_head
-    ann = tmp_path / "val.jsonl"
-    ann.write_text("\n".join(json.dumps(r) for r in [
-        {"qid": 1, "query": QUERY, "vid": "video_01", "duration": 200, "relevant_windows": [[60, 75]]},
-        {"qid": 9, "query": "zzz unrelated words", "vid": "video_02", "duration": 90, "relevant_windows": []},
-    ]))
+    ann = _val_annotations(tmp_path, "zzz unrelated words")
     runner = CliRunner()
     r = runner.invoke(app, ["eval", "--index", str(index), "--gt", str(ann), "--per-query", "--json"])
     assert r.exit_code == 0, r.output

@@ -347,6 +347,10 @@ def train(
     tiny: bool = typer.Option(False, help="Same as --size tiny (tests, smoke runs)."),
     device: str = typer.Option("auto", help="auto | cpu | cuda[:n]."),
     seed: int = typer.Option(2020, help="Random seed."),
+    hard_negatives: Optional[float] = typer.Option(None, "--hard-negatives",
+                                                   help="Share (0..1) of negative windows mined as hard: the "
+                                                   "moment-free windows most like the sentence (default: "
+                                                   "TrainConfig's)."),
     resume: bool = typer.Option(False, help="Continue the run saved in --out."),
     lora: bool = typer.Option(False, "--lora", help="Also fine-tune the image tower with LoRA (last 4 blocks); "
                               "reads frames from --archive instead of cached embeddings."),
@@ -367,7 +371,8 @@ def train(
         job = HeadJob(index_dir=str(index_dir), annotations=str(annotations), out=str(out), fmt=fmt,
                       size="tiny" if tiny else size, device=device, resume=resume,
                       train=TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
-                                        lr_drop=(max(1, int(epochs * 0.8)),)))
+                                        lr_drop=(max(1, int(epochs * 0.8)),),
+                                        **({} if hard_negatives is None else {"hard_negatives": hard_negatives})))
         loader = (lambda bb, vids, fps: _lora_frames(bb, archive, vids, fps)) if lora else None
         result = _train_with_progress(lambda cb: train_head(job, on_epoch=cb, lora_frames=loader), epochs,
                                       quiet=json_out)

@@ -69,10 +69,12 @@ def train_head(job: HeadJob, on_epoch: Callable[[int, dict], None] | None = None
     used = [q for q in queries if q.vid in videos]
     text = text_features(backbone, used)
     params = manifest.params
-    encoder = None
+    encoder, embeddings = None, videos
     if lora_frames is not None:
         encoder, videos = lora_frames(backbone, set(videos), params.fps)
-    data = GroundingDataset(used, videos, text, params.fps, params.proposals, seed=job.train.seed)
+    data = GroundingDataset(used, videos, text, params.fps, params.proposals, seed=job.train.seed,
+                            neg_fraction=job.train.neg_fraction, hard_negatives=job.train.hard_negatives,
+                            embeddings=embeddings)
     D, Dt = backbone.embed_dim, next(iter(text.values())).tokens.shape[1]
     cfg = GroundingModelConfig.preset(job.size, D, Dt)
     torch.manual_seed(job.train.seed)

@@ -47,6 +47,8 @@ def main() -> None:
     ap.add_argument("--head-lr", type=float, default=4e-4)
     ap.add_argument("--retrieval-group", type=int, default=8,
                     help="positives per retrieval-contrastive group (see TrainConfig.retrieval_group)")
+    ap.add_argument("--hard-negatives", type=float, default=None,
+                    help="share of the head's negative windows mined as hard (default: TrainConfig's)")
     ap.add_argument("--install", action="store_true",
                     help="copy the result into core/bundled/demo (the default model), replacing it")
     ap.add_argument("--recalibrate", action="store_true",
@@ -128,6 +130,7 @@ def main() -> None:
                   out=str(out / "head"), size="tiny" if args.quick else "small", device=device,
                   train=TrainConfig(epochs=args.head_epochs, batch_size=32, lr=args.head_lr, seed=args.seed,
                                     retrieval_group=args.retrieval_group,
+                                    **({} if args.hard_negatives is None else {"hard_negatives": args.hard_negatives}),
                                     lr_drop=(max(1, int(args.head_epochs * 0.8)),), save_every=10))
     def log_epoch(epoch: int, record: dict) -> None:
         if record:

@@ -5,7 +5,8 @@ gradient-norm clip 0.1, no warm-up. Contrastive pairs (notes §9 point 2): we fo
 the released code — in-batch negatives over the B² (query, window) pairs of the
 batch's *positive* items, whatever their videos — rather than the paper's
 same-video batches; same-video negatives still enter through the negative windows
-(confidence and all-background decoder targets).
+(confidence and all-background decoder targets). Those windows are RGNet's uniform draws
+unless ``hard_negatives`` mines look-alikes for a share of them (:mod:`core.model.train_data`).
 
 Schedule (notes §9 point 4): RGNet's Ego4D recipe is NaQ pre-training then a 1e-5
 finetune with λ_cont = 0; NaQ is not available to us, so there is one stage with an
@@ -48,6 +49,12 @@ class TrainConfig:
     #: positives per retrieval-contrastive group: None = every positive of the batch against every
     #: other (RGNet's B x B encoder passes); G = chunks of G (G x G each), about B / G times cheaper
     retrieval_group: int | None = None
+    neg_fraction: float = 0.2  #: share of positive queries served as a negative window (GroundingDataset)
+    #: share of negative windows mined as hard (most sentence-like, moment-free; GroundingDataset).
+    #: 0 = RGNet's uniform draws. On the demo build, 0.5 helped the synthetic val split (within-video
+    #: R1@0.5 0.728 -> 0.767) but not the held-out test split (0.641 -> 0.609; corpus-wide 0.359 ->
+    #: 0.321), so it is off by default (README, "Training and evaluating the grounding head")
+    hard_negatives: float = 0.0
     save_every: int = 1  #: write the resumable checkpoint every this many epochs (and after the last)
     device: str = "cpu"
 
@@ -56,6 +63,9 @@ class TrainConfig:
             raise ConfigError(f"--epochs and --batch-size must be >= 1, got {self.epochs}, {self.batch_size}")
         if not self.lr > 0:
             raise ConfigError(f"--lr must be > 0, got {self.lr}")
+        if not (0.0 <= self.neg_fraction <= 1.0 and 0.0 <= self.hard_negatives <= 1.0):
+            raise ConfigError(f"neg_fraction and --hard-negatives must be in [0, 1], got {self.neg_fraction}, "
+                              f"{self.hard_negatives}")
         return self
 
 

@@ -6,6 +6,15 @@ negative item (``neg_fraction`` of the items, and every query without a moment �
 the "not found" queries) takes a window away from any moment, labelled
 "not present" for the confidence head and all-background for the decoder.
 
+Hard negatives: a window drawn uniformly is mostly footage that shares nothing with
+the sentence, so the confidence head learns to reject only easy windows and, at
+search time, a distractor in another video ("a red circle moving right" for "... moving
+left") outscores the true moment. A share ``hard_negatives`` of the negative items
+therefore takes one of the ``hard_pool`` moment-free windows whose best frame is most
+similar to the sentence (stored frame embedding · pooled text embedding, the
+zero-shot score); the rest stay uniform, so the head still sees ordinary footage.
+Mining reads the stored embeddings even in LoRA mode, where items carry raw frames.
+
 Video normalisation (notes §9 point 3): RGNet's loader meant to L2-normalise frame
 features but returns the raw ones; here the model always receives the stored
 SigLIP embeddings, which are L2-normalised at index time (and the same at search
@@ -23,6 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from core.errors import ConfigError
 from core.model.annotations import MomentQuery
 from core.proposals import ProposalConfig, make_windows
 
@@ -51,14 +61,31 @@ class GroundingDataset(torch.utils.data.Dataset):
         text: qid -> :class:`TextFeatures`.
         fps, proposals: how the index sampled frames and cut windows.
         neg_fraction: share of positive queries served as a negative window instead.
+        hard_negatives: share of negative items that take a hard window (see the module
+            docstring); 0 = every negative window uniform.
+        hard_pool: how many of the most sentence-like moment-free windows a hard negative
+            is drawn from (uniformly).
+        embeddings: vid -> float32 (T, D) stored frame embeddings to mine hard negatives
+            with; default ``videos`` (required when ``videos`` holds raw frames and
+            ``hard_negatives`` > 0).
     """
 
     def __init__(self, queries: list[MomentQuery], videos: dict[str, np.ndarray], text: dict[str, TextFeatures],
-                 fps: float, proposals: ProposalConfig, neg_fraction: float = 0.2, seed: int = 0):
+                 fps: float, proposals: ProposalConfig, neg_fraction: float = 0.2, seed: int = 0,
+                 hard_negatives: float = 0.0, hard_pool: int = 4,
+                 embeddings: dict[str, np.ndarray] | None = None):
+        if not (0.0 <= neg_fraction <= 1.0 and 0.0 <= hard_negatives <= 1.0 and hard_pool >= 1):
+            raise ConfigError(f"GroundingDataset: neg_fraction={neg_fraction} and hard_negatives={hard_negatives} "
+                              f"must be in [0, 1], hard_pool={hard_pool} >= 1")
         self.queries = [q for q in queries if q.vid in videos]
         self.missing = sorted({q.vid for q in queries if q.vid not in videos})
         self.videos, self.text, self.fps, self.proposals = videos, text, fps, proposals
         self.neg_fraction, self.seed, self.epoch = neg_fraction, seed, 0
+        self.hard_negatives, self.hard_pool = hard_negatives, hard_pool
+        self.embeddings = videos if embeddings is None else embeddings
+        if hard_negatives > 0 and any(self.embeddings[q.vid].dtype == np.uint8 for q in self.queries):
+            raise ConfigError("GroundingDataset: hard negatives are mined with stored frame embeddings; "
+                              "pass embeddings= (vid -> (T, D) float32) when videos holds raw frames")
         self._windows = {vid: make_windows(len(e), fps, proposals) for vid, e in videos.items()}
 
     def set_epoch(self, epoch: int) -> None:
@@ -86,6 +113,8 @@ class GroundingDataset(torch.utils.data.Dataset):
             free = [w for w in range(len(windows))
                     if all(windows[w, 1] <= ma or windows[w, 0] > mb for ma, mb in moments)]
             pool = free or list(range(len(windows)))
+            if self.hard_negatives > 0 and rng.random() < self.hard_negatives:
+                pool = self._hardest(q, windows, pool)
             w = pool[int(rng.integers(len(pool)))]
         ws, we = int(windows[w, 0]), int(windows[w, 1])
         L = we - ws
@@ -104,6 +133,14 @@ class GroundingDataset(torch.utils.data.Dataset):
             item.update(span_cw=np.zeros((0, 2), np.float32), start_idx=0, end_idx=0, pos_idx=0, neg_idx=0,
                         saliency_valid=False)
         return item
+
+
+    def _hardest(self, q: MomentQuery, windows: np.ndarray, pool: list[int]) -> list[int]:
+        """The ``hard_pool`` windows of ``pool`` whose best frame is most similar to ``q``'s sentence."""
+        sim = self.embeddings[q.vid] @ self.text[q.qid].pooled  # (T,)
+        best = np.array([sim[windows[w, 0]:windows[w, 1]].max() for w in pool])  # (len(pool),)
+        order = np.argsort(-best, kind="stable")[: self.hard_pool]
+        return [pool[int(i)] for i in order]
 
 
 def collate(items: list[dict]) -> dict:

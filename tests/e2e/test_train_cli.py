@@ -24,12 +24,14 @@ def test_train_cli_writes_a_loadable_checkpoint(tmp_path, tiny_model_dir):
     ann.write_text("\n".join(json.dumps(r) for r in rows))
     out = tmp_path / "head"
     r = CliRunner().invoke(app, ["train", "--index", str(index), "--annotations", str(ann), "--out", str(out),
-                                 "--epochs", "2", "--batch-size", "2", "--tiny", "--device", "cpu", "--json"])
+                                 "--epochs", "2", "--batch-size", "2", "--tiny", "--device", "cpu", "--json",
+                                 "--hard-negatives", "0.5"])
     assert r.exit_code == 0, r.output
     history = json.loads(r.stdout)
     assert len(history) == 2 and all(h["loss_total"] > 0 for h in history)
     model, meta = load_model(out)
     assert meta["n_queries"] == 2 and meta["backbone"]["embed_dim"] == 32
+    assert meta["train"]["hard_negatives"] == 0.5  # recorded with the run
     assert (out / "model.safetensors").is_file() and not list(out.glob("*.pt"))
 
 
@@ -41,3 +43,16 @@ def test_train_cli_with_no_matching_videos_is_one_line(tmp_path, tiny_model_dir)
     ann.write_text(json.dumps({"qid": 1, "query": "x", "vid": "zzz", "duration": 10, "relevant_windows": [[1, 2]]}))
     r = CliRunner().invoke(app, ["train", "--index", str(index), "--annotations", str(ann), "--out", str(tmp_path / "o")])
     assert r.exit_code == 2 and "none of the 1 videos" in r.stderr and r.stderr.count("\n") == 1
+
+
+def test_train_cli_refuses_a_hard_negative_share_outside_0_1(tmp_path, tiny_model_dir):
+    q = Backbone(str(tiny_model_dir), device="cpu").embed_texts(["x"])[0]
+    index = tmp_path / "index"
+    plant_index(index, tiny_model_dir, q, durations=[60], target_video=0, target_start=1, target_end=5)
+    ann = tmp_path / "a.jsonl"
+    ann.write_text(json.dumps({"qid": 1, "query": "x", "vid": "video_00", "duration": 60,
+                               "relevant_windows": [[1, 5]]}))
+    r = CliRunner().invoke(app, ["train", "--index", str(index), "--annotations", str(ann), "--out",
+                                 str(tmp_path / "o"), "--tiny", "--hard-negatives", "1.5"])
+    assert r.exit_code == 2 and "hard_negatives=1.5" in r.stderr and r.stderr.count("\n") == 1
+    assert not (tmp_path / "o" / "model.safetensors").exists()

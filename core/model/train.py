@@ -58,7 +58,7 @@ class TrainConfig:
     save_every: int = 1  #: write the resumable checkpoint every this many epochs (and after the last)
     device: str = "cpu"
 
-    def validate(self) -> "TrainConfig":
+    def validate(self) -> TrainConfig:
         if self.epochs < 1 or self.batch_size < 1:
             raise ConfigError(f"--epochs and --batch-size must be >= 1, got {self.epochs}, {self.batch_size}")
         if not self.lr > 0:

@@ -160,7 +160,7 @@ def collate(items: list[dict]) -> dict:
         vmask[i, :n] = True
         text[i, :m] = torch.from_numpy(np.asarray(it["text"], np.float32))
         tmask[i, :m] = torch.from_numpy(np.asarray(it["text_mask"], bool))
-    long = lambda k: torch.tensor([it[k] for it in items], dtype=torch.long)  # noqa: E731
+    long = lambda k: torch.tensor([it[k] for it in items], dtype=torch.long)
     return {
         "video": video, "video_mask": vmask, "text": text, "text_mask": tmask,
         "pooled": torch.from_numpy(np.stack([it["pooled"] for it in items]).astype(np.float32)),

@@ -29,7 +29,7 @@ def test_train_cli_writes_a_loadable_checkpoint(tmp_path, tiny_model_dir):
     assert r.exit_code == 0, r.output
     history = json.loads(r.stdout)
     assert len(history) == 2 and all(h["loss_total"] > 0 for h in history)
-    model, meta = load_model(out)
+    _, meta = load_model(out)
     assert meta["n_queries"] == 2 and meta["backbone"]["embed_dim"] == 32
     assert meta["train"]["hard_negatives"] == 0.5  # recorded with the run
     assert (out / "model.safetensors").is_file() and not list(out.glob("*.pt"))

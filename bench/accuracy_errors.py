@@ -19,19 +19,24 @@ import collections
 import json
 from pathlib import Path
 
+import numpy as np
+
+from core.spans import temporal_iou
+
 ATTRS = ("kind", "shape", "colour", "motion", "word")
 
 
-def _iou(a: tuple[float, float], b: tuple[float, float]) -> float:
-    inter = max(0.0, min(a[1], b[1]) - max(a[0], b[0]))
-    union = max(a[1], b[1]) - min(a[0], b[0])
-    return inter / union if union > 0 else 0.0
+def _best_iou(span: tuple[float, float], spans) -> np.ndarray:
+    """IoU of ``span`` with each of ``spans`` (M, 2): (M,)."""
+    return temporal_iou(np.array([span]), np.array(spans, np.float64).reshape(-1, 2))[0]
 
 
 def _landing(events: list[dict], span: tuple[float, float]) -> dict | None:
     """The event ``span`` overlaps most (IoU >= 0.1), else None."""
-    best = max(events, key=lambda e: _iou(span, (e["start_sec"], e["end_sec"])), default=None)
-    return best if best is not None and _iou(span, (best["start_sec"], best["end_sec"])) >= 0.1 else None
+    if not events:
+        return None
+    ious = _best_iou(span, [(e["start_sec"], e["end_sec"]) for e in events])
+    return events[int(ious.argmax())] if ious.max() >= 0.1 else None
 
 
 def _differs(hit: dict, target: dict) -> str:
@@ -65,10 +70,11 @@ def main() -> None:
         kind = target["kind"] + (f"-{target['motion']}" if target["kind"] == "object" else "")
         kinds[kind] += 1
         s, e, _ = pred["pred_relevant_windows"][0] if pred["pred_relevant_windows"] else (0.0, 0.0, 0.0)
-        if max(_iou((s, e), w) for w in q.windows) >= 0.5:
+        iou = float(_best_iou((s, e), q.windows).max())
+        if iou >= 0.5:
             right[kind] += 1
             continue
-        if max(_iou((s, e), w) for w in q.windows) > 0.1:
+        if iou > 0.1:
             within["overlaps the true moment, IoU < 0.5"] += 1
             continue
         hit = _landing(events[q.vid], (s, e))

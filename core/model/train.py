@@ -63,9 +63,6 @@ class TrainConfig:
             raise ConfigError(f"--epochs and --batch-size must be >= 1, got {self.epochs}, {self.batch_size}")
         if not self.lr > 0:
             raise ConfigError(f"--lr must be > 0, got {self.lr}")
-        if not (0.0 <= self.neg_fraction <= 1.0 and 0.0 <= self.hard_negatives <= 1.0):
-            raise ConfigError(f"neg_fraction and --hard-negatives must be in [0, 1], got {self.neg_fraction}, "
-                              f"{self.hard_negatives}")
         return self
 
 

@@ -87,6 +87,7 @@ class GroundingDataset(torch.utils.data.Dataset):
             raise ConfigError("GroundingDataset: hard negatives are mined with stored frame embeddings; "
                               "pass embeddings= (vid -> (T, D) float32) when videos holds raw frames")
         self._windows = {vid: make_windows(len(e), fps, proposals) for vid, e in videos.items()}
+        self._window_sim: dict[str, np.ndarray] = {}  #: qid -> (P,) best frame-sentence similarity per window
 
     def set_epoch(self, epoch: int) -> None:
         """Re-draw windows and frame pairs each epoch, deterministically."""
@@ -134,12 +135,13 @@ class GroundingDataset(torch.utils.data.Dataset):
                         saliency_valid=False)
         return item
 
-
     def _hardest(self, q: MomentQuery, windows: np.ndarray, pool: list[int]) -> list[int]:
         """The ``hard_pool`` windows of ``pool`` whose best frame is most similar to ``q``'s sentence."""
-        sim = self.embeddings[q.vid] @ self.text[q.qid].pooled  # (T,)
-        best = np.array([sim[windows[w, 0]:windows[w, 1]].max() for w in pool])  # (len(pool),)
-        order = np.argsort(-best, kind="stable")[: self.hard_pool]
+        best = self._window_sim.get(q.qid)
+        if best is None:  # once per query: the same for every epoch
+            sim = self.embeddings[q.vid] @ self.text[q.qid].pooled  # (T,)
+            best = self._window_sim[q.qid] = np.array([sim[a:b].max() for a, b in windows])  # (P,)
+        order = np.argsort(-best[pool], kind="stable")[: self.hard_pool]
         return [pool[int(i)] for i in order]
 
 

@@ -341,3 +341,15 @@ def iter_frames(path: str, cfg: DecodeConfig, info: VideoInfo | None = None) -> 
         proc.stdout.close()
         drainer.join()
         proc.stderr.close()
+
+
+def decode_frames(path: str, cfg: DecodeConfig) -> np.ndarray:
+    """All of ``path``'s frames sampled as :func:`iter_frames` samples them: uint8 (N, S, S, 3).
+
+    For short clips only (the whole result is in memory); the indexer streams.
+    Raises what :func:`iter_frames` raises.
+    """
+    chunks = [c.frames for c in iter_frames(path, cfg)]
+    if not chunks:
+        return np.empty((0, cfg.size, cfg.size, 3), np.uint8)
+    return np.concatenate(chunks)

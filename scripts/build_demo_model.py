@@ -6,7 +6,10 @@
 
 Steps (each logged with its wall time):
 
-1. render ``--frames`` synthetic frames with captions (``core.synth``) and train a SigLIP
+1. render ``--frames`` synthetic frames with captions (``core.synth``) at the archive's
+   160x120, through its H.264 encoder and back through the indexer's decoder (so the backbone
+   trains on exactly the pixels an index gives it; ``--direct-frames``: rendered straight at
+   64x64, as builds before 2026-12-02 did), and train a SigLIP
    (``core.model.siglip_train``, real ``SiglipModel`` architecture, sigmoid loss) ->
    ``OUT/backbone``;
 2. generate a synthetic archive (``core.synth.make_archive``: train and val splits; the
@@ -40,6 +43,10 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--frames", type=int, default=20000)
     ap.add_argument("--backbone-epochs", type=int, default=6)
+    ap.add_argument("--image-size", type=int, default=64, help="the backbone's input side, pixels")
+    ap.add_argument("--state-fraction", type=float, default=0.5,
+                    help="share of the backbone's captions that say what the frame shows (position, size) "
+                         "rather than the event's sentence (frames_and_captions)")
     ap.add_argument("--train-videos", type=int, default=64)
     ap.add_argument("--minutes", type=float, default=10.0)
     ap.add_argument("--head-epochs", type=int, default=20)
@@ -53,6 +60,12 @@ def main() -> None:
                     help="copy the result into core/bundled/demo (the default model), replacing it")
     ap.add_argument("--recalibrate", action="store_true",
                     help="only step 5's calibration, on an existing build in --out (OUT/index-val, OUT/head)")
+    ap.add_argument("--direct-frames", action="store_true",
+                    help="render the backbone's frames straight at its input size instead of through the "
+                         "archive's H.264 encode and the indexer's decode (builds before 2026-12-02)")
+    ap.add_argument("--contrast-fraction", type=float, default=0.0,
+                    help="share of the state captions that get a contrast partner in the same batch "
+                         "(frames_and_captions, train_siglip groups)")
     ap.add_argument("--backbone", type=Path, default=None,
                     help="reuse this trained backbone (skips step 1)")
     args = ap.parse_args()
@@ -68,6 +81,7 @@ def main() -> None:
     from core.synth.archive import SynthConfig, frames_and_captions, make_archive
     from core.training import HeadJob, train_head
     from indexer.config import IndexConfig
+    from indexer.decode import DecodeConfig, decode_frames
     from indexer.pipeline import run_index
     from search.evaluate import calibrate_found_threshold
     from search.searcher import Searcher
@@ -107,15 +121,19 @@ def main() -> None:
     synth = SynthConfig(n_train_videos=args.train_videos, n_val_videos=max(1, args.train_videos // 4),
                         n_test_videos=0, video_minutes=args.minutes, seed=args.seed,  # test: bench/accuracy.py
                         queries_per_video=args.queries_per_video)
-    scfg = SiglipTrainConfig(epochs=args.backbone_epochs, seed=args.seed, device="auto")
+    scfg = SiglipTrainConfig(epochs=args.backbone_epochs, image_size=args.image_size, seed=args.seed, device="auto")
     if args.quick:
-        scfg = SiglipTrainConfig(epochs=args.backbone_epochs, hidden_size=32, num_layers=2, num_heads=2,
+        scfg = SiglipTrainConfig(epochs=args.backbone_epochs, image_size=args.image_size, hidden_size=32,
+                                 num_layers=2, num_heads=2,
                                  intermediate_size=64, batch_size=64, warmup_steps=10, seed=args.seed)
     backbone = out / "backbone"
     if args.backbone is None:
-        images, captions = step("render frames", lambda: frames_and_captions(synth, args.frames, args.seed,
-                                                                             image_size=scfg.image_size))
-        history = step("train backbone", lambda: train_siglip(images, captions, backbone, scfg))
+        as_indexed = DecodeConfig(fps=1.0, size=scfg.image_size)  # what indexing feeds the backbone
+        decode = None if args.direct_frames else (lambda clip: decode_frames(str(clip), as_indexed))
+        images, captions, groups = step("render frames", lambda: frames_and_captions(
+            synth, args.frames, args.seed, image_size=scfg.image_size, decode=decode,
+            state_fraction=args.state_fraction, contrast_fraction=args.contrast_fraction))
+        history = step("train backbone", lambda: train_siglip(images, captions, backbone, scfg, groups=groups))
         report["backbone_val_accuracy"] = history["val_accuracy"][-1] if history["val_accuracy"] else None
     else:
         backbone = args.backbone

@@ -249,7 +249,8 @@ def positive_mask(caption_cls: torch.Tensor) -> torch.Tensor:
 
 def train_siglip(images: np.ndarray, captions: list[str], out_dir: str | Path,
                  cfg: SiglipTrainConfig = SiglipTrainConfig(),
-                 on_epoch: Callable[[int, dict], None] | None = None) -> dict:
+                 on_epoch: Callable[[int, dict], None] | None = None,
+                 groups: np.ndarray | None = None) -> dict:
     """Train a SigLIP from scratch on (image, caption) pairs and save it to ``out_dir``.
 
     Args:
@@ -258,6 +259,9 @@ def train_siglip(images: np.ndarray, captions: list[str], out_dir: str | Path,
         out_dir: written with config.json, model.safetensors, tokenizer files,
             preprocessor_config.json and siglip_train.json (config + history).
         on_epoch: called after each epoch with (epoch starting at 1, that epoch's record).
+        groups: int64 (N,) or None; images with equal ids (consecutive indices, e.g. the
+            contrast pairs of ``frames_and_captions``) are held out together and shuffled
+            as one unit, so they share a batch (except where a batch boundary cuts one).
     Returns:
         history: ``loss`` (per-epoch mean training loss), ``val_accuracy`` (per epoch:
         share of held-out images whose best-scoring caption among the distinct
@@ -272,7 +276,9 @@ def train_siglip(images: np.ndarray, captions: list[str], out_dir: str | Path,
     tokenizer = train_tokenizer(captions, out, cfg.vocab_size, cfg.text_max_len)
     ids, cls = caption_classes(tokenizer, captions, cfg.text_max_len)  # (C, L), (N,)
     gen = torch.Generator().manual_seed(cfg.seed)
-    train_idx, val_idx = _split(len(images), cfg.val_fraction, gen)
+    units = _units(len(images), groups)
+    train_units, val_units = _split(len(units), cfg.val_fraction, gen)
+    train_idx, val_idx = _gather(units, train_units), _gather(units, val_units)
     model = build_siglip(cfg, len(tokenizer), tokenizer.eos_token_id).to(dev).train()
     frames = torch.from_numpy(np.ascontiguousarray(images)).to(dev)  # uint8 (N, S, S, 3)
     ids, cls = ids.to(dev), cls.to(dev)
@@ -281,7 +287,7 @@ def train_siglip(images: np.ndarray, captions: list[str], out_dir: str | Path,
     history: dict = {"loss": [], "val_accuracy": [], "epoch_sec": [], "lr": []}
     for epoch in range(1, cfg.epochs + 1):
         t0 = time.perf_counter()
-        order = train_idx[torch.randperm(len(train_idx), generator=gen)]
+        order = _gather(units, train_units[torch.randperm(len(train_units), generator=gen)])
         loss = _train_epoch(model, opt, sched, frames, ids, cls, order, cfg, dev)
         acc = _val_accuracy(model, frames, ids, cls, val_idx, cfg.batch_size, dev)
         record = {"epoch": epoch, "loss": loss, "val_accuracy": acc,
@@ -310,6 +316,22 @@ def _check_data(images: np.ndarray, captions: list[str], cfg: SiglipTrainConfig)
         raise ConfigError(f"need one caption per image: {len(images)} images, {len(captions)} captions")
     if len(images) - _n_val(len(images), cfg.val_fraction) < 2:
         raise ConfigError(f"need at least 2 training images after the held-out split, got {len(images)} images")
+
+
+def _units(n: int, groups: np.ndarray | None) -> list[torch.Tensor]:
+    """The shuffling units: one int64 tensor of image indices per group (each image alone without groups)."""
+    if groups is None:
+        return list(torch.arange(n).reshape(-1, 1))
+    groups = np.asarray(groups)
+    if groups.shape != (n,) or (n and np.any(np.diff(groups) < 0)):
+        raise ConfigError(f"groups must be (N,) = ({n},) non-decreasing ids, one per image; got {groups.shape}")
+    starts = np.flatnonzero(np.r_[True, groups[1:] != groups[:-1]]) if n else np.empty(0, np.int64)
+    return [torch.arange(a, b) for a, b in zip(starts, np.r_[starts[1:], n])]
+
+
+def _gather(units: list[torch.Tensor], which: torch.Tensor) -> torch.Tensor:
+    """Image indices of the units ``which`` (int64), in that order: int64 (M,)."""
+    return torch.cat([units[int(u)] for u in which]) if len(which) else torch.empty(0, dtype=torch.int64)
 
 
 def _n_val(n: int, val_fraction: float) -> int:

@@ -32,8 +32,9 @@ its own random streams, seeded by ``(seed, split, index)``, so it does not
 change when another split grows (its queries do change when its own split
 grows: they depend on what the other videos of the split show).
 
-:func:`frames_and_captions` samples single square frames with the caption of
-a visible event, with no video encoding (to train a small image-text backbone).
+:func:`frames_and_captions` samples single frames with the caption of a
+visible event (to train a small image-text backbone), rendered square or, given
+a decoder, through the same H.264 encode and decode as the archive's videos.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ import math
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -68,6 +69,7 @@ from core.synth.scenes import (
     is_static,
     object_distractor,
     object_event,
+    progress,
     render_frame,
     sample_timeline,
     title_event,
@@ -453,14 +455,31 @@ def _visible_time(rng: np.random.Generator, e: Event) -> float:
     return e.start_sec + float(rng.uniform(lo, hi)) * (e.end_sec - e.start_sec)
 
 
+def _contrast_time(rng: np.random.Generator, e: Event, t: float) -> float | None:
+    """A time inside ``e`` whose :func:`frame_caption` differs from ``t``'s: another third of a
+    mover's path, or the other size of a growing / shrinking shape; None for other events."""
+    p = progress(e, t)
+    if e.kind in ("appears", "disappears"):
+        lo, hi = {"appears": (0.3, 0.9), "disappears": (0.1, 0.7)}[e.kind]  # as _visible_time
+        lo, hi = (0.5, hi) if p < 0.5 else (lo, 0.5)
+        lo, hi = (lo + 0.02, hi) if lo == 0.5 else (lo, hi - 0.02)
+    elif e.kind == "object" and e.motion != "still":
+        third = min(2, int(p * 3))
+        other = int(rng.choice([k for k in range(3) if k != third]))
+        lo, hi = (other + 0.1) / 3, (other + 0.9) / 3
+    else:
+        return None
+    return e.start_sec + float(rng.uniform(lo, hi)) * (e.end_sec - e.start_sec)
+
+
 def frames_and_captions(
     cfg: SynthConfig, n: int, seed: int, *, image_size: int = 64, split: str = "train",
-    state_fraction: float = 0.5,
-) -> tuple[np.ndarray, list[str]]:
+    state_fraction: float = 0.5, contrast_fraction: float = 0.0,
+    decode: Callable[[Path], np.ndarray] | None = None, chunk: int = 2048,
+) -> tuple[np.ndarray, list[str], np.ndarray]:
     """``n`` single frames, each with a caption of one event visible in it.
 
-    Frames are rendered directly at ``image_size x image_size`` (no video
-    encoding) from fresh 3-minute timelines using ``split``'s (shape, colour)
+    Frames come from fresh 3-minute timelines using ``split``'s (shape, colour)
     pairs (train: held-out pairs never appear), at a random time inside the
     captioned event; other events active then are drawn too. A share
     ``state_fraction`` of the captions say what the frame shows
@@ -468,17 +487,78 @@ def frames_and_captions(
     rest are the event's query sentence ("a red circle moving left"), whose
     action a single frame cannot show but whose words the text tower must learn.
 
+    Contrast pairs: a contrastive model left to random batches learns colour and
+    shape and ignores where a shape is (a linear probe of a mover's x position
+    from the 2026-11 demo backbone's embeddings: R² ≈ 0, ``bench/backbone_probe.py``),
+    so a temporal model cannot read "moving left" from successive frames. With
+    probability ``contrast_fraction`` a state caption of a mover, or of a growing /
+    shrinking shape, gets a partner: the same scene at a time when the shape is in
+    another third of its path (or at the other size), with that frame's caption.
+    The pair shares a group id and sits at consecutive indices, so a trainer that
+    batches by group puts both sides of the contrast in one batch.
+
+    How the pixels are made:
+
+    - ``decode=None``: rendered directly at ``image_size x image_size``. Fast,
+      but not what an index sees: the archive's videos are ``cfg.size``
+      (160x120, not square), H.264-coded, and squashed to a square by the
+      decoder. A backbone trained on such frames reads indexed ones badly (the
+      2026-11 demo backbone: caption accuracy 0.344 rendered, 0.170 through
+      the codec; ``bench/backbone_probe.py``).
+    - ``decode`` given: rendered at ``cfg.size``, written ``chunk`` at a time as
+      a 1-fps H.264 clip (:func:`write_video`, the archive's encoder), and read
+      back by ``decode(path)``, which must return that clip's frames as
+      ``(k, image_size, image_size, 3)`` uint8 (the indexer's decoder: frames
+      are then exactly what indexing would give the backbone).
+
     Returns:
         images: (n, image_size, image_size, 3) uint8 RGB.
         captions: n sentences, ``captions[i]`` describes ``images[i]``.
+        groups: int64 (n,), non-decreasing: equal ids are one contrast pair.
     """
-    if n < 0 or image_size < 16:
+    if not (0.0 <= state_fraction <= 1.0 and 0.0 <= contrast_fraction <= 1.0):
         raise ConfigError(
-            f"frames_and_captions: n={n}, image_size={image_size}; need n >= 0, image_size >= 16"
+            f"frames_and_captions: state_fraction={state_fraction}, contrast_fraction={contrast_fraction}; "
+            "need both in 0..1"
+        )
+    if n < 0 or image_size < 16 or chunk < 1:
+        raise ConfigError(
+            f"frames_and_captions: n={n}, image_size={image_size}, chunk={chunk}; "
+            "need n >= 0, image_size >= 16, chunk >= 1"
         )
     rng = np.random.default_rng([seed, _split_index(split), 7])
+    render_size = (image_size, image_size) if decode is None else cfg.size
     images = np.empty((n, image_size, image_size, 3), dtype=np.uint8)
     captions: list[str] = []
+    pending: list[np.ndarray] = []  # rendered at cfg.size, not yet through the codec
+
+    def flush() -> None:
+        start = len(captions) - len(pending)
+        with tempfile.TemporaryDirectory(prefix="gz-frames-") as tmp:
+            clip = write_video(Path(tmp) / "frames.mp4", iter(pending), 1, cfg.size)
+            got = decode(clip)  # type: ignore[misc]
+        if got.shape != (len(pending), image_size, image_size, 3):
+            raise GroundZeroError(
+                f"frames_and_captions: decode gave {got.shape} for {len(pending)} frames, expected "
+                f"({len(pending)}, {image_size}, {image_size}, 3)"
+            )
+        images[start:start + len(pending)] = got
+        pending.clear()
+
+    groups = np.empty(n, dtype=np.int64)
+
+    def add(events: Sequence[Event], t: float, text: str, group: int) -> None:
+        frame = render_frame(events, t, render_size)
+        groups[len(captions)] = group
+        captions.append(text)
+        if decode is None:
+            images[len(captions) - 1] = frame
+        else:
+            pending.append(frame)
+            if len(pending) == chunk:
+                flush()
+
+    group = 0
     while len(captions) < n:
         events = sample_timeline(rng, 180.0, pairs=cfg.pairs(split), foreground_fraction=0.6)
         for i in rng.permutation(len(events)):
@@ -486,6 +566,12 @@ def frames_and_captions(
                 break
             e = events[int(i)]
             t = _visible_time(rng, e)
-            images[len(captions)] = render_frame(events, t, (image_size, image_size))
-            captions.append(frame_caption(e, t) if rng.random() < state_fraction else caption(e))
-    return images, captions
+            state = rng.random() < state_fraction
+            add(events, t, frame_caption(e, t) if state else caption(e), group)
+            if state and len(captions) < n and rng.random() < contrast_fraction \
+                    and (t2 := _contrast_time(rng, e, t)) is not None:
+                add(events, t2, frame_caption(e, t2), group)
+            group += 1
+    if pending:
+        flush()
+    return images, captions, groups

@@ -232,9 +232,10 @@ def frame_caption(event: Event, t: float) -> str:
     A sentence about an action ("moving left", "appears") cannot be checked
     in a single frame; this one can: where a mover is now (the third of the
     frame it is in along its path) and whether a growing / shrinking shape is
-    still small. Training the image tower on these too makes frame embeddings
-    carry position and size, from which a temporal model can read the action.
-    Titles and backgrounds keep their caption.
+    still small. They are meant to make frame embeddings carry position and
+    size, from which a temporal model could read the action; measured, the demo
+    backbone does not learn position from them (``bench/backbone_probe.py``:
+    R² ≈ 0). Titles and backgrounds keep their caption.
 
     >>> frame_caption(object_event("circle", "red", "left", 0.0, 10.0), 1.0)
     'a red circle on the right'

@@ -226,3 +226,30 @@ def test_default_config_is_the_demo_size():
     cfg = SiglipTrainConfig().validate()
     assert (cfg.image_size, cfg.patch_size, cfg.hidden_size, cfg.num_layers, cfg.num_heads) == (64, 8, 128, 4, 4)
     assert cfg.init_logit_scale == pytest.approx(math.log(10)) and cfg.init_logit_bias == -10
+
+
+def test_groups_are_held_out_and_shuffled_whole(tmp_path, one_thread):
+    """Contrast pairs (equal group ids) stay together: both in training or both held out, adjacent."""
+    from core.model.siglip_train import _gather, _split, _units
+
+    groups = np.array([0, 0, 1, 2, 2, 3, 4, 4, 5, 6])
+    units = _units(len(groups), groups)
+    assert [u.tolist() for u in units] == [[0, 1], [2], [3, 4], [5], [6, 7], [8], [9]]
+    gen = torch.Generator().manual_seed(0)
+    train_u, val_u = _split(len(units), 0.3, gen)
+    order = _gather(units, train_u[torch.randperm(len(train_u), generator=gen)]).tolist()
+    held = set(_gather(units, val_u).tolist())
+    for a, b in ((0, 1), (3, 4), (6, 7)):
+        assert (a in held) == (b in held)
+        if a in order:
+            assert abs(order.index(a) - order.index(b)) == 1
+    assert sorted(order + sorted(held)) == list(range(10))
+    # without groups every image is its own unit: the same split and order as before groups existed
+    assert [u.tolist() for u in _units(3, None)] == [[0], [1], [2]]
+
+    frames, caps = shapes_dataset(24, seed=1)
+    cfg = SiglipTrainConfig(**TINY, epochs=1, batch_size=8, warmup_steps=1, seed=3)
+    pairs = np.arange(24) // 2
+    assert train_siglip(frames, caps, tmp_path / "g", cfg, groups=pairs)["n_val"] % 2 == 0
+    with pytest.raises(ConfigError, match="non-decreasing"):
+        train_siglip(frames, caps, tmp_path / "bad", cfg, groups=pairs[::-1].copy())

@@ -300,13 +300,61 @@ def test_config_errors_name_the_field():
 
 
 def test_frames_and_captions_are_seeded_and_avoid_held_out_pairs():
-    images, captions = frames_and_captions(TINY, 24, seed=5, image_size=32)
+    images, captions, _ = frames_and_captions(TINY, 24, seed=5, image_size=32)
     assert images.shape == (24, 32, 32, 3) and images.dtype == np.uint8
     assert len(captions) == 24 and all(isinstance(c, str) and c for c in captions)
-    again, captions_again = frames_and_captions(TINY, 24, seed=5, image_size=32)
+    again, captions_again, _ = frames_and_captions(TINY, 24, seed=5, image_size=32)
     assert np.array_equal(images, again) and captions == captions_again
-    _, many = frames_and_captions(TINY, 300, seed=6, image_size=32)
+    _, many, _ = frames_and_captions(TINY, 300, seed=6, image_size=32)
     assert not any(p in c for c in many for p in held_out_phrases(TINY))
+
+
+def test_frames_and_captions_through_the_codec_are_what_indexing_decodes():
+    """decode=: frames rendered at cfg.size, H.264-coded and decoded by the indexer's decoder."""
+    from indexer.decode import DecodeConfig, decode_frames
+
+    seen: list[int] = []
+
+    def decode(clip: Path) -> np.ndarray:
+        frames = decode_frames(str(clip), DecodeConfig(fps=1.0, size=32))
+        seen.append(len(frames))
+        return frames
+
+    coded, captions, _ = frames_and_captions(TINY, 10, seed=5, image_size=32, decode=decode, chunk=4)
+    direct, same, _ = frames_and_captions(TINY, 10, seed=5, image_size=32)
+    assert captions == same and seen == [4, 4, 2]  # same draws; chunks of 4, then the rest
+    assert coded.shape == direct.shape == (10, 32, 32, 3) and coded.dtype == np.uint8
+    # the same scene, but squashed from 96x72 and coded: close, not equal
+    diff = np.abs(coded.astype(int) - direct.astype(int))
+    assert 0 < diff.mean() < 40
+    # each coded frame is nearest to its own rendered frame, not a neighbour's (order kept)
+    dist = np.abs(coded[:, None].astype(int) - direct[None].astype(int)).mean(axis=(2, 3, 4))
+    assert (dist.argmin(axis=1) == np.arange(10)).mean() >= 0.8
+
+
+def test_frames_and_captions_rejects_a_decoder_that_returns_the_wrong_frames():
+    from core.errors import GroundZeroError
+
+    with pytest.raises(GroundZeroError, match="decode gave"):
+        frames_and_captions(TINY, 3, seed=5, image_size=32, decode=lambda clip: np.zeros((2, 32, 32, 3), np.uint8))
+
+
+def test_contrast_pairs_show_the_same_shape_elsewhere_or_at_the_other_size():
+    images, captions, groups = frames_and_captions(TINY, 300, seed=4, image_size=32, state_fraction=1.0,
+                                                   contrast_fraction=1.0)
+    assert groups.shape == (300,) and np.all(np.diff(groups) >= 0)
+    _, counts = np.unique(groups, return_counts=True)
+    assert counts.max() == 2 and (counts == 2).sum() >= 50
+    for i in np.flatnonzero(np.r_[False, groups[1:] == groups[:-1]]):
+        a, b = captions[i - 1], captions[i]
+        assert a != b and not np.array_equal(images[i - 1], images[i])
+        words = lambda c: [w for w in c.split() if w in COLOURS or w in ("circle", "square", "triangle", "star")]
+        assert words(a) == words(b)  # the same shape and colour, another place or size
+    # contrast_fraction=0 draws exactly what it drew before contrast pairs existed
+    _, plain, ids = frames_and_captions(TINY, 50, seed=4, image_size=32, state_fraction=1.0)
+    assert np.array_equal(ids, np.arange(50)) and plain[0] == captions[0]
+    with pytest.raises(ConfigError, match="contrast_fraction"):
+        frames_and_captions(TINY, 5, seed=4, contrast_fraction=1.5)
 
 
 def test_events_are_frozen():
@@ -352,6 +400,6 @@ def test_frame_captions_follow_what_the_frame_shows():
     assert [frame_caption(grow, t) for t in (1.0, 9.0)] == ["a small orange square", "an orange square"]
     shrink = object_event("square", "orange", "disappears", 0.0, 10.0)
     assert [frame_caption(shrink, t) for t in (1.0, 9.0)] == ["an orange square", "a small orange square"]
-    _, captions = frames_and_captions(TINY, 200, seed=3, image_size=32)
+    _, captions, _ = frames_and_captions(TINY, 200, seed=3, image_size=32)
     assert any(" on the " in c or " at the " in c for c in captions)
     assert any("moving" in c for c in captions)

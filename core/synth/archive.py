@@ -568,7 +568,7 @@ def frames_and_captions(
             t = _visible_time(rng, e)
             state = rng.random() < state_fraction
             add(events, t, frame_caption(e, t) if state else caption(e), group)
-            if state and len(captions) < n and rng.random() < contrast_fraction \
+            if state and contrast_fraction > 0 and len(captions) < n and rng.random() < contrast_fraction \
                     and (t2 := _contrast_time(rng, e, t)) is not None:
                 add(events, t2, frame_caption(e, t2), group)
             group += 1

@@ -61,7 +61,7 @@ def main() -> None:
 
     from core.model.backbone import Backbone, bundled_model_dir
     from core.synth.archive import SynthConfig, frames_and_captions, write_video
-    from core.synth.scenes import COLOURS, SHAPES, object_event, render_frame
+    from core.synth.scenes import SHAPES, object_event, render_frame
     from indexer.decode import DecodeConfig, decode_frames
 
     model = args.model or str(bundled_model_dir())
@@ -71,7 +71,7 @@ def main() -> None:
     synth = SynthConfig()
     direct, captions, _ = frames_and_captions(synth, args.frames, args.seed, image_size=size, split="val")
     coded, same, _ = frames_and_captions(synth, args.frames, args.seed, image_size=size, split="val",
-                                      decode=lambda clip: decode_frames(str(clip), as_indexed))
+                                      decode=lambda clip: decode_frames(clip, as_indexed))
     assert captions == same
     figures = {"model": model, "image_size": size, "n_captions": len(set(captions)),
                "caption_accuracy_direct": caption_accuracy(backbone, direct, captions),
@@ -87,10 +87,9 @@ def main() -> None:
         frames.append(render_frame([mover], t, synth.size))
         xs.append(t / 10.0)
         shapes.append(SHAPES.index(shape))
-    assert set(COLOURS) >= {c for _, c in pairs}
     with tempfile.TemporaryDirectory(prefix="gz-probe-") as tmp:
         clip = write_video(Path(tmp) / "probe.mp4", iter(frames), 1, synth.size)
-        emb = backbone.embed_images(decode_frames(str(clip), as_indexed))
+        emb = backbone.embed_images(decode_frames(clip, as_indexed))
     r2, shape_acc = linear_probes(emb, np.array(xs), np.array(shapes), train=int(0.75 * len(xs)))
     figures.update(position_r2=r2, shape_probe_accuracy=shape_acc)
 

@@ -43,6 +43,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
+from pathlib import Path
 from typing import IO
 
 import ffmpeg
@@ -343,13 +344,13 @@ def iter_frames(path: str, cfg: DecodeConfig, info: VideoInfo | None = None) -> 
         proc.stderr.close()
 
 
-def decode_frames(path: str, cfg: DecodeConfig) -> np.ndarray:
+def decode_frames(path: str | Path, cfg: DecodeConfig) -> np.ndarray:
     """All of ``path``'s frames sampled as :func:`iter_frames` samples them: uint8 (N, S, S, 3).
 
     For short clips only (the whole result is in memory); the indexer streams.
     Raises what :func:`iter_frames` raises.
     """
-    chunks = [c.frames for c in iter_frames(path, cfg)]
+    chunks = [c.frames for c in iter_frames(str(path), cfg)]
     if not chunks:
         return np.empty((0, cfg.size, cfg.size, 3), np.uint8)
     return np.concatenate(chunks)

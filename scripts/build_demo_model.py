@@ -129,7 +129,7 @@ def main() -> None:
     backbone = out / "backbone"
     if args.backbone is None:
         as_indexed = DecodeConfig(fps=1.0, size=scfg.image_size)  # what indexing feeds the backbone
-        decode = None if args.direct_frames else (lambda clip: decode_frames(str(clip), as_indexed))
+        decode = None if args.direct_frames else (lambda clip: decode_frames(clip, as_indexed))
         images, captions, groups = step("render frames", lambda: frames_and_captions(
             synth, args.frames, args.seed, image_size=scfg.image_size, decode=decode,
             state_fraction=args.state_fraction, contrast_fraction=args.contrast_fraction))

@@ -461,8 +461,7 @@ def _contrast_time(rng: np.random.Generator, e: Event, t: float) -> float | None
     p = progress(e, t)
     if e.kind in ("appears", "disappears"):
         lo, hi = {"appears": (0.3, 0.9), "disappears": (0.1, 0.7)}[e.kind]  # as _visible_time
-        lo, hi = (0.5, hi) if p < 0.5 else (lo, 0.5)
-        lo, hi = (lo + 0.02, hi) if lo == 0.5 else (lo, hi - 0.02)
+        lo, hi = (0.52, hi) if p < 0.5 else (lo, 0.48)  # the other side of the half-way size change
     elif e.kind == "object" and e.motion != "still":
         third = min(2, int(p * 3))
         other = int(rng.choice([k for k in range(3) if k != third]))

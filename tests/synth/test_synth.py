@@ -316,7 +316,7 @@ def test_frames_and_captions_through_the_codec_are_what_indexing_decodes():
     seen: list[int] = []
 
     def decode(clip: Path) -> np.ndarray:
-        frames = decode_frames(str(clip), DecodeConfig(fps=1.0, size=32))
+        frames = decode_frames(clip, DecodeConfig(fps=1.0, size=32))
         seen.append(len(frames))
         return frames
 

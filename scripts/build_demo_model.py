@@ -44,6 +44,9 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=20000)
     ap.add_argument("--backbone-epochs", type=int, default=6)
     ap.add_argument("--image-size", type=int, default=64, help="the backbone's input side, pixels")
+    ap.add_argument("--vision-pos-init", choices=("sincos-2d", "random"), default="sincos-2d",
+                    help="the backbone's initial vision position embeddings (SiglipTrainConfig.vision_pos_init; "
+                         "builds before 2026-12-02: random)")
     ap.add_argument("--state-fraction", type=float, default=0.5,
                     help="share of the backbone's captions that say what the frame shows (position, size) "
                          "rather than the event's sentence (frames_and_captions)")
@@ -121,11 +124,13 @@ def main() -> None:
     synth = SynthConfig(n_train_videos=args.train_videos, n_val_videos=max(1, args.train_videos // 4),
                         n_test_videos=0, video_minutes=args.minutes, seed=args.seed,  # test: bench/accuracy.py
                         queries_per_video=args.queries_per_video)
-    scfg = SiglipTrainConfig(epochs=args.backbone_epochs, image_size=args.image_size, seed=args.seed, device="auto")
+    scfg = SiglipTrainConfig(epochs=args.backbone_epochs, image_size=args.image_size, seed=args.seed, device="auto",
+                             vision_pos_init=args.vision_pos_init)
     if args.quick:
         scfg = SiglipTrainConfig(epochs=args.backbone_epochs, image_size=args.image_size, hidden_size=32,
                                  num_layers=2, num_heads=2,
-                                 intermediate_size=64, batch_size=64, warmup_steps=10, seed=args.seed)
+                                 intermediate_size=64, batch_size=64, warmup_steps=10, seed=args.seed,
+                                 vision_pos_init=args.vision_pos_init)
     backbone = out / "backbone"
     if args.backbone is None:
         as_indexed = DecodeConfig(fps=1.0, size=scfg.image_size)  # what indexing feeds the backbone

@@ -233,9 +233,11 @@ def frame_caption(event: Event, t: float) -> str:
     in a single frame; this one can: where a mover is now (the third of the
     frame it is in along its path) and whether a growing / shrinking shape is
     still small. They are meant to make frame embeddings carry position and
-    size, from which a temporal model could read the action; measured, the demo
-    backbone does not learn position from them (``bench/backbone_probe.py``:
-    R² ≈ 0). Titles and backgrounds keep their caption.
+    size, from which a temporal model could read the action. Alone they do not
+    teach a from-scratch backbone position (``bench/backbone_probe.py``: R² ≈ 0);
+    with the sine-cosine start of its position embeddings
+    (``core.model.siglip_train.build_siglip``) it keeps it (R² ≈ 0.8). Titles and
+    backgrounds keep their caption.
 
     >>> frame_caption(object_event("circle", "red", "left", 0.0, 10.0), 1.0)
     'a red circle on the right'

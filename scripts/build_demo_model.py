@@ -31,6 +31,7 @@ import argparse
 import json
 import logging
 import time
+from dataclasses import replace
 from pathlib import Path
 
 log = logging.getLogger("build_demo_model")
@@ -127,10 +128,8 @@ def main() -> None:
     scfg = SiglipTrainConfig(epochs=args.backbone_epochs, image_size=args.image_size, seed=args.seed, device="auto",
                              vision_pos_init=args.vision_pos_init)
     if args.quick:
-        scfg = SiglipTrainConfig(epochs=args.backbone_epochs, image_size=args.image_size, hidden_size=32,
-                                 num_layers=2, num_heads=2,
-                                 intermediate_size=64, batch_size=64, warmup_steps=10, seed=args.seed,
-                                 vision_pos_init=args.vision_pos_init)
+        scfg = replace(scfg, hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64, batch_size=64,
+                       warmup_steps=10)
     backbone = out / "backbone"
     if args.backbone is None:
         as_indexed = DecodeConfig(fps=1.0, size=scfg.image_size)  # what indexing feeds the backbone

@@ -491,8 +491,9 @@ def frames_and_captions(
     from the 2026-11 demo backbone's embeddings: R² ≈ 0, ``bench/backbone_probe.py``),
     so a temporal model cannot read "moving left" from successive frames (measured
     with transformers' random position-embedding init; contrast pairs did not fix
-    that, the sine-cosine init of ``build_siglip`` did). With probability ``contrast_fraction`` a state caption of a mover, or of a growing /
-    shrinking shape, gets a partner: the same scene at a time when the shape is in
+    that, the sine-cosine init of ``build_siglip`` did). With probability
+    ``contrast_fraction`` a state caption of a mover, or of a growing / shrinking
+    shape, gets a partner: the same scene at a time when the shape is in
     another third of its path (or at the other size), with that frame's caption.
     The pair shares a group id and sits at consecutive indices, so a trainer that
     batches by group puts both sides of the contrast in one batch.

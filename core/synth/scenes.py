@@ -236,7 +236,7 @@ def frame_caption(event: Event, t: float) -> str:
     size, from which a temporal model could read the action. Alone they do not
     teach a from-scratch backbone position (``bench/backbone_probe.py``: R² ≈ 0);
     with the sine-cosine start of its position embeddings
-    (``core.model.siglip_train.build_siglip``) it keeps it (R² ≈ 0.8). Titles and
+    (``core.model.siglip_train.build_siglip``) it does (R² ≈ 0.8). Titles and
     backgrounds keep their caption.
 
     >>> frame_caption(object_event("circle", "red", "left", 0.0, 10.0), 1.0)

@@ -13,7 +13,11 @@ Three figures, all on frames of the synthetic archive's *val* pairs (never train
   shape moving right (random shape, colour and lane), fitted on 75% of ``--probe-frames``
   frames, R² on the rest. Near 0 means a temporal model cannot read left / right motion
   from successive frame embeddings;
-* **shape accuracy**: a linear probe of the shape (4 classes, chance 0.25) on the same frames.
+* **shape accuracy**: a linear probe of the shape (4 classes, chance 0.25) on the same frames;
+* **word contrast** (text tower): for sentence pairs one word apart ("... moving left" /
+  "... moving right"), the cosine between the states of the differing word at the input
+  embeddings (layer 0) and at the tower's output, and between the pooled sentence embeddings.
+  Near 1 at the output means the head's word features cannot tell the two words apart.
 
 Prints one table (``--json`` for the figures as JSON).
 """
@@ -48,6 +52,27 @@ def linear_probes(emb: np.ndarray, x: np.ndarray, shape: np.ndarray, train: int)
     W = np.linalg.lstsq(X[:train], onehot[:train], rcond=None)[0]
     acc = float(((X[train:] @ W).argmax(axis=1) == shape[train:]).mean())
     return r2, acc
+
+
+#: sentence pairs one word apart: the motions, a shape and a colour
+WORD_PAIRS = (("a red circle moving left", "a red circle moving right"),
+              ("a red circle moving up", "a red circle moving down"),
+              ("a red circle appears", "a red square appears"),
+              ("a red circle appears", "a blue circle appears"))
+
+
+def word_contrast(backbone, a: str, b: str) -> dict[str, float]:
+    """Cosines between sentences ``a`` and ``b`` at their first differing token: layer 0, output, pooled."""
+    out = {}
+    for name, layer in (("layer0", 0), ("output", -1)):
+        states, masks = backbone.encode_text_tokens([a, b], (layer,))  # (2, L, Dt), (2, L)
+        ids = backbone.tokenize([a, b])["input_ids"]
+        k = int(np.flatnonzero((ids[0] != ids[1]).cpu().numpy())[0])
+        u, v = states[0, k], states[1, k]
+        out[name] = float(u @ v / (np.linalg.norm(u) * np.linalg.norm(v)))
+    pooled = backbone.embed_texts([a, b])  # L2-normalised
+    out["pooled"] = float(pooled[0] @ pooled[1])
+    return out
 
 
 def main() -> None:
@@ -92,6 +117,7 @@ def main() -> None:
         emb = backbone.embed_images(decode_frames(clip, as_indexed))
     r2, shape_acc = linear_probes(emb, np.array(xs), np.array(shapes), train=int(0.75 * len(xs)))
     figures.update(position_r2=r2, shape_probe_accuracy=shape_acc)
+    figures["word_contrast"] = {f"{a} / {b}": word_contrast(backbone, a, b) for a, b in WORD_PAIRS}
 
     if args.json:
         print(json.dumps(figures, indent=2))
@@ -101,6 +127,9 @@ def main() -> None:
     print(f"{'caption accuracy, through H.264 + decoder':<46}{figures['caption_accuracy_indexed']:.3f}")
     print(f"{'position R² (linear probe, x of a mover)':<46}{r2:.3f}")
     print(f"{'shape accuracy (linear probe, chance 0.25)':<46}{shape_acc:.3f}")
+    print("word contrast, cosine at the differing word: layer 0 / output / pooled sentence")
+    for pair, c in figures["word_contrast"].items():
+        print(f"  {pair:<52}{c['layer0']:.3f} / {c['output']:.3f} / {c['pooled']:.3f}")
 
 
 if __name__ == "__main__":

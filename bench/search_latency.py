@@ -392,7 +392,7 @@ def measure_head(corpus: Corpus, model_dir: str, head: Path, cfg: SearchConfig, 
         stages["search()"].append(sum(res.timings_ms.values()))
         t = time.perf_counter()
         q = s.backbone.embed_texts([p.query])[0]
-        states, masks = s.backbone.encode_text_tokens([p.query])
+        states, masks = s.backbone.encode_text_tokens([p.query], s.head.cfg.text_layers)
         words = states[0][masks[0]]
         t, stages["text"] = _lap(t, stages["text"])
         sl = shortlist(s.vectors, q, cfg.shortlist_tokens, cfg.shortlist_proposals)
@@ -429,7 +429,7 @@ def brute_force(s: Searcher, queries: list[str], cfg: SearchConfig, budget_s: fl
     frames: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     ms, done = [], []
     for q in queries:
-        states, masks = s.backbone.encode_text_tokens([q])
+        states, masks = s.backbone.encode_text_tokens([q], s.head.cfg.text_layers)
         words = states[0][masks[0]]
         spent, n = 0.0, 0
         for seq in seqs:

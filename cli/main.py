@@ -12,7 +12,7 @@ import numpy as np
 import typer
 
 from cli import render
-from core.errors import GroundZeroError
+from core.errors import ConfigError, GroundZeroError
 
 app = typer.Typer(
     name="groundzero",
@@ -28,6 +28,14 @@ EXIT_SOME_FAILED = 3
 def _fail(e: GroundZeroError) -> typer.Exit:
     render.stderr().print(f"[bold red]error:[/] {e}", highlight=False)
     return typer.Exit(e.exit_code)
+
+
+def _int_list(value: str, flag: str) -> tuple[int, ...]:
+    """"0,-1" -> (0, -1); anything else is a one-line error naming ``flag``."""
+    try:
+        return tuple(int(x) for x in value.split(","))
+    except ValueError:
+        raise ConfigError(f"{flag} takes comma-separated integers such as 0,-1; got {value!r}") from None
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -351,6 +359,17 @@ def train(
                                                    help="Share (0..1) of negative windows mined as hard: the "
                                                    "moment-free windows most like the sentence (default: "
                                                    "TrainConfig's)."),
+    text_layers: str = typer.Option("-1", "--text-layers",
+                                    help="Text-tower states the head reads per word, comma-separated: -1 = "
+                                    "its output (RGNet), 0 = the input embeddings, k = block k. A backbone "
+                                    "trained on single frames merges the words a frame cannot show "
+                                    "(\"left\" / \"right\"); 0,-1 did not help the demo head (README)."),
+    retrieval_group: Optional[int] = typer.Option(None, "--retrieval-group",
+                                                  help="Positives per retrieval-contrastive group "
+                                                  "(default: all positives of a batch)."),
+    lookalike_groups: float = typer.Option(0.0, "--lookalike-groups",
+                                           help="Share (0..1) of retrieval groups gathering look-alike "
+                                           "sentences (needs --retrieval-group)."),
     resume: bool = typer.Option(False, help="Continue the run saved in --out."),
     lora: bool = typer.Option(False, "--lora", help="Also fine-tune the image tower with LoRA (last 4 blocks); "
                               "reads frames from --archive instead of cached embeddings."),
@@ -370,8 +389,10 @@ def train(
     try:
         job = HeadJob(index_dir=str(index_dir), annotations=str(annotations), out=str(out), fmt=fmt,
                       size="tiny" if tiny else size, device=device, resume=resume,
+                      text_layers=_int_list(text_layers, "--text-layers"),
                       train=TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
-                                        lr_drop=(max(1, int(epochs * 0.8)),),
+                                        lr_drop=(max(1, int(epochs * 0.8)),), retrieval_group=retrieval_group,
+                                        lookalike_groups=lookalike_groups,
                                         **({} if hard_negatives is None else {"hard_negatives": hard_negatives})))
         loader = (lambda bb, vids, fps: _lora_frames(bb, archive, vids, fps)) if lora else None
         result = _train_with_progress(lambda cb: train_head(job, on_epoch=cb, lora_frames=loader), epochs,

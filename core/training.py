@@ -7,7 +7,7 @@ read (no decoding), except in LoRA mode, where the caller supplies decoded frame
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +36,8 @@ class HeadJob:
     size: str = "full"  #: model sizes: "full" (RGNet's), "small" (demo model), "tiny" (tests, smoke runs)
     device: str = "auto"
     resume: bool = False
+    #: text-tower states the head reads per word (``Backbone.encode_text_tokens``; -1 = its output)
+    text_layers: tuple[int, ...] = (-1,)
 
 
 @dataclass
@@ -46,12 +48,13 @@ class HeadResult:
     backbone_dir: str | None = None  #: LoRA mode: the merged, fine-tuned backbone
 
 
-def text_features(backbone: Backbone, queries: list, batch: int = 64) -> dict[str, TextFeatures]:
-    """Word states (real tokens only) and pooled embedding of every query."""
+def text_features(backbone: Backbone, queries: list, batch: int = 64,
+                  layers: tuple[int, ...] = (-1,)) -> dict[str, TextFeatures]:
+    """Word states of ``layers`` (real tokens only) and pooled embedding of every query."""
     out = {}
     for i in range(0, len(queries), batch):
         chunk = queries[i : i + batch]
-        states, masks = backbone.encode_text_tokens([q.query for q in chunk])
+        states, masks = backbone.encode_text_tokens([q.query for q in chunk], layers)
         pooled = backbone.embed_texts([q.query for q in chunk])
         for q, s, m, p in zip(chunk, states, masks, pooled):
             out[q.qid] = TextFeatures(s[m], np.ones(int(m.sum()), bool), p)
@@ -67,7 +70,7 @@ def train_head(job: HeadJob, on_epoch: Callable[[int, dict], None] | None = None
                           f"{job.index_dir}; index files named after the annotation's video ids first")
     backbone = Backbone(manifest.model.name, device=job.device)
     used = [q for q in queries if q.vid in videos]
-    text = text_features(backbone, used)
+    text = text_features(backbone, used, layers=job.text_layers)
     params = manifest.params
     encoder, embeddings = None, videos
     if lora_frames is not None:
@@ -76,7 +79,7 @@ def train_head(job: HeadJob, on_epoch: Callable[[int, dict], None] | None = None
                             neg_fraction=job.train.neg_fraction, hard_negatives=job.train.hard_negatives,
                             embeddings=embeddings)
     D, Dt = backbone.embed_dim, next(iter(text.values())).tokens.shape[1]
-    cfg = GroundingModelConfig.preset(job.size, D, Dt)
+    cfg = replace(GroundingModelConfig.preset(job.size, D, Dt), text_layers=tuple(job.text_layers))
     torch.manual_seed(job.train.seed)
     model = GroundingModel(cfg)
     tcfg = TrainConfig(**{**job.train.__dict__, "device": str(pick_device(job.device))})

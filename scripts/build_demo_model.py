@@ -60,6 +60,12 @@ def main() -> None:
                     help="positives per retrieval-contrastive group (see TrainConfig.retrieval_group)")
     ap.add_argument("--hard-negatives", type=float, default=None,
                     help="share of the head's negative windows mined as hard (default: TrainConfig's)")
+    ap.add_argument("--lookalike-groups", type=float, default=0.0,
+                    help="share of the head's retrieval groups gathering look-alike sentences "
+                         "(TrainConfig.lookalike_groups)")
+    ap.add_argument("--text-layers", type=lambda v: tuple(int(x) for x in v.split(",")), default=(-1,),
+                    help="text-tower states the head reads per word, comma-separated (HeadJob.text_layers; "
+                         "-1 = the output, as shipped; 0,-1 adds the input embeddings, measured in the README)")
     ap.add_argument("--install", action="store_true",
                     help="copy the result into core/bundled/demo (the default model), replacing it")
     ap.add_argument("--recalibrate", action="store_true",
@@ -150,8 +156,9 @@ def main() -> None:
     ray.shutdown()  # its idle workers would take CPU from the head's training; the val index restarts it
     job = HeadJob(index_dir=str(out / "index-train"), annotations=str(splits["train"].annotations),
                   out=str(out / "head"), size="tiny" if args.quick else "small", device=device,
+                  text_layers=args.text_layers,
                   train=TrainConfig(epochs=args.head_epochs, batch_size=32, lr=args.head_lr, seed=args.seed,
-                                    retrieval_group=args.retrieval_group,
+                                    retrieval_group=args.retrieval_group, lookalike_groups=args.lookalike_groups,
                                     **({} if args.hard_negatives is None else {"hard_negatives": args.hard_negatives}),
                                     lr_drop=(max(1, int(args.head_epochs * 0.8)),), save_every=10))
     def log_epoch(epoch: int, record: dict) -> None:

@@ -120,7 +120,7 @@ def _within_video(searcher: Searcher, query: str, emb: np.ndarray, windows: np.n
     if searcher.head is not None:
         from core.model.inference import ground
 
-        states, masks = searcher.backbone.encode_text_tokens([query])
+        states, masks = searcher.backbone.encode_text_tokens([query], searcher.head.cfg.text_layers)
         words = states[0][masks[0]]
         g = ground(searcher.head, emb, windows, words, np.ones(len(words), bool), fps,
                    top_windows=searcher.cfg.rerank_windows, nms_iou=searcher.cfg.nms_iou,

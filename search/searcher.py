@@ -162,7 +162,7 @@ class Searcher:
     def _rerank(self, query: str, video_seq: np.ndarray, proposal_idx: np.ndarray) -> list[Hit]:
         from search.rerank import rerank_and_ground
 
-        states, masks = self.backbone.encode_text_tokens([query])
+        states, masks = self.backbone.encode_text_tokens([query], self.head.cfg.text_layers)
         words = states[0][masks[0]]
         by_video: dict[int, list[int]] = defaultdict(list)
         for s, p in zip(video_seq.tolist(), proposal_idx.tolist()):

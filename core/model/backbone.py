@@ -244,7 +244,9 @@ class Backbone:
         feats = _pooled((model or self.model).get_image_features(pixel_values=x))  # (N, D)
         return torch.nn.functional.normalize(feats.float(), dim=-1)
 
-    def _tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
+    def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        """The text tower's inputs: ``input_ids`` (and ``attention_mask`` where the tokenizer gives one),
+        (Q, text_max_len) on the backbone's device."""
         # SigLIP was trained on lower-cased text padded to max length; its text
         # pooler reads the last position, so padding="max_length" is required.
         texts = [t.lower() for t in texts]
@@ -256,21 +258,42 @@ class Backbone:
     @torch.inference_mode()
     def embed_texts(self, texts: list[str]) -> np.ndarray:
         """Pooled, L2-normalised text features: float32 (Q, D)."""
-        enc = self._tokenize(texts)
+        enc = self.tokenize(texts)
         feats = _pooled(self.model.get_text_features(input_ids=enc["input_ids"]))  # (Q, D)
         return _l2norm(feats)
 
     @torch.inference_mode()
-    def encode_text_tokens(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    def encode_text_tokens(self, texts: list[str], layers: tuple[int, ...] = (-1,)) -> tuple[np.ndarray, np.ndarray]:
         """Token-level text states for word-level attention.
 
+        Args:
+            texts: Q sentences.
+            layers: which of the text tower's states to concatenate per word: -1 = its output (the last
+                layer after the final LayerNorm, RGNet's word features), 0 = the input embeddings (token +
+                position), k = the output of block k. States other than -1 are layer-normalised (no
+                affine), so every part has unit scale. A tower trained on single frames merges the words
+                a frame cannot show ("left" / "right": cosine 0.41 at layer 0, 0.98 at the output on the
+                demo backbone), and the earlier layers still tell them apart.
+
         Returns:
-            states: float32 (Q, L, Dt), the text tower's last hidden states (L = text_max_len).
+            states: float32 (Q, L, Dt * len(layers)) (L = text_max_len).
             mask: bool (Q, L), True at real (non-padding) tokens.
         """
-        enc = self._tokenize(texts)
-        out = self.model.text_model(input_ids=enc["input_ids"])
-        states = out.last_hidden_state.float().cpu().numpy()
+        if not layers:
+            raise ConfigError("text layers: name at least one (-1 = the text tower's output)")
+        enc = self.tokenize(texts)
+        out = self.model.text_model(input_ids=enc["input_ids"], output_hidden_states=layers != (-1,))
+        parts = []
+        for k in layers:
+            if k == -1:
+                parts.append(out.last_hidden_state)
+            elif 0 <= k < len(out.hidden_states):
+                h = out.hidden_states[k]
+                parts.append(torch.nn.functional.layer_norm(h.float(), h.shape[-1:]))
+            else:
+                raise ConfigError(f"text layer {k}: this text tower has layers 0..{len(out.hidden_states) - 1} "
+                                  f"(and -1, its output)")
+        states = torch.cat([x.float() for x in parts], dim=-1).cpu().numpy()
         mask = enc.get("attention_mask")
         if mask is None:
             mask = enc["input_ids"] != self.tokenizer.pad_token_id

@@ -38,6 +38,9 @@ class GroundingModelConfig:
     context_tokens: int = 6  #: K tokens per proposal for the FAISS shortlist
     context_hidden: int = 256  #: width of the pooler's adapter
     loss: LossWeights = field(default_factory=LossWeights)
+    #: which text-tower states are the word features (``Backbone.encode_text_tokens``): (-1,) = its
+    #: output, as RGNet (and the shipped demo head); (0, -1) adds the input embeddings (README, measured)
+    text_layers: tuple[int, ...] = (-1,)
 
     @classmethod
     def small(cls, video_dim: int, text_dim: int) -> "GroundingModelConfig":
@@ -64,6 +67,7 @@ class GroundingModelConfig:
     def to_dict(self) -> dict:
         d = asdict(self)
         d["encoder"]["temporal_dilations"] = list(self.encoder.temporal_dilations)
+        d["text_layers"] = list(self.text_layers)
         return d
 
     @classmethod
@@ -72,7 +76,7 @@ class GroundingModelConfig:
         enc["temporal_dilations"] = tuple(enc.get("temporal_dilations", (1, 2, 4, 8)))
         return cls(encoder=RGEncoderConfig(**enc), decoder=GroundingDecoderConfig(**d["decoder"]),
                    context_tokens=int(d["context_tokens"]), context_hidden=int(d["context_hidden"]),
-                   loss=LossWeights(**d["loss"]))
+                   loss=LossWeights(**d["loss"]), text_layers=tuple(d.get("text_layers", (-1,))))
 
 
 class GroundingModel(nn.Module):

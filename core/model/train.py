@@ -31,7 +31,7 @@ from core.model.checkpoint import load_model, load_optimizer, save_model, save_o
 from core.model.context_tokens import info_nce
 from core.model.grounder import GroundingModel
 from core.model.losses import build_criterion
-from core.model.train_data import GroundingDataset, collate
+from core.model.train_data import GroundingDataset, collate, lookalike_batches
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +55,10 @@ class TrainConfig:
     #: R1@0.5 0.728 -> 0.767) but not the held-out test split (0.641 -> 0.609; corpus-wide 0.359 ->
     #: 0.321), so it is off by default (README, "Training and evaluating the grounding head")
     hard_negatives: float = 0.0
+    #: share of the retrieval groups made of look-alike sentences (nearest pooled embeddings, another
+    #: sentence; ``train_data.lookalike_batches``) instead of random positives; needs ``retrieval_group``.
+    #: 0.5 lowered the demo head's test within-video R1@0.5 0.692 -> 0.654 (README), so it is off by default
+    lookalike_groups: float = 0.0
     save_every: int = 1  #: write the resumable checkpoint every this many epochs (and after the last)
     device: str = "cpu"
 
@@ -63,6 +67,11 @@ class TrainConfig:
             raise ConfigError(f"--epochs and --batch-size must be >= 1, got {self.epochs}, {self.batch_size}")
         if not self.lr > 0:
             raise ConfigError(f"--lr must be > 0, got {self.lr}")
+        if not 0.0 <= self.lookalike_groups <= 1.0:
+            raise ConfigError(f"--lookalike-groups must be in [0, 1], got {self.lookalike_groups}")
+        if self.lookalike_groups > 0 and (self.retrieval_group is None or self.batch_size % self.retrieval_group):
+            raise ConfigError(f"--lookalike-groups needs --retrieval-group G with --batch-size a multiple of G "
+                              f"(got G={self.retrieval_group}, batch size {self.batch_size})")
         return self
 
 
@@ -109,8 +118,7 @@ def train(model: GroundingModel, data: GroundingDataset, cfg: TrainConfig, out_d
     for epoch in range(start, cfg.epochs):
         data.set_epoch(epoch)
         g.manual_seed(cfg.seed + epoch)
-        loader = torch.utils.data.DataLoader(data, batch_size=cfg.batch_size, shuffle=True, generator=g,
-                                             collate_fn=collate)
+        loader = _loader(data, cfg, epoch, g)
         model.train()
         sums: dict[str, float] = {}
         n = 0
@@ -142,6 +150,35 @@ def train(model: GroundingModel, data: GroundingDataset, cfg: TrainConfig, out_d
     return history
 
 
+def _loader(data: GroundingDataset, cfg: TrainConfig, epoch: int, g: torch.Generator) -> torch.utils.data.DataLoader:
+    """The epoch's batches: shuffled, or with look-alike retrieval groups (``cfg.lookalike_groups``)."""
+    if cfg.lookalike_groups <= 0:
+        return torch.utils.data.DataLoader(data, batch_size=cfg.batch_size, shuffle=True, generator=g,
+                                           collate_fn=collate)
+    pooled = np.stack([data.text[q.qid].pooled for q in data.queries])  # (N, D)
+    batches = lookalike_batches(pooled, [q.query for q in data.queries],
+                                np.array([bool(q.windows) for q in data.queries]), cfg.batch_size,
+                                cfg.retrieval_group, cfg.lookalike_groups, np.random.default_rng((cfg.seed, epoch)))
+    return torch.utils.data.DataLoader(data, batch_sampler=batches, collate_fn=collate)
+
+
+def retrieval_groups(present: torch.Tensor, group: int | None, aligned: bool) -> list[torch.Tensor]:
+    """Index groups of a batch's positives for the retrieval-contrastive loss (groups of one dropped).
+
+    Args:
+        present: (B,) 1 for a positive item.
+        group: positives per group; None = all positives in one group.
+        aligned: the batch was built in blocks of ``group`` items (look-alike groups): a group is the
+            positives of one block; else consecutive chunks of ``group`` positives.
+    """
+    pos = torch.nonzero(present > 0).flatten()
+    if aligned and group:
+        chunks = [pos[pos // group == b] for b in torch.unique(pos // group)]
+    else:
+        chunks = list(torch.split(pos, group or max(len(pos), 1)))
+    return [c for c in chunks if len(c) > 1]
+
+
 def _embed_frames(image_encoder: torch.nn.Module, batch: dict) -> dict:
     """LoRA mode: replace the batch's uint8 frames (B, T, S, S, 3) by their embeddings (B, T, D)."""
     frames, mask = batch["video"], batch["video_mask"]
@@ -169,7 +206,7 @@ def _step_losses(model: GroundingModel, criterion, batch: dict, dev: torch.devic
     targets["span_labels"] = [{"spans": d["spans"].to(dev)} for d in targets["span_labels"]]
     outputs = model(v, vm, t, tm)
     pos = torch.nonzero(targets["present"] > 0).flatten()
-    groups = [g for g in torch.split(pos, cfg.retrieval_group or max(len(pos), 1)) if len(g) > 1]
+    groups = retrieval_groups(targets["present"], cfg.retrieval_group, cfg.lookalike_groups > 0)
     losses = criterion(outputs, targets)
     if groups:
         losses["loss_contrastive"] = sum(

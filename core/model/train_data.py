@@ -175,3 +175,65 @@ def collate(items: list[dict]) -> dict:
         },
         "qid": [it["qid"] for it in items],
     }
+
+
+def lookalike_batches(pooled: np.ndarray, sentences: list[str], eligible: np.ndarray, batch_size: int,
+                      group: int, share: float, rng: np.random.Generator, neighbours: int = 32) -> list[list[int]]:
+    """One epoch's batches, where a share of the retrieval groups gather look-alike sentences.
+
+    In-batch negatives drawn at random almost never share a shape and a colour, so the
+    retrieval token learns to tell "a red circle" from "a blue square" but never "moving
+    left" from "moving right" (the text tower's pooled embeddings of those two are 0.997
+    apart in cosine on the demo backbone). A look-alike group starts from a random anchor
+    query and adds the ``group - 1`` queries whose pooled sentence embeddings are nearest
+    to it among those with another sentence (a same-sentence pair is masked out of the
+    contrastive loss anyway, see ``train.same_sentence``); the rest of the groups are
+    drawn at random, as before. Each query is used once per epoch.
+
+    Args:
+        pooled: (N, D) pooled sentence embeddings, one per dataset item.
+        sentences: N sentences (equal strings = the same sentence).
+        eligible: (N,) bool, items that can be positives (have a moment); only they join
+            look-alike groups.
+        batch_size: items per batch, a multiple of ``group``.
+        group: positives per retrieval-contrastive group (``TrainConfig.retrieval_group``).
+        share: fraction of the groups built as look-alike groups, in [0, 1].
+        rng: the epoch's generator.
+        neighbours: how many nearest sentences an anchor's group is filled from.
+
+    Returns:
+        Batches of item indices; consecutive blocks of ``group`` items form the groups.
+    """
+    N = len(sentences)
+    if batch_size % group:
+        raise ConfigError(f"look-alike groups need batch_size ({batch_size}) to be a multiple of the "
+                          f"retrieval group ({group})")
+    unused = np.ones(N, bool)
+    blocks: list[list[int]] = []
+    n_lookalike = int(round(share * N / group))
+    cand = np.flatnonzero(eligible)
+    if n_lookalike and len(cand) >= group:
+        p = pooled[cand] / np.linalg.norm(pooled[cand], axis=1, keepdims=True).clip(1e-12)
+        sim = p @ p.T  # (M, M)
+        names = np.array([sentences[i] for i in cand], dtype=object)
+        order = np.argsort(-sim, axis=1, kind="stable")[:, : neighbours + 1]  # (M, n+1)
+        for a in rng.permutation(len(cand)):
+            if len(blocks) >= n_lookalike:
+                break
+            if not unused[cand[a]]:
+                continue
+            block, seen = [int(cand[a])], {names[a]}
+            for j in order[a]:
+                if len(block) == group:
+                    break
+                if unused[cand[j]] and names[j] not in seen:
+                    block.append(int(cand[j]))
+                    seen.add(names[j])
+            if len(block) == group:
+                unused[block] = False
+                blocks.append(block)
+    rest = rng.permutation(np.flatnonzero(unused)).tolist()
+    blocks += [rest[i:i + group] for i in range(0, len(rest) - len(rest) % group, group)]
+    flat = [i for b in (blocks[k] for k in rng.permutation(len(blocks))) for i in b]
+    flat += rest[len(rest) - len(rest) % group:]  # the short block last, so every other stays aligned
+    return [flat[i:i + batch_size] for i in range(0, len(flat), batch_size)]

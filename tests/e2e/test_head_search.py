@@ -25,7 +25,8 @@ def index_and_head(tmp_path_factory, tiny_model_dir):
     ]))
     head = tmp / "head"
     r = CliRunner().invoke(app, ["train", "--index", str(index), "--annotations", str(ann), "--out", str(head),
-                                 "--epochs", "2", "--batch-size", "2", "--tiny", "--device", "cpu", "--json"])
+                                 "--epochs", "2", "--batch-size", "2", "--tiny", "--device", "cpu", "--json",
+                                 "--text-layers", "0,-1"])  # search must read the same two text layers
     assert r.exit_code == 0, r.output
     return index, head
 

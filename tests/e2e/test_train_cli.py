@@ -56,3 +56,19 @@ def test_train_cli_refuses_a_hard_negative_share_outside_0_1(tmp_path, tiny_mode
                                  str(tmp_path / "o"), "--tiny", "--hard-negatives", "1.5"])
     assert r.exit_code == 2 and "hard_negatives=1.5" in r.stderr and r.stderr.count("\n") == 1
     assert not (tmp_path / "o" / "model.safetensors").exists()
+
+
+def test_train_cli_refuses_bad_text_layers_and_lookalike_settings(tmp_path, tiny_model_dir):
+    q = Backbone(str(tiny_model_dir), device="cpu").embed_texts(["a red circle"])[0]
+    index = tmp_path / "index"
+    plant_index(index, tiny_model_dir, q, durations=[60], target_video=0, target_start=10, target_end=20)
+    ann = tmp_path / "train.jsonl"
+    ann.write_text(json.dumps({"qid": 1, "query": "a red circle", "vid": "video_00", "duration": 60,
+                               "relevant_windows": [[10, 20]]}))
+    base = ["train", "--index", str(index), "--annotations", str(ann), "--out", str(tmp_path / "h"),
+            "--epochs", "1", "--tiny", "--device", "cpu"]
+    for extra, message in ((["--text-layers", "zero"], "comma-separated integers"),
+                           (["--text-layers", "7"], "text layer 7"),
+                           (["--lookalike-groups", "0.5"], "--retrieval-group")):
+        r = CliRunner().invoke(app, base + extra)
+        assert r.exit_code != 0 and message in r.stderr and r.stderr.count("\n") == 1, (extra, r.output)

@@ -41,6 +41,24 @@ def test_text_features_and_tokens(backbone):
     assert mask.sum(1).tolist() == [3, 1]
 
 
+def test_text_tokens_of_several_layers_concatenate_per_word(backbone):
+    import torch
+
+    last, mask = backbone.encode_text_tokens(["a red circle moving left"])
+    both, mask2 = backbone.encode_text_tokens(["a red circle moving left"], (0, -1))
+    assert both.shape == (1, 16, 64) and (mask2 == mask).all()
+    np.testing.assert_allclose(both[..., 32:], last, atol=1e-6)  # -1: the output, unchanged
+    tok = backbone.tokenize(["a red circle moving left"])
+    with torch.no_grad():
+        emb = backbone.model.text_model.embeddings(input_ids=tok["input_ids"])  # (1, L, 32)
+    expected = torch.nn.functional.layer_norm(emb, emb.shape[-1:]).numpy()
+    np.testing.assert_allclose(both[..., :32], expected, atol=1e-5)  # 0: token + position embeddings
+    with pytest.raises(ConfigError, match="text layer 99"):
+        backbone.encode_text_tokens(["x"], (99,))
+    with pytest.raises(ConfigError, match="at least one"):
+        backbone.encode_text_tokens(["x"], ())
+
+
 def test_wrong_frame_shape_is_a_clear_error(backbone):
     with pytest.raises(ConfigError, match=r"\(N, 32, 32, 3\)"):
         backbone.embed_images(np.zeros((1, 64, 64, 3), np.uint8))

@@ -179,3 +179,29 @@ def test_windows_of_several_videos_batched_together_give_each_video_its_own_answ
         np.testing.assert_allclose(g.spans, one.spans, atol=1e-5)
         np.testing.assert_allclose(g.scores, one.scores, rtol=1e-5, atol=1e-6)
         assert g.found_prob == pytest.approx(one.found_prob, rel=1e-5)
+
+
+def test_aligned_retrieval_groups_follow_the_batch_blocks():
+    from core.model.train import retrieval_groups
+
+    present = torch.tensor([1, 0, 1, 1, 1, 1, 0, 0, 1, 1.0])
+    # look-alike batches: a group is one block of 4 items' positives; singletons dropped
+    assert [g.tolist() for g in retrieval_groups(present, 4, aligned=True)] == [[0, 2, 3], [4, 5], [8, 9]]
+    # shuffled batches: consecutive chunks of 4 positives
+    assert [g.tolist() for g in retrieval_groups(present, 4, aligned=False)] == [[0, 2, 3, 4], [5, 8, 9]]
+    assert [g.tolist() for g in retrieval_groups(present, None, aligned=False)] == [[0, 2, 3, 4, 5, 8, 9]]
+
+
+def test_training_with_lookalike_groups_runs_and_bad_settings_are_refused(tmp_path):
+    q, v, t = planted(n_videos=8)
+    cfg = TrainConfig(epochs=2, batch_size=4, lr=1e-3, lr_drop=(), seed=1, retrieval_group=2, lookalike_groups=1.0)
+    torch.manual_seed(0)
+    history = train(GroundingModel(GroundingModelConfig.tiny()), GroundingDataset(q, v, t, 1.0, PROPS), cfg,
+                    tmp_path / "la")
+    assert len(history) == 2 and np.isfinite(history[-1]["loss_contrastive"])
+    with pytest.raises(ConfigError, match="retrieval-group"):
+        TrainConfig(lookalike_groups=0.5).validate()
+    with pytest.raises(ConfigError, match="multiple"):
+        TrainConfig(lookalike_groups=0.5, retrieval_group=5, batch_size=32).validate()
+    with pytest.raises(ConfigError, match=r"\[0, 1\]"):
+        TrainConfig(lookalike_groups=1.5, retrieval_group=8).validate()

@@ -5,7 +5,7 @@ import pytest
 
 from core.errors import ConfigError
 from core.model.annotations import MomentQuery
-from core.model.train_data import GroundingDataset, TextFeatures
+from core.model.train_data import GroundingDataset, TextFeatures, lookalike_batches
 from core.proposals import ProposalConfig, make_windows
 
 PROPS = ProposalConfig(window_sec=10, stride_sec=5, tokens_per_proposal=2)
@@ -73,3 +73,47 @@ def test_raw_frames_need_embeddings_to_mine_and_bad_shares_are_refused():
     assert data[0]["video"].dtype == np.uint8  # items carry frames; mining used the embeddings
     with pytest.raises(ConfigError, match="hard_negatives"):
         GroundingDataset(q, v, t, 1.0, PROPS, hard_negatives=1.5)
+
+
+def _sentences(n_kinds=12, per_kind=4, seed=0):
+    """``n_kinds`` sentence families of 4 look-alikes each (close pooled embeddings), each
+    sentence said by ``per_kind`` queries."""
+    rng = np.random.default_rng(seed)
+    family = _unit(rng.normal(size=(n_kinds, D)))
+    names, pooled = [], []
+    for f in range(n_kinds):
+        for m in range(4):  # four "motions" of one shape and colour
+            emb = _unit(family[f] + 0.05 * rng.normal(size=D))
+            for _ in range(per_kind):
+                names.append(f"family {f} motion {m}")
+                pooled.append(emb)
+    return names, np.stack(pooled)
+
+
+def test_lookalike_groups_gather_sentence_neighbours_with_distinct_sentences():
+    names, pooled = _sentences()
+    N, G = len(names), 4
+    eligible = np.ones(N, bool)
+    eligible[::7] = False  # queries without a moment join only random groups
+    batches = lookalike_batches(pooled, names, eligible, 8, G, 1.0, np.random.default_rng(0))
+    flat = [i for b in batches for i in b]
+    assert sorted(flat) == list(range(N))  # every query once per epoch
+    assert all(len(b) == 8 for b in batches[:-1])
+    blocks = [flat[i:i + G] for i in range(0, N - N % G, G)]
+    family = lambda i: names[i].split(" motion")[0]
+    lookalike = [b for b in blocks if len({family(i) for i in b}) == 1 and len({names[i] for i in b}) == G]
+    assert len(lookalike) >= 0.5 * len(blocks), (len(lookalike), len(blocks))
+    assert all(eligible[i] for b in lookalike for i in b)
+    # share 0: random groups, which almost never hold one family's four sentences
+    rand = lookalike_batches(pooled, names, eligible, 8, G, 0.0, np.random.default_rng(0))
+    rflat = [i for b in rand for i in b]
+    rblocks = [rflat[i:i + G] for i in range(0, N - N % G, G)]
+    assert sum(len({family(i) for i in b}) == 1 for b in rblocks) <= 2
+    again = lookalike_batches(pooled, names, eligible, 8, G, 1.0, np.random.default_rng(0))
+    assert again == batches  # seeded
+
+
+def test_lookalike_batches_need_whole_groups_per_batch():
+    names, pooled = _sentences(n_kinds=2)
+    with pytest.raises(ConfigError, match="multiple"):
+        lookalike_batches(pooled, names, np.ones(len(names), bool), 10, 4, 0.5, np.random.default_rng(0))

@@ -45,13 +45,19 @@ def test_train_cli_with_no_matching_videos_is_one_line(tmp_path, tiny_model_dir)
     assert r.exit_code == 2 and "none of the 1 videos" in r.stderr and r.stderr.count("\n") == 1
 
 
-def test_train_cli_refuses_a_hard_negative_share_outside_0_1(tmp_path, tiny_model_dir):
-    q = Backbone(str(tiny_model_dir), device="cpu").embed_texts(["x"])[0]
+def _one_query(tmp_path, model_dir, query: str, start: float, end: float):
+    """A planted one-video index (60 s, the moment at [start, end]) and its one-query annotations."""
+    q = Backbone(str(model_dir), device="cpu").embed_texts([query])[0]
     index = tmp_path / "index"
-    plant_index(index, tiny_model_dir, q, durations=[60], target_video=0, target_start=1, target_end=5)
+    plant_index(index, model_dir, q, durations=[60], target_video=0, target_start=start, target_end=end)
     ann = tmp_path / "a.jsonl"
-    ann.write_text(json.dumps({"qid": 1, "query": "x", "vid": "video_00", "duration": 60,
-                               "relevant_windows": [[1, 5]]}))
+    ann.write_text(json.dumps({"qid": 1, "query": query, "vid": "video_00", "duration": 60,
+                               "relevant_windows": [[start, end]]}))
+    return index, ann
+
+
+def test_train_cli_refuses_a_hard_negative_share_outside_0_1(tmp_path, tiny_model_dir):
+    index, ann = _one_query(tmp_path, tiny_model_dir, "x", 1, 5)
     r = CliRunner().invoke(app, ["train", "--index", str(index), "--annotations", str(ann), "--out",
                                  str(tmp_path / "o"), "--tiny", "--hard-negatives", "1.5"])
     assert r.exit_code == 2 and "hard_negatives=1.5" in r.stderr and r.stderr.count("\n") == 1
@@ -59,12 +65,7 @@ def test_train_cli_refuses_a_hard_negative_share_outside_0_1(tmp_path, tiny_mode
 
 
 def test_train_cli_refuses_bad_text_layers_and_lookalike_settings(tmp_path, tiny_model_dir):
-    q = Backbone(str(tiny_model_dir), device="cpu").embed_texts(["a red circle"])[0]
-    index = tmp_path / "index"
-    plant_index(index, tiny_model_dir, q, durations=[60], target_video=0, target_start=10, target_end=20)
-    ann = tmp_path / "train.jsonl"
-    ann.write_text(json.dumps({"qid": 1, "query": "a red circle", "vid": "video_00", "duration": 60,
-                               "relevant_windows": [[10, 20]]}))
+    index, ann = _one_query(tmp_path, tiny_model_dir, "a red circle", 10, 20)
     base = ["train", "--index", str(index), "--annotations", str(ann), "--out", str(tmp_path / "h"),
             "--epochs", "1", "--tiny", "--device", "cpu"]
     for extra, message in ((["--text-layers", "zero"], "comma-separated integers"),

@@ -63,12 +63,13 @@ WORD_PAIRS = (("a red circle moving left", "a red circle moving right"),
 
 def word_contrast(backbone, a: str, b: str) -> dict[str, float]:
     """Cosines between sentences ``a`` and ``b`` at their first differing token: layer 0, output, pooled."""
+    states, _ = backbone.encode_text_tokens([a, b], (0, -1))  # (2, L, 2 * Dt): layer 0, then the output
+    ids = backbone.tokenize([a, b])["input_ids"].cpu().numpy()
+    k = int(np.flatnonzero(ids[0] != ids[1])[0])
+    half = states.shape[-1] // 2
     out = {}
-    for name, layer in (("layer0", 0), ("output", -1)):
-        states, masks = backbone.encode_text_tokens([a, b], (layer,))  # (2, L, Dt), (2, L)
-        ids = backbone.tokenize([a, b])["input_ids"]
-        k = int(np.flatnonzero((ids[0] != ids[1]).cpu().numpy())[0])
-        u, v = states[0, k], states[1, k]
+    for name, part in (("layer0", slice(None, half)), ("output", slice(half, None))):
+        u, v = states[0, k, part], states[1, k, part]
         out[name] = float(u @ v / (np.linalg.norm(u) * np.linalg.norm(v)))
     pooled = backbone.embed_texts([a, b])  # L2-normalised
     out["pooled"] = float(pooled[0] @ pooled[1])
@@ -129,7 +130,7 @@ def main() -> None:
     print(f"{'shape accuracy (linear probe, chance 0.25)':<46}{shape_acc:.3f}")
     print("word contrast, cosine at the differing word: layer 0 / output / pooled sentence")
     for pair, c in figures["word_contrast"].items():
-        print(f"  {pair:<52}{c['layer0']:.3f} / {c['output']:.3f} / {c['pooled']:.3f}")
+        print(f"  {pair:<56}{c['layer0']:.3f} / {c['output']:.3f} / {c['pooled']:.3f}")
 
 
 if __name__ == "__main__":

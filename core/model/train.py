@@ -31,7 +31,7 @@ from core.model.checkpoint import load_model, load_optimizer, save_model, save_o
 from core.model.context_tokens import info_nce
 from core.model.grounder import GroundingModel
 from core.model.losses import build_criterion
-from core.model.train_data import GroundingDataset, collate, lookalike_batches
+from core.model.train_data import GroundingDataset, Neighbours, collate, lookalike_batches, lookalike_neighbours
 
 log = logging.getLogger(__name__)
 
@@ -115,10 +115,14 @@ def train(model: GroundingModel, data: GroundingDataset, cfg: TrainConfig, out_d
     if on_epoch:
         on_epoch(start, {})  # training starts (resumed runs: from epoch ``start``)
     g = torch.Generator().manual_seed(cfg.seed)
+    neighbours = None
+    if cfg.lookalike_groups > 0:  # sentences do not change between epochs: one neighbour search per run
+        neighbours = lookalike_neighbours(np.stack([data.text[q.qid].pooled for q in data.queries]),
+                                          np.array([bool(q.windows) for q in data.queries]))
     for epoch in range(start, cfg.epochs):
         data.set_epoch(epoch)
         g.manual_seed(cfg.seed + epoch)
-        loader = _loader(data, cfg, epoch, g)
+        loader = _loader(data, cfg, epoch, g, neighbours)
         model.train()
         sums: dict[str, float] = {}
         n = 0
@@ -150,14 +154,13 @@ def train(model: GroundingModel, data: GroundingDataset, cfg: TrainConfig, out_d
     return history
 
 
-def _loader(data: GroundingDataset, cfg: TrainConfig, epoch: int, g: torch.Generator) -> torch.utils.data.DataLoader:
-    """The epoch's batches: shuffled, or with look-alike retrieval groups (``cfg.lookalike_groups``)."""
-    if cfg.lookalike_groups <= 0:
+def _loader(data: GroundingDataset, cfg: TrainConfig, epoch: int, g: torch.Generator,
+            neighbours: Neighbours | None) -> torch.utils.data.DataLoader:
+    """The epoch's batches: shuffled, or with look-alike retrieval groups (``neighbours`` given)."""
+    if neighbours is None:
         return torch.utils.data.DataLoader(data, batch_size=cfg.batch_size, shuffle=True, generator=g,
                                            collate_fn=collate)
-    pooled = np.stack([data.text[q.qid].pooled for q in data.queries])  # (N, D)
-    batches = lookalike_batches(pooled, [q.query for q in data.queries],
-                                np.array([bool(q.windows) for q in data.queries]), cfg.batch_size,
+    batches = lookalike_batches(neighbours, [q.query for q in data.queries], cfg.batch_size,
                                 cfg.retrieval_group, cfg.lookalike_groups, np.random.default_rng((cfg.seed, epoch)))
     return torch.utils.data.DataLoader(data, batch_sampler=batches, collate_fn=collate)
 

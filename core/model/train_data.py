@@ -177,29 +177,60 @@ def collate(items: list[dict]) -> dict:
     }
 
 
-def lookalike_batches(pooled: np.ndarray, sentences: list[str], eligible: np.ndarray, batch_size: int,
-                      group: int, share: float, rng: np.random.Generator, neighbours: int = 32) -> list[list[int]]:
+@dataclass(frozen=True)
+class Neighbours:
+    """Each eligible item's nearest eligible items by pooled sentence embedding (``lookalike_neighbours``)."""
+
+    items: np.ndarray  #: (M,) int, the eligible items
+    order: np.ndarray  #: (M, k) int, item indices, nearest first (an item's own index usually first)
+
+
+def lookalike_neighbours(pooled: np.ndarray, eligible: np.ndarray, k: int = 32,
+                         chunk_bytes: int = 1 << 28) -> Neighbours:
+    """The ``k + 1`` nearest eligible items (cosine of pooled embeddings) of every eligible item.
+
+    Computed once per training run, in row chunks of at most ``chunk_bytes`` of similarities, so a
+    large annotation set (MAD's 280k queries) never holds an (M, M) matrix.
+
+    Args:
+        pooled: (N, D) pooled sentence embeddings, one per dataset item.
+        eligible: (N,) bool, the items that may join look-alike groups.
+    """
+    items = np.flatnonzero(eligible)
+    p = pooled[items].astype(np.float32)
+    p /= np.linalg.norm(p, axis=1, keepdims=True).clip(1e-12)
+    kk = min(k + 1, len(items))
+    order = np.empty((len(items), kk), np.int64)
+    rows = max(1, chunk_bytes // (4 * max(len(items), 1)))
+    for r in range(0, len(items), rows):
+        sim = p[r:r + rows] @ p.T  # (rows, M)
+        top = np.argpartition(-sim, kk - 1, axis=1)[:, :kk]
+        by_sim = np.argsort(-np.take_along_axis(sim, top, axis=1), axis=1, kind="stable")
+        order[r:r + rows] = np.take_along_axis(top, by_sim, axis=1)
+    return Neighbours(items, items[order])
+
+
+def lookalike_batches(neighbours: Neighbours, sentences: list[str], batch_size: int, group: int,
+                      share: float, rng: np.random.Generator) -> list[list[int]]:
     """One epoch's batches, where a share of the retrieval groups gather look-alike sentences.
 
     In-batch negatives drawn at random almost never share a shape and a colour, so the
     retrieval token learns to tell "a red circle" from "a blue square" but never "moving
-    left" from "moving right" (the text tower's pooled embeddings of those two are 0.997
-    apart in cosine on the demo backbone). A look-alike group starts from a random anchor
-    query and adds the ``group - 1`` queries whose pooled sentence embeddings are nearest
-    to it among those with another sentence (a same-sentence pair is masked out of the
-    contrastive loss anyway, see ``train.same_sentence``); the rest of the groups are
-    drawn at random, as before. Each query is used once per epoch.
+    left" from "moving right" (the text tower's pooled embeddings of those two have cosine
+    0.997 on the demo backbone). A look-alike group starts from a random anchor query and
+    adds the ``group - 1`` nearest queries (``neighbours``) with another sentence (a
+    same-sentence pair is masked out of the contrastive loss anyway, see
+    ``train.same_sentence``); the rest of the groups are drawn at random, as before. Each
+    query is used once per epoch.
 
     Args:
-        pooled: (N, D) pooled sentence embeddings, one per dataset item.
-        sentences: N sentences (equal strings = the same sentence).
-        eligible: (N,) bool, items that can be positives (have a moment); only they join
-            look-alike groups.
+        neighbours: the eligible items (those that can be positives: they have a moment) and
+            their nearest ones; only they join look-alike groups.
+        sentences: N sentences, one per dataset item (equal strings = the same sentence).
         batch_size: items per batch, a multiple of ``group``.
         group: positives per retrieval-contrastive group (``TrainConfig.retrieval_group``).
         share: fraction of the groups built as look-alike groups, in [0, 1].
         rng: the epoch's generator.
-        neighbours: how many nearest sentences an anchor's group is filled from.
 
     Returns:
         Batches of item indices; consecutive blocks of ``group`` items form the groups.
@@ -211,24 +242,20 @@ def lookalike_batches(pooled: np.ndarray, sentences: list[str], eligible: np.nda
     unused = np.ones(N, bool)
     blocks: list[list[int]] = []
     n_lookalike = int(round(share * N / group))
-    cand = np.flatnonzero(eligible)
-    if n_lookalike and len(cand) >= group:
-        p = pooled[cand] / np.linalg.norm(pooled[cand], axis=1, keepdims=True).clip(1e-12)
-        sim = p @ p.T  # (M, M)
-        names = np.array([sentences[i] for i in cand], dtype=object)
-        order = np.argsort(-sim, axis=1, kind="stable")[:, : neighbours + 1]  # (M, n+1)
-        for a in rng.permutation(len(cand)):
+    if n_lookalike and len(neighbours.items) >= group:
+        for a in rng.permutation(len(neighbours.items)):
             if len(blocks) >= n_lookalike:
                 break
-            if not unused[cand[a]]:
+            anchor = int(neighbours.items[a])
+            if not unused[anchor]:
                 continue
-            block, seen = [int(cand[a])], {names[a]}
-            for j in order[a]:
+            block, seen = [anchor], {sentences[anchor]}
+            for j in neighbours.order[a]:
                 if len(block) == group:
                     break
-                if unused[cand[j]] and names[j] not in seen:
-                    block.append(int(cand[j]))
-                    seen.add(names[j])
+                if unused[j] and sentences[j] not in seen:
+                    block.append(int(j))
+                    seen.add(sentences[j])
             if len(block) == group:
                 unused[block] = False
                 blocks.append(block)

@@ -5,7 +5,7 @@ import pytest
 
 from core.errors import ConfigError
 from core.model.annotations import MomentQuery
-from core.model.train_data import GroundingDataset, TextFeatures, lookalike_batches
+from core.model.train_data import GroundingDataset, TextFeatures, lookalike_batches, lookalike_neighbours
 from core.proposals import ProposalConfig, make_windows
 
 PROPS = ProposalConfig(window_sec=10, stride_sec=5, tokens_per_proposal=2)
@@ -95,7 +95,8 @@ def test_lookalike_groups_gather_sentence_neighbours_with_distinct_sentences():
     N, G = len(names), 4
     eligible = np.ones(N, bool)
     eligible[::7] = False  # queries without a moment join only random groups
-    batches = lookalike_batches(pooled, names, eligible, 8, G, 1.0, np.random.default_rng(0))
+    near = lookalike_neighbours(pooled, eligible)
+    batches = lookalike_batches(near, names, 8, G, 1.0, np.random.default_rng(0))
     flat = [i for b in batches for i in b]
     assert sorted(flat) == list(range(N))  # every query once per epoch
     assert all(len(b) == 8 for b in batches[:-1])
@@ -105,15 +106,31 @@ def test_lookalike_groups_gather_sentence_neighbours_with_distinct_sentences():
     assert len(lookalike) >= 0.5 * len(blocks), (len(lookalike), len(blocks))
     assert all(eligible[i] for b in lookalike for i in b)
     # share 0: random groups, which almost never hold one family's four sentences
-    rand = lookalike_batches(pooled, names, eligible, 8, G, 0.0, np.random.default_rng(0))
+    rand = lookalike_batches(near, names, 8, G, 0.0, np.random.default_rng(0))
     rflat = [i for b in rand for i in b]
     rblocks = [rflat[i:i + G] for i in range(0, N - N % G, G)]
     assert sum(len({family(i) for i in b}) == 1 for b in rblocks) <= 2
-    again = lookalike_batches(pooled, names, eligible, 8, G, 1.0, np.random.default_rng(0))
+    again = lookalike_batches(near, names, 8, G, 1.0, np.random.default_rng(0))
     assert again == batches  # seeded
 
 
 def test_lookalike_batches_need_whole_groups_per_batch():
     names, pooled = _sentences(n_kinds=2)
     with pytest.raises(ConfigError, match="multiple"):
-        lookalike_batches(pooled, names, np.ones(len(names), bool), 10, 4, 0.5, np.random.default_rng(0))
+        lookalike_batches(lookalike_neighbours(pooled, np.ones(len(names), bool)), names, 10, 4, 0.5,
+                          np.random.default_rng(0))
+
+
+def test_lookalike_neighbours_in_chunks_are_the_nearest_ones():
+    names, pooled = _sentences()
+    eligible = np.ones(len(names), bool)
+    eligible[::5] = False
+    near = lookalike_neighbours(pooled, eligible, k=6, chunk_bytes=4 * 40 * 10)  # 10 rows per chunk
+    items = np.flatnonzero(eligible)
+    assert near.items.tolist() == items.tolist() and near.order.shape == (len(items), 7)
+    assert np.isin(near.order, items).all()  # only eligible items are neighbours
+    p = pooled[items] / np.linalg.norm(pooled[items], axis=1, keepdims=True)
+    full = np.sort(p @ p.T, axis=1)[:, ::-1][:, :7]  # (M, 7) the 7 largest similarities per row
+    unit = pooled / np.linalg.norm(pooled, axis=1, keepdims=True)
+    got = np.einsum("md,mkd->mk", unit[items], unit[near.order])  # similarities of the chosen ones
+    np.testing.assert_allclose(got, full, atol=1e-5)  # nearest first

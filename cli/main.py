@@ -370,6 +370,12 @@ def train(
     lookalike_groups: float = typer.Option(0.0, "--lookalike-groups",
                                            help="Share (0..1) of retrieval groups gathering look-alike "
                                            "sentences (needs --retrieval-group)."),
+    motion_offsets: str = typer.Option("", "--motion-offsets",
+                                       help="Frame offsets k, comma-separated, of a motion input: each frame's "
+                                       "embedding k frames ahead minus k behind (e.g. 2,4,8); empty = none."),
+    sentence_negatives: int = typer.Option(0, "--sentence-negatives",
+                                           help="Negative sentences per positive window: other sentences of the "
+                                           "same video known not to be in it, the most alike first."),
     resume: bool = typer.Option(False, help="Continue the run saved in --out."),
     lora: bool = typer.Option(False, "--lora", help="Also fine-tune the image tower with LoRA (last 4 blocks); "
                               "reads frames from --archive instead of cached embeddings."),
@@ -390,9 +396,11 @@ def train(
         job = HeadJob(index_dir=str(index_dir), annotations=str(annotations), out=str(out), fmt=fmt,
                       size="tiny" if tiny else size, device=device, resume=resume,
                       text_layers=_int_list(text_layers, "--text-layers"),
+                      motion_offsets=_int_list(motion_offsets, "--motion-offsets") if motion_offsets else (),
                       train=TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
                                         lr_drop=(max(1, int(epochs * 0.8)),), retrieval_group=retrieval_group,
                                         lookalike_groups=lookalike_groups,
+                                        sentence_negatives=sentence_negatives,
                                         **({} if hard_negatives is None else {"hard_negatives": hard_negatives})))
         loader = (lambda bb, vids, fps: _lora_frames(bb, archive, vids, fps)) if lora else None
         result = _train_with_progress(lambda cb: train_head(job, on_epoch=cb, lora_frames=loader), epochs,

@@ -38,6 +38,8 @@ class HeadJob:
     resume: bool = False
     #: text-tower states the head reads per word (``Backbone.encode_text_tokens``; -1 = its output)
     text_layers: tuple[int, ...] = (-1,)
+    #: frame offsets of the head's motion input (``RGEncoderConfig.motion_offsets``); () = none
+    motion_offsets: tuple[int, ...] = ()
 
 
 @dataclass
@@ -63,6 +65,7 @@ def text_features(backbone: Backbone, queries: list, batch: int = 64,
 
 def train_head(job: HeadJob, on_epoch: Callable[[int, dict], None] | None = None,
                lora_frames: FramesLoader | None = None) -> HeadResult:
+    job.train.validate()  # before anything is read: a bad setting fails in a second, not after the text pass
     queries = read_annotations(job.annotations, job.fmt)
     manifest, videos = video_frames_by_id(job.index_dir, {q.vid for q in queries})
     if not videos:
@@ -77,9 +80,12 @@ def train_head(job: HeadJob, on_epoch: Callable[[int, dict], None] | None = None
         encoder, videos = lora_frames(backbone, set(videos), params.fps)
     data = GroundingDataset(used, videos, text, params.fps, params.proposals, seed=job.train.seed,
                             neg_fraction=job.train.neg_fraction, hard_negatives=job.train.hard_negatives,
-                            embeddings=embeddings)
+                            embeddings=embeddings, sentence_negatives=job.train.sentence_negatives,
+                            sentence_pool=max(4, job.train.sentence_negatives))
     D, Dt = backbone.embed_dim, next(iter(text.values())).tokens.shape[1]
-    cfg = replace(GroundingModelConfig.preset(job.size, D, Dt), text_layers=tuple(job.text_layers))
+    cfg = GroundingModelConfig.preset(job.size, D, Dt)
+    cfg = replace(cfg, text_layers=tuple(job.text_layers),
+                  encoder=replace(cfg.encoder, motion_offsets=tuple(job.motion_offsets)))
     torch.manual_seed(job.train.seed)
     model = GroundingModel(cfg)
     tcfg = TrainConfig(**{**job.train.__dict__, "device": str(pick_device(job.device))})

@@ -63,6 +63,10 @@ def main() -> None:
     ap.add_argument("--lookalike-groups", type=float, default=0.0,
                     help="share of the head's retrieval groups gathering look-alike sentences "
                          "(TrainConfig.lookalike_groups)")
+    ap.add_argument("--motion-offsets", type=lambda v: tuple(int(x) for x in v.split(",")), default=(),
+                    help="frame offsets of the head's motion input, comma-separated (HeadJob.motion_offsets)")
+    ap.add_argument("--sentence-negatives", type=int, default=0,
+                    help="negative sentences per positive window (TrainConfig.sentence_negatives)")
     ap.add_argument("--text-layers", type=lambda v: tuple(int(x) for x in v.split(",")), default=(-1,),
                     help="text-tower states the head reads per word, comma-separated (HeadJob.text_layers; "
                          "-1 = the output, as shipped; 0,-1 adds the input embeddings, measured in the README)")
@@ -156,9 +160,10 @@ def main() -> None:
     ray.shutdown()  # its idle workers would take CPU from the head's training; the val index restarts it
     job = HeadJob(index_dir=str(out / "index-train"), annotations=str(splits["train"].annotations),
                   out=str(out / "head"), size="tiny" if args.quick else "small", device=device,
-                  text_layers=args.text_layers,
+                  text_layers=args.text_layers, motion_offsets=args.motion_offsets,
                   train=TrainConfig(epochs=args.head_epochs, batch_size=32, lr=args.head_lr, seed=args.seed,
                                     retrieval_group=args.retrieval_group, lookalike_groups=args.lookalike_groups,
+                                    sentence_negatives=args.sentence_negatives,
                                     **({} if args.hard_negatives is None else {"hard_negatives": args.hard_negatives}),
                                     lr_drop=(max(1, int(args.head_epochs * 0.8)),), save_every=10))
     def log_epoch(epoch: int, record: dict) -> None:

@@ -67,6 +67,7 @@ class GroundingModelConfig:
     def to_dict(self) -> dict:
         d = asdict(self)
         d["encoder"]["temporal_dilations"] = list(self.encoder.temporal_dilations)
+        d["encoder"]["motion_offsets"] = list(self.encoder.motion_offsets)
         d["text_layers"] = list(self.text_layers)
         return d
 
@@ -74,6 +75,7 @@ class GroundingModelConfig:
     def from_dict(cls, d: dict) -> "GroundingModelConfig":
         enc = dict(d["encoder"])
         enc["temporal_dilations"] = tuple(enc.get("temporal_dilations", (1, 2, 4, 8)))
+        enc["motion_offsets"] = tuple(enc.get("motion_offsets", ()))
         return cls(encoder=RGEncoderConfig(**enc), decoder=GroundingDecoderConfig(**d["decoder"]),
                    context_tokens=int(d["context_tokens"]), context_hidden=int(d["context_hidden"]),
                    loss=LossWeights(**d["loss"]), text_layers=tuple(d.get("text_layers", (-1,))))

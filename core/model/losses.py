@@ -21,6 +21,10 @@ Loss keys (each a scalar):
 * ``loss_contrastive``: inter-proposal InfoNCE (Eq. 8), CLIP-style symmetric CE.
 * ``loss_span_start`` / ``loss_span_end``: CE over frames for the span head.
 * ``loss_confidence``: BCE of the presence logit.
+* ``loss_sentence_contrast``: only when ``targets["neg_of"]`` is given (negative sentences,
+  ``train_data.collate``): per window, CE over ``[r(window, its sentence), r(window, negative
+  sentence) ...] / τ`` with the true sentence as the label (a GroundZero addition; RGNet
+  contrasts windows only).
 
 Grounding losses (span, giou, saliency, span-CE) use only windows that hold the
 moment; windows without one (``n_i = 0``) still enter ``loss_label`` with all
@@ -62,6 +66,8 @@ class LossWeights:
         contrastive_temperature: τ of the InfoNCE logits (0.07).
         span_ce: weight of each of ``loss_span_start`` and ``loss_span_end``.
         confidence: weight of ``loss_confidence``.
+        sentence_contrast: weight of ``loss_sentence_contrast`` (only computed with negative
+            sentences in the batch).
         aux: compute the span / giou / label losses for every earlier decoder layer too.
     """
 
@@ -75,6 +81,7 @@ class LossWeights:
     contrastive_temperature: float = 0.07
     span_ce: float = 1.0
     confidence: float = 1.0
+    sentence_contrast: float = 1.0
     aux: bool = True
 
     def __post_init__(self) -> None:
@@ -100,6 +107,7 @@ class LossWeights:
             "loss_span_start": self.span_ce,
             "loss_span_end": self.span_ce,
             "loss_confidence": self.confidence,
+            "loss_sentence_contrast": self.sentence_contrast,
         }
 
 
@@ -276,7 +284,33 @@ class SetCriterion(nn.Module):
             logit = outputs["confidence_logit"].float()
             present = targets.get("present", has_moment).to(logit)
             losses["loss_confidence"] = F.binary_cross_entropy_with_logits(logit, present)
+        if "neg_of" in targets and "retrieval_logit" in outputs:
+            losses["loss_sentence_contrast"] = self.sentence_contrastive_loss(
+                outputs["retrieval_logit"], targets["neg_of"])
         return losses
+
+    def sentence_contrastive_loss(self, retrieval_logit: torch.Tensor, neg_of: torch.Tensor) -> torch.Tensor:
+        """Rank each window's own sentence above its negative sentences.
+
+        Args:
+            retrieval_logit: (B + N,) r of every row; rows B.. are negative-sentence rows.
+            neg_of: (N,) long, the row (< B) whose window each negative row shares.
+        Returns:
+            mean over the windows with negatives of CE([r_own, r_neg_1, ...] / τ, 0).
+        """
+        r = retrieval_logit.float() / self.weights.contrastive_temperature  # (B + N,)
+        n = len(neg_of)
+        if n == 0:
+            return _zero(r)
+        perm = torch.argsort(neg_of.to(r.device), stable=True)  # group each window's negatives together
+        neg_of, r_neg = neg_of.to(r.device)[perm], r[len(r) - n:][perm]  # (N,), (N,)
+        owners, slot = torch.unique(neg_of, return_inverse=True)  # (W,), (N,) owner index per negative
+        counts = torch.bincount(slot, minlength=len(owners))  # (W,)
+        rank = torch.arange(n, device=r.device) - torch.cumsum(counts, 0)[slot] + counts[slot]  # (N,) 0.. per owner
+        logits = r.new_full((len(owners), 1 + int(counts.max())), float("-inf"))  # (W, 1 + K)
+        logits[:, 0] = r[owners]
+        logits[slot, 1 + rank] = r_neg
+        return F.cross_entropy(logits, torch.zeros(len(owners), dtype=torch.long, device=r.device))
 
     def total(self, losses: dict[str, torch.Tensor]) -> torch.Tensor:
         """Σ weight · loss over the dict (RGNet Eq. 10 plus GroundZero's heads).

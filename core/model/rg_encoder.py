@@ -3,7 +3,7 @@
 RGNet (Hannan et al., ECCV 2024) §3.2–3.3, Eqs. 1–5 and 7; RGNET_NOTES §1.1–1.8.
 For one (query, proposal) pair:
 
-    video (B, T, Dv) ─ proj ─ TemporalContext ─┐ + fractional sine positions
+    video (B, T, Dv) ─ proj (+ motion proj) ─ TemporalContext ─┐ + fractional sine positions
     text  (B, L, Dt) ─ proj ───────────────────┤ (no positions for words)
                                                ▼
         T2V cross-attention, frames query words ........... F        Eq. 1
@@ -44,7 +44,7 @@ from torch import Tensor, nn
 
 from core.errors import ConfigError
 from core.model.sampler import GumbelSampler, sparse_attention_mask
-from core.model.temporal import TemporalContext, fractional_position_encoding
+from core.model.temporal import TemporalContext, fractional_position_encoding, temporal_differences
 
 #: Saliency given to padded frames: finite (no NaN in losses or softmaxes, safe in fp16)
 #: yet far below any real score.
@@ -69,6 +69,9 @@ class RGEncoderConfig:
     temporal_dilations: tuple[int, ...] = (1, 2, 4, 8)  # receptive field 61 frames with kernel 3
     temporal_kernel: int = 3
     pos_temperature: float = 10000.0  # sine temperature; RGNet uses 100 for MAD
+    #: frame offsets k of the motion input (GroundZero): frames x_{t+k} - x_{t-k} projected and
+    #: added to the video projection (temporal.temporal_differences); () = none, as RGNet
+    motion_offsets: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         for name in (
@@ -94,6 +97,9 @@ class RGEncoderConfig:
                 )
         if self.tau <= 0:
             raise ConfigError(f"RGEncoderConfig.tau must be > 0, got {self.tau}")
+        if any(int(k) != k or k < 1 for k in self.motion_offsets):
+            raise ConfigError(f"RGEncoderConfig.motion_offsets must be positive frame counts, got "
+                              f"{self.motion_offsets}")
 
     @classmethod
     def small(cls, video_dim: int, text_dim: int) -> RGEncoderConfig:
@@ -239,6 +245,8 @@ class RGEncoder(nn.Module):
         d = cfg.hidden
         self.video_proj = InputProjection(cfg.video_dim, d, cfg.input_dropout)
         self.text_proj = InputProjection(cfg.text_dim, d, cfg.input_dropout)
+        self.motion_proj = (InputProjection(cfg.video_dim * len(cfg.motion_offsets), d, cfg.input_dropout)
+                            if cfg.motion_offsets else None)
         self.temporal = (
             TemporalContext(d, cfg.temporal_dilations, cfg.temporal_kernel, cfg.dropout)
             if cfg.temporal_context
@@ -292,6 +300,8 @@ class RGEncoder(nn.Module):
         video = video.masked_fill(pad[..., None], 0.0)
         text = text.masked_fill(~text_mask[..., None], 0.0)
         v = self.video_proj(video)  # (B, T, d)
+        if self.motion_proj is not None:  # where the picture goes: (B, T, Dv·K) -> (B, T, d)
+            v = v + self.motion_proj(temporal_differences(video, video_mask, self.cfg.motion_offsets))
         if self.temporal is not None:
             v = self.temporal(v, video_mask)
         w = self.text_proj(text)  # (B, L, d)

@@ -6,6 +6,10 @@ Two pieces give every frame a sense of *when* it is and *what surrounds it*:
   position as a *fraction* of its unpadded sequence (RGNet's
   ``PositionEmbeddingSine(normalize=True)``, RGNET_NOTES §1.2). A frame halfway
   through a 48 s window and one halfway through a 180 s window get the same code.
+* :func:`temporal_differences` — for each frame, the embedding some frames ahead minus the
+  one as far behind: where the picture is going. Motion ("moving left") is a change over
+  many seconds, which a linear probe reads from such differences over an event; the
+  dilated convolutions could learn it, but given it explicitly the head does not have to.
 * :class:`TemporalContext` — a stack of residual dilated 1-D convolutions over
   the frame axis. With the default dilations ``(1, 2, 4, 8)`` and two kernel-3
   convolutions per block the receptive field is 61 frames (about 60 s at the
@@ -76,6 +80,25 @@ def fractional_position_encoding(
     pe = torch.stack((angles.sin(), angles.cos()), dim=-1).flatten(-2)  # (B, T, dim) interleaved
     pe = pe * m[..., None]
     return pe[0] if isinstance(t_valid, int) else pe
+
+
+def temporal_differences(video: Tensor, mask: Tensor, offsets: tuple[int, ...]) -> Tensor:
+    """Per frame t and offset k: ``x[min(t + k, n - 1)] - x[max(t - k, 0)]``, n = the row's valid length.
+
+    Args:
+        video: (B, T, D) frame features whose valid frames are a prefix of each row (as
+            ``collate`` and inference pad them).
+        mask: (B, T) bool, True = valid frame.
+        offsets: the k's, in frames (1 fps: seconds).
+    Returns:
+        (B, T, D · len(offsets)), offset-major along the last axis; zero on padded frames.
+    """
+    B, T, D = video.shape
+    last = (mask.sum(1, keepdim=True) - 1).clamp(min=0)  # (B, 1) index of the last valid frame
+    t = torch.arange(T, device=video.device)[None]  # (1, T)
+    take = lambda idx: video.gather(1, idx[..., None].expand(B, T, D))  # (B, T) -> (B, T, D)
+    diffs = [take(torch.minimum(t + k, last)) - take(torch.minimum((t - k).clamp(min=0), last)) for k in offsets]
+    return torch.cat(diffs, dim=-1).masked_fill(~mask[..., None], 0.0)
 
 
 class DilatedResidualBlock(nn.Module):

@@ -59,6 +59,10 @@ class TrainConfig:
     #: sentence; ``train_data.lookalike_batches``) instead of random positives; needs ``retrieval_group``.
     #: 0.5 lowered the demo head's test within-video R1@0.5 0.692 -> 0.654 (README), so it is off by default
     lookalike_groups: float = 0.0
+    #: negative sentences per positive item: other sentences of the same video, known not to be in
+    #: the item's window, most like its sentence (``GroundingDataset``, ``loss_sentence_contrast``).
+    #: 0 = none (RGNet, and the shipped demo head)
+    sentence_negatives: int = 0
     save_every: int = 1  #: write the resumable checkpoint every this many epochs (and after the last)
     device: str = "cpu"
 
@@ -67,6 +71,8 @@ class TrainConfig:
             raise ConfigError(f"--epochs and --batch-size must be >= 1, got {self.epochs}, {self.batch_size}")
         if not self.lr > 0:
             raise ConfigError(f"--lr must be > 0, got {self.lr}")
+        if self.sentence_negatives < 0:
+            raise ConfigError(f"--sentence-negatives must be >= 0, got {self.sentence_negatives}")
         if not 0.0 <= self.lookalike_groups <= 1.0:
             raise ConfigError(f"--lookalike-groups must be in [0, 1], got {self.lookalike_groups}")
         if self.lookalike_groups > 0 and (self.retrieval_group is None or self.batch_size % self.retrieval_group):

@@ -15,6 +15,18 @@ similar to the sentence (stored frame embedding · pooled text embedding, the
 zero-shot score); the rest stay uniform, so the head still sees ordinary footage.
 Mining reads the stored embeddings even in LoRA mode, where items carry raw frames.
 
+Negative sentences: a window is only ever contrasted with *other windows*, so nothing
+asks the head whether "moving left" or "moving right" is what a window shows when both
+sentences look alike to the backbone. With ``sentence_negatives`` K > 0 a positive item
+also carries up to K other sentences of the *same video* that are known not to be in its
+window: queries whose moments all lie outside it, or that have no moment in the video at
+all (the "not found" queries, one attribute away from something shown). They are drawn
+from the ``sentence_pool`` most similar to the item's sentence (pooled embeddings), so
+they are look-alikes. :func:`collate` serves each as an extra "not present" row on the
+same window, and the criterion ranks the true sentence above them
+(``loss_sentence_contrast``). Only annotations of the same video are used, so a
+negative is never a sentence that may describe the window unannotated.
+
 Video normalisation (notes §9 point 3): RGNet's loader meant to L2-normalise frame
 features but returns the raw ones; here the model always receives the stored
 SigLIP embeddings, which are L2-normalised at index time (and the same at search
@@ -68,15 +80,22 @@ class GroundingDataset(torch.utils.data.Dataset):
         embeddings: vid -> float32 (T, D) stored frame embeddings to mine hard negatives
             with; default ``videos`` (required when ``videos`` holds raw frames and
             ``hard_negatives`` > 0).
+        sentence_negatives: K, how many negative sentences a positive item carries (module
+            docstring); 0 = none, as RGNet.
+        sentence_pool: they are drawn uniformly from this many most similar candidates.
     """
 
     def __init__(self, queries: list[MomentQuery], videos: dict[str, np.ndarray], text: dict[str, TextFeatures],
                  fps: float, proposals: ProposalConfig, neg_fraction: float = 0.2, seed: int = 0,
                  hard_negatives: float = 0.0, hard_pool: int = 4,
-                 embeddings: dict[str, np.ndarray] | None = None):
+                 embeddings: dict[str, np.ndarray] | None = None, sentence_negatives: int = 0,
+                 sentence_pool: int = 4):
         if not (0.0 <= neg_fraction <= 1.0 and 0.0 <= hard_negatives <= 1.0 and hard_pool >= 1):
             raise ConfigError(f"GroundingDataset: neg_fraction={neg_fraction} and hard_negatives={hard_negatives} "
                               f"must be in [0, 1], hard_pool={hard_pool} >= 1")
+        if sentence_negatives < 0 or sentence_pool < max(sentence_negatives, 1):
+            raise ConfigError(f"GroundingDataset: sentence_negatives={sentence_negatives} must be >= 0 and "
+                              f"sentence_pool={sentence_pool} >= max(it, 1)")
         self.queries = [q for q in queries if q.vid in videos]
         self.missing = sorted({q.vid for q in queries if q.vid not in videos})
         self.videos, self.text, self.fps, self.proposals = videos, text, fps, proposals
@@ -88,6 +107,11 @@ class GroundingDataset(torch.utils.data.Dataset):
                               "pass embeddings= (vid -> (T, D) float32) when videos holds raw frames")
         self._windows = {vid: make_windows(len(e), fps, proposals) for vid, e in videos.items()}
         self._window_sim: dict[str, np.ndarray] = {}  #: qid -> (P,) best frame-sentence similarity per window
+        self.sentence_negatives, self.sentence_pool = sentence_negatives, sentence_pool
+        self._by_video: dict[str, list[int]] = {}  #: vid -> indices of its queries
+        for i, q in enumerate(self.queries):
+            self._by_video.setdefault(q.vid, []).append(i)
+        self._sentence_order: dict[int, np.ndarray] = {}  #: item -> same-video items, most similar first
 
     def set_epoch(self, epoch: int) -> None:
         """Re-draw windows and frame pairs each epoch, deterministically."""
@@ -130,10 +154,34 @@ class GroundingDataset(torch.utils.data.Dataset):
             outside = [j for j in range(L) if j < la or j > lb]
             item["neg_idx"] = int(outside[int(rng.integers(len(outside)))]) if outside else 0
             item["saliency_valid"] = bool(outside)
+            if self.sentence_negatives:
+                item["neg_texts"] = [(self.text[self.queries[j].qid].tokens, self.text[self.queries[j].qid].mask)
+                                     for j in self._negative_sentences(i, ws, we, rng)]
         else:
             item.update(span_cw=np.zeros((0, 2), np.float32), start_idx=0, end_idx=0, pos_idx=0, neg_idx=0,
                         saliency_valid=False)
         return item
+
+    def _negative_sentences(self, i: int, ws: int, we: int, rng: np.random.Generator) -> list[int]:
+        """Up to K same-video items whose sentence differs from item ``i``'s and has no moment in
+        frames ``[ws, we)``, drawn from the ``sentence_pool`` most similar such sentences."""
+        q = self.queries[i]
+        order = self._sentence_order.get(i)
+        if order is None:  # once per item: the same for every epoch
+            others = np.array([j for j in self._by_video[q.vid] if self.queries[j].query != q.query], np.int64)
+            sims = np.array([float(self.text[self.queries[j].qid].pooled @ self.text[q.qid].pooled)
+                             for j in others])
+            order = self._sentence_order[i] = others[np.argsort(-sims, kind="stable")] if len(others) else others
+        T = len(self.videos[q.vid])
+        fits = []
+        for j in order:
+            moments = [moment_frames(s, e, self.fps, T) for s, e in self.queries[int(j)].windows]
+            if all(b < ws or a >= we for a, b in moments):
+                fits.append(int(j))
+                if len(fits) == self.sentence_pool:
+                    break
+        take = min(self.sentence_negatives, len(fits))
+        return [fits[int(k)] for k in rng.choice(len(fits), size=take, replace=False)] if take else []
 
     def _hardest(self, q: MomentQuery, windows: np.ndarray, pool: list[int]) -> list[int]:
         """The ``hard_pool`` windows of ``pool`` whose best frame is most similar to ``q``'s sentence."""
@@ -146,7 +194,26 @@ class GroundingDataset(torch.utils.data.Dataset):
 
 
 def collate(items: list[dict]) -> dict:
-    """Pad windows and texts to the batch maximum; masks are True at valid positions."""
+    """Pad windows and texts to the batch maximum; masks are True at valid positions.
+
+    An item's negative sentences (``neg_texts``, see :class:`GroundingDataset`) become extra rows
+    after the B items: the item's window with that sentence, "not present", no span. Then
+    ``targets["neg_of"]`` (N,) long gives, for each of the N extra rows, the row of its item.
+    """
+    extra, neg_of = [], []
+    for i, it in enumerate(items):
+        for tokens, mask in it.get("neg_texts", ()):
+            extra.append({**it, "text": tokens, "text_mask": mask, "present": 0.0,
+                          "span_cw": np.zeros((0, 2), np.float32), "start_idx": 0, "end_idx": 0, "pos_idx": 0,
+                          "neg_idx": 0, "saliency_valid": False})
+            neg_of.append(i)
+    batch = _collate_rows(items + extra)
+    if extra:
+        batch["targets"]["neg_of"] = torch.tensor(neg_of, dtype=torch.long)
+    return batch
+
+
+def _collate_rows(items: list[dict]) -> dict:
     B = len(items)
     T = max(len(it["video"]) for it in items)
     L = max(len(it["text"]) for it in items)

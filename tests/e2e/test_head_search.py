@@ -22,12 +22,16 @@ def index_and_head(tmp_path_factory, tiny_model_dir):
     ann.write_text("\n".join(json.dumps(r) for r in [
         {"qid": 1, "query": QUERY, "vid": "video_01", "duration": 200, "relevant_windows": [[60, 75]]},
         {"qid": 2, "query": "a blue square", "vid": "video_00", "duration": 120, "relevant_windows": [[10, 20]]},
+        {"qid": 3, "query": "a red circle moving right", "vid": "video_01", "duration": 200, "relevant_windows": []},
     ]))
     head = tmp / "head"
     r = CliRunner().invoke(app, ["train", "--index", str(index), "--annotations", str(ann), "--out", str(head),
                                  "--epochs", "2", "--batch-size", "2", "--tiny", "--device", "cpu", "--json",
-                                 "--text-layers", "0,-1"])  # search must read the same two text layers
+                                 "--text-layers", "0,-1",  # search must read the same two text layers
+                                 "--sentence-negatives", "1",  # qid 3 is qid 1's negative sentence
+                                 "--motion-offsets", "2,4"])  # and search must build the same motion input
     assert r.exit_code == 0, r.output
+    assert all("loss_sentence_contrast" in rec for rec in json.loads(r.stdout)), r.stdout
     return index, head
 
 

@@ -387,3 +387,18 @@ def test_contrastive_loss_does_not_push_down_the_same_sentence():
     # distinct sentences: the plain RGNet loss
     assert crit.contrastive_loss(logits, torch.eye(3, dtype=torch.bool)).item() == pytest.approx(
         crit.contrastive_loss(logits).item(), rel=1e-6)
+
+
+def test_sentence_contrast_by_hand_with_uneven_unsorted_negatives():
+    crit = build_criterion(LossWeights(contrastive_temperature=0.5))
+    # rows 0..2 are items; rows 3..5 their negative sentences: two for item 2 (rows 3, 5), one for item 0
+    r = torch.tensor([1.0, 9.0, 0.5, 2.0, 0.0, -1.0], requires_grad=True)
+    neg_of = torch.tensor([2, 0, 2])
+    loss = crit.sentence_contrastive_loss(r, neg_of)
+    item0 = -torch.log_softmax(torch.tensor([1.0, 0.0]) / 0.5, 0)[0]
+    item2 = -torch.log_softmax(torch.tensor([0.5, 2.0, -1.0]) / 0.5, 0)[0]
+    assert loss.item() == pytest.approx(((item0 + item2) / 2).item(), rel=1e-6)
+    loss.backward()
+    assert r.grad[1] == 0 and r.grad[3] > 0 > r.grad[2]  # item 1 has no negatives; negatives pushed down
+    assert crit.sentence_contrastive_loss(r, torch.zeros(0, dtype=torch.long)).item() == 0.0
+    assert "loss_sentence_contrast" in crit.weights.weight_dict()

@@ -15,7 +15,7 @@ from core.errors import ConfigError
 from core.model.context_tokens import ContextTokenPooler, info_nce
 from core.model.rg_encoder import PADDED_SALIENCY, RetrievalAttention, RGEncoder, RGEncoderConfig
 from core.model.sampler import GumbelSampler, sparse_attention_mask
-from core.model.temporal import TemporalContext, fractional_position_encoding
+from core.model.temporal import TemporalContext, fractional_position_encoding, temporal_differences
 
 DV, DT = 24, 20
 V_LENS, T_LENS = (7, 4, 2), (5, 3, 1)
@@ -33,10 +33,11 @@ def batch():
     return video, lengths_to_mask(V_LENS, max(V_LENS)), text, lengths_to_mask(T_LENS, max(T_LENS))
 
 
-@pytest.fixture()
-def encoder():
+@pytest.fixture(params=[(), (1, 3)], ids=["rgnet", "motion-input"])
+def encoder(request):
     torch.manual_seed(0)
-    return RGEncoder(RGEncoderConfig.tiny(video_dim=DV, text_dim=DT)).eval()
+    return RGEncoder(RGEncoderConfig(**{**RGEncoderConfig.tiny(video_dim=DV, text_dim=DT).__dict__,
+                                        "motion_offsets": request.param})).eval()
 
 
 # ---------------------------------------------------------------- RG-Encoder
@@ -258,3 +259,15 @@ def test_info_nce_prefers_matched_pairs():
     assert matched.ndim == 0 and torch.isfinite(matched)
     matched.backward()
     assert pooler.queries.grad is not None and pooler.queries.grad.abs().sum() > 0
+
+
+def test_temporal_differences_by_hand_clamped_to_each_rows_valid_frames():
+    video = torch.arange(5.0)[None, :, None].repeat(2, 1, 2)  # (2, 5, 2): frame t holds t
+    mask = lengths_to_mask((5, 3), 5)
+    d = temporal_differences(video, mask, (1, 2))  # (2, 5, 4): offset 1 in [..., :2], offset 2 in [..., 2:]
+    assert d[0, :, 0].tolist() == [1, 2, 2, 2, 1]  # x[min(t+1, 4)] - x[max(t-1, 0)]
+    assert d[0, :, 2].tolist() == [2, 3, 4, 3, 2]
+    assert d[1, :3, 0].tolist() == [1, 2, 1] and d[1, :3, 2].tolist() == [2, 2, 2]  # row 1 ends at frame 2
+    assert (d[1, 3:] == 0).all()
+    with pytest.raises(ConfigError, match="motion_offsets"):
+        RGEncoderConfig(video_dim=4, text_dim=4, motion_offsets=(0,))

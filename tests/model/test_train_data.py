@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import torch
 
 from core.errors import ConfigError
 from core.model.annotations import MomentQuery
@@ -134,3 +135,58 @@ def test_lookalike_neighbours_in_chunks_are_the_nearest_ones():
     unit = pooled / np.linalg.norm(pooled, axis=1, keepdims=True)
     got = np.einsum("md,mkd->mk", unit[items], unit[near.order])  # similarities of the chosen ones
     np.testing.assert_allclose(got, full, atol=1e-5)  # nearest first
+
+
+def _video_with_sentences():
+    """One video, four queries: the item's (moment 20-30 s), a look-alike elsewhere (80-90 s), one
+    overlapping the item's windows (24-28 s), and a moment-less look-alike; pooled vectors set so the
+    look-alikes are nearest."""
+    rng = np.random.default_rng(0)
+    base = _unit(rng.normal(size=D))
+    far = _unit(rng.normal(size=D))
+    emb = _unit(rng.normal(size=(T, D)))
+    qs = [MomentQuery("q0", "a red circle moving left", "v0", float(T), ((20.0, 30.0),)),
+          MomentQuery("q1", "a red circle moving right", "v0", float(T), ((80.0, 90.0),)),
+          MomentQuery("q2", "a red square moving left", "v0", float(T), ((24.0, 28.0),)),
+          MomentQuery("q3", "a red circle moving up", "v0", float(T), ()),
+          MomentQuery("q4", "the background turns blue", "v0", float(T), ((100.0, 110.0),)),
+          MomentQuery("q5", "a red circle moving left", "v1", float(T), ((50.0, 60.0),))]
+    pooled = {"q0": base, "q1": _unit(base + 0.1 * far), "q2": _unit(base + 0.05 * far),
+              "q3": _unit(base + 0.2 * far), "q4": far, "q5": base}
+    text = {q: TextFeatures(np.full((i + 2, 4), i, np.float32), np.ones(i + 2, bool), p)
+            for i, (q, p) in enumerate(pooled.items())}
+    return qs, {"v0": emb, "v1": emb.copy()}, text
+
+
+def test_negative_sentences_are_same_video_look_alikes_outside_the_window():
+    qs, v, t = _video_with_sentences()
+    data = GroundingDataset(qs, v, t, 1.0, PROPS, neg_fraction=0.0, sentence_negatives=2, sentence_pool=2)
+    seen = set()
+    for epoch in range(20):
+        data.set_epoch(epoch)
+        item = data[0]
+        assert item["present"] == 1.0 and len(item["neg_texts"]) == 2
+        # q2 overlaps every window holding q0's moment, q4 is not among the 2 most alike, q5 is another video
+        seen |= {int(tokens[0, 0]) for tokens, _ in item["neg_texts"]}
+    assert seen == {1, 3}  # text index i of q1 and q3 (the moment-less one)
+    assert "neg_texts" not in GroundingDataset(qs, v, t, 1.0, PROPS, neg_fraction=0.0)[0]
+    with pytest.raises(ConfigError, match="sentence_negatives"):
+        GroundingDataset(qs, v, t, 1.0, PROPS, sentence_negatives=3, sentence_pool=2)
+
+
+def test_collate_serves_negative_sentences_as_not_present_rows_on_the_same_window():
+    from core.model.train_data import collate
+
+    qs, v, t = _video_with_sentences()
+    data = GroundingDataset(qs, v, t, 1.0, PROPS, neg_fraction=0.0, sentence_negatives=2, sentence_pool=3)
+    items = [data[0], data[1], data[5]]
+    n_neg = [len(it["neg_texts"]) for it in items]
+    batch = collate(items)
+    B = len(items)
+    assert batch["video"].shape[0] == B + sum(n_neg)
+    assert batch["targets"]["neg_of"].tolist() == [i for i, n in enumerate(n_neg) for _ in range(n)]
+    for row, owner in enumerate(batch["targets"]["neg_of"].tolist(), start=B):
+        assert torch.equal(batch["video"][row], batch["video"][owner])
+        assert batch["targets"]["present"][row] == 0 and batch["targets"]["span_labels"][row]["spans"].shape == (0, 2)
+    assert batch["targets"]["present"][:B].tolist() == [1.0] * B
+    assert n_neg[2] == 0  # q5's video has no other sentence

@@ -38,7 +38,7 @@ def event_deltas(index: Path, events_file: Path, min_frames: int = 6) -> tuple[n
         for e in v["events"] if emb is not None else ():
             if e["kind"] != "object":
                 continue
-            f = emb[int(math.floor(e["start_sec"])): int(math.ceil(e["end_sec"]))]  # (T_e, D) at 1 fps
+            f = emb[math.floor(e["start_sec"]): math.ceil(e["end_sec"])]  # (T_e, D) at 1 fps
             if len(f) < min_frames:
                 continue
             k = len(f) // 3

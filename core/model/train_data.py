@@ -112,6 +112,8 @@ class GroundingDataset(torch.utils.data.Dataset):
         for i, q in enumerate(self.queries):
             self._by_video.setdefault(q.vid, []).append(i)
         self._sentence_order: dict[int, np.ndarray] = {}  #: item -> same-video items, most similar first
+        #: item -> its moments as inclusive frame ranges (fixed: computed once, not per draw)
+        self._moments = [[moment_frames(s, e, fps, len(videos[q.vid])) for s, e in q.windows] for q in self.queries]
 
     def set_epoch(self, epoch: int) -> None:
         """Re-draw windows and frame pairs each epoch, deterministically."""
@@ -124,8 +126,7 @@ class GroundingDataset(torch.utils.data.Dataset):
         q = self.queries[i]
         rng = np.random.default_rng((self.seed, self.epoch, i))
         emb, windows = self.videos[q.vid], self._windows[q.vid]
-        T = len(emb)
-        moments = [moment_frames(s, e, self.fps, T) for s, e in q.windows]
+        moments = self._moments[i]
         positive = bool(moments) and rng.random() >= self.neg_fraction
         if positive:
             a, b = moments[int(rng.integers(len(moments)))]
@@ -172,11 +173,9 @@ class GroundingDataset(torch.utils.data.Dataset):
             sims = np.array([float(self.text[self.queries[j].qid].pooled @ self.text[q.qid].pooled)
                              for j in others])
             order = self._sentence_order[i] = others[np.argsort(-sims, kind="stable")] if len(others) else others
-        T = len(self.videos[q.vid])
         fits = []
         for j in order:
-            moments = [moment_frames(s, e, self.fps, T) for s, e in self.queries[int(j)].windows]
-            if all(b < ws or a >= we for a, b in moments):
+            if all(b < ws or a >= we for a, b in self._moments[int(j)]):
                 fits.append(int(j))
                 if len(fits) == self.sentence_pool:
                     break

@@ -95,10 +95,11 @@ def main() -> None:
     size = backbone.identity.image_size
     as_indexed = DecodeConfig(fps=1.0, size=size)
     synth = SynthConfig()
-    direct, captions, _ = frames_and_captions(synth, args.frames, args.seed, image_size=size, split="val")
-    coded, same, _ = frames_and_captions(synth, args.frames, args.seed, image_size=size, split="val",
-                                      decode=lambda clip: decode_frames(clip, as_indexed))
-    assert captions == same
+    rendered = frames_and_captions(synth, args.frames, args.seed, image_size=size, split="val")
+    through_codec = frames_and_captions(synth, args.frames, args.seed, image_size=size, split="val",
+                                        decode=lambda clip: decode_frames(clip, as_indexed))
+    direct, coded, captions = rendered.images, through_codec.images, rendered.captions
+    assert captions == through_codec.captions
     figures = {"model": model, "image_size": size, "n_captions": len(set(captions)),
                "caption_accuracy_direct": caption_accuracy(backbone, direct, captions),
                "caption_accuracy_indexed": caption_accuracy(backbone, coded, captions)}

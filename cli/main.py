@@ -373,6 +373,10 @@ def train(
     motion_offsets: str = typer.Option("", "--motion-offsets",
                                        help="Frame offsets k, comma-separated, of a motion input: each frame's "
                                        "embedding k frames ahead minus k behind (e.g. 2,4,8); empty = none."),
+    context_motion_offsets: str = typer.Option("", "--context-motion-offsets",
+                                               help="Frame offsets k, comma-separated, of a motion term in the "
+                                               "shortlist's context tokens (frame differences, so a token can "
+                                               "tell which way something moved); empty = none."),
     sentence_negatives: int = typer.Option(0, "--sentence-negatives",
                                            help="Negative sentences per positive window: other sentences of the "
                                            "same video known not to be in it, the most alike first."),
@@ -397,6 +401,8 @@ def train(
                       size="tiny" if tiny else size, device=device, resume=resume,
                       text_layers=_int_list(text_layers, "--text-layers"),
                       motion_offsets=_int_list(motion_offsets, "--motion-offsets") if motion_offsets else (),
+                      context_motion_offsets=(_int_list(context_motion_offsets, "--context-motion-offsets")
+                                              if context_motion_offsets else ()),
                       train=TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
                                         lr_drop=(max(1, int(epochs * 0.8)),), retrieval_group=retrieval_group,
                                         lookalike_groups=lookalike_groups,

@@ -40,6 +40,8 @@ class HeadJob:
     text_layers: tuple[int, ...] = (-1,)
     #: frame offsets of the head's motion input (``RGEncoderConfig.motion_offsets``); () = none
     motion_offsets: tuple[int, ...] = ()
+    #: frame offsets of the context tokens' motion term (``GroundingModelConfig.context_motion_offsets``)
+    context_motion_offsets: tuple[int, ...] = ()
 
 
 @dataclass
@@ -84,7 +86,7 @@ def train_head(job: HeadJob, on_epoch: Callable[[int, dict], None] | None = None
                             sentence_pool=max(4, job.train.sentence_negatives))
     D, Dt = backbone.embed_dim, next(iter(text.values())).tokens.shape[1]
     cfg = GroundingModelConfig.preset(job.size, D, Dt)
-    cfg = replace(cfg, text_layers=tuple(job.text_layers),
+    cfg = replace(cfg, text_layers=tuple(job.text_layers), context_motion_offsets=tuple(job.context_motion_offsets),
                   encoder=replace(cfg.encoder, motion_offsets=tuple(job.motion_offsets)))
     torch.manual_seed(job.train.seed)
     model = GroundingModel(cfg)

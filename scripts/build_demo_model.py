@@ -2,11 +2,13 @@
 
     .venv/bin/python scripts/build_demo_model.py --out /tmp/gz-demo --install   # rebuild the shipped model
     .venv/bin/python scripts/build_demo_model.py --out /tmp/gz-demo-quick --quick  # minutes, smoke run
-    .venv/bin/python scripts/build_demo_model.py --out /tmp/gz-demo --recalibrate --install  # step 5 (and 6) only
+    .venv/bin/python scripts/build_demo_model.py --out /tmp/gz-demo --recalibrate --install  # step 5's calibrations (and 6)
 
 Steps (each logged with its wall time):
 
-1. render ``--frames`` synthetic frames with captions (``core.synth``) at the archive's
+1. render ``--frames`` training items with captions (``core.synth``): single frames with what they
+   show, and two-frame clips of an event with its sentence, also time-reversed (``--clip-fraction``,
+   ``--reverse-fraction``), at the archive's
    160x120, through its H.264 encoder and back through the indexer's decoder (so the backbone
    trains on exactly the pixels an index gives it; ``--direct-frames``: rendered straight at
    64x64, as builds before 2026-12-02 did), and train a SigLIP
@@ -17,8 +19,9 @@ Steps (each logged with its wall time):
 3. index its train split with that backbone (the real Ray Data pipeline) -> ``OUT/index-train``;
 4. train the grounding head ("small" preset) on the train split's annotations
    (``core.training``) -> ``OUT/head``;
-5. index the val split with both, and calibrate the head's "not found" threshold on it
-   (``search.evaluate.calibrate_found_threshold``, stored in the head's config.json);
+5. index the val split with both, and calibrate on it the weight of the clip check
+   (``search.evaluate.calibrate_verify_weight``; ``search/verify.py``) and the head's "not found"
+   threshold (``search.evaluate.calibrate_found_threshold``), both stored in the head's config.json;
 6. with ``--install``: copy the shipped files (no optimizer state) to ``core/bundled/demo``.
 
 Uses the GPU when there is one. The test split is never touched here:
@@ -65,6 +68,8 @@ def main() -> None:
                          "(TrainConfig.lookalike_groups)")
     ap.add_argument("--motion-offsets", type=lambda v: tuple(int(x) for x in v.split(",")), default=(),
                     help="frame offsets of the head's motion input, comma-separated (HeadJob.motion_offsets)")
+    ap.add_argument("--context-motion-offsets", type=lambda v: tuple(int(x) for x in v.split(",")), default=(),
+                    help="frame offsets of the context tokens' motion term (HeadJob.context_motion_offsets)")
     ap.add_argument("--sentence-negatives", type=int, default=0,
                     help="negative sentences per positive window (TrainConfig.sentence_negatives)")
     ap.add_argument("--text-layers", type=lambda v: tuple(int(x) for x in v.split(",")), default=(-1,),
@@ -80,6 +85,13 @@ def main() -> None:
     ap.add_argument("--contrast-fraction", type=float, default=0.0,
                     help="share of the state captions that get a contrast partner in the same batch "
                          "(frames_and_captions, train_siglip groups)")
+    ap.add_argument("--clip-fraction", type=float, default=1.0,
+                    help="share of the backbone's sentence captions shown a two-frame clip (first and last "
+                         "third of the event) instead of one frame (frames_and_captions, train_siglip items; "
+                         "0: single frames only, as builds before 2026-12-03)")
+    ap.add_argument("--reverse-fraction", type=float, default=1.0,
+                    help="share of those clips also shown time-reversed with the reversed sentence "
+                         "(moving left <-> right, appears <-> disappears), in the same batch")
     ap.add_argument("--backbone", type=Path, default=None,
                     help="reuse this trained backbone (skips step 1)")
     args = ap.parse_args()
@@ -97,7 +109,8 @@ def main() -> None:
     from indexer.config import IndexConfig
     from indexer.decode import DecodeConfig, decode_frames
     from indexer.pipeline import run_index
-    from search.evaluate import calibrate_found_threshold
+    from search.config import SearchConfig
+    from search.evaluate import calibrate_found_threshold, calibrate_verify_weight
     from search.searcher import Searcher
 
     if args.quick:
@@ -120,6 +133,15 @@ def main() -> None:
         update_config(out / "head", {"found_threshold": threshold, "found_calibration": stats})
         report["found_threshold"], report["found_calibration"] = threshold, stats
 
+    def calibrate_check() -> None:
+        searcher = Searcher(out / "index-val", device=device, cfg=SearchConfig(verify_weight=0.0))
+        if searcher.backbone.clip_adapter is None:  # a backbone trained without clips: no check
+            weight, stats = 0.0, {"skipped": "the backbone has no clip term"}
+        else:
+            weight, stats = calibrate_verify_weight(searcher, read_annotations(out / "archive" / "val.jsonl"))
+        update_config(out / "head", {"verify_weight": weight, "verify_calibration": stats})
+        report["verify_weight"], report["verify_calibration"] = weight, stats
+
     def finish() -> None:
         if args.install:
             step("install", lambda: install(out / "backbone" if args.backbone is None else args.backbone,
@@ -130,6 +152,7 @@ def main() -> None:
         print(json.dumps(report, indent=2))
 
     if args.recalibrate:
+        step("calibrate clip check", calibrate_check)
         step("calibrate not-found threshold", calibrate)
         return finish()
     synth = SynthConfig(n_train_videos=args.train_videos, n_val_videos=max(1, args.train_videos // 4),
@@ -144,10 +167,14 @@ def main() -> None:
     if args.backbone is None:
         as_indexed = DecodeConfig(fps=1.0, size=scfg.image_size)  # what indexing feeds the backbone
         decode = None if args.direct_frames else (lambda clip: decode_frames(clip, as_indexed))
-        images, captions, groups = step("render frames", lambda: frames_and_captions(
+        data = step("render frames", lambda: frames_and_captions(
             synth, args.frames, args.seed, image_size=scfg.image_size, decode=decode,
-            state_fraction=args.state_fraction, contrast_fraction=args.contrast_fraction))
-        history = step("train backbone", lambda: train_siglip(images, captions, backbone, scfg, groups=groups))
+            state_fraction=args.state_fraction, contrast_fraction=args.contrast_fraction,
+            clip_fraction=args.clip_fraction, reverse_fraction=args.reverse_fraction))
+        history = step("train backbone", lambda: train_siglip(data.images, data.captions, backbone, scfg,
+                                                              groups=data.groups, items=data.items))
+        report["backbone_frames"], report["backbone_clips"] = len(data.images), history["n_clips"]
+        report["backbone_val_reverse_accuracy"] = history["val_reverse_accuracy"][-1]
         report["backbone_val_accuracy"] = history["val_accuracy"][-1] if history["val_accuracy"] else None
     else:
         backbone = args.backbone
@@ -161,6 +188,7 @@ def main() -> None:
     job = HeadJob(index_dir=str(out / "index-train"), annotations=str(splits["train"].annotations),
                   out=str(out / "head"), size="tiny" if args.quick else "small", device=device,
                   text_layers=args.text_layers, motion_offsets=args.motion_offsets,
+                  context_motion_offsets=args.context_motion_offsets,
                   train=TrainConfig(epochs=args.head_epochs, batch_size=32, lr=args.head_lr, seed=args.seed,
                                     retrieval_group=args.retrieval_group, lookalike_groups=args.lookalike_groups,
                                     sentence_negatives=args.sentence_negatives,
@@ -178,13 +206,14 @@ def main() -> None:
                                                           index_dir=str(out / "index-val"), model=str(backbone),
                                                           head=str(out / "head"), device=device)))
 
+    step("calibrate clip check", calibrate_check)
     step("calibrate not-found threshold", calibrate)
     finish()
 
 
 #: the files that make up a shipped model (no optimizer state, no training history)
-BACKBONE_FILES = ("config.json", "model.safetensors", "preprocessor_config.json", "siglip_train.json", "tokenizer.json",
-                  "tokenizer_config.json", "special_tokens_map.json")
+BACKBONE_FILES = ("config.json", "model.safetensors", "clip_adapter.safetensors", "preprocessor_config.json",
+                  "siglip_train.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 HEAD_FILES = ("config.json", "model.safetensors")
 
 

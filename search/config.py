@@ -22,6 +22,9 @@ class SearchConfig:
     #: with a head, how proposals are ranked: "retrieval" (RGNet's σ(r)) or "retrieval_confidence"
     #: (σ(r)·σ(c); see core.model.inference)
     window_score: str = "retrieval_confidence"
+    #: with a head, weight w of the clip check (``search.verify``: score · p_clip^w); None: the head's
+    #: ``verify_weight`` (set by the demo build on the val split), else 0 (no check)
+    verify_weight: float | None = None
 
     def validate(self) -> "SearchConfig":
         if not 1 <= self.top_k <= 1000:
@@ -34,6 +37,8 @@ class SearchConfig:
             raise ConfigError(f"found_threshold must be in [0, 1], got {self.found_threshold}")
         if self.window_score not in ("retrieval", "retrieval_confidence"):
             raise ConfigError(f"window_score={self.window_score!r}; allowed: retrieval, retrieval_confidence")
+        if self.verify_weight is not None and not 0.0 <= self.verify_weight <= 100.0:
+            raise ConfigError(f"verify_weight must be in [0, 100], got {self.verify_weight}")
         if not 0.0 < self.nms_iou <= 1.0:
             raise ConfigError(f"nms_iou must be in (0, 1], got {self.nms_iou}")
         return self

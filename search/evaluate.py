@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from core.errors import ConfigError
 from core.model.annotations import MomentQuery
 from core.model.metrics import (
     corpus_recall_at_k,
@@ -34,6 +35,7 @@ from core.proposals import make_windows
 from core.spans import temporal_iou
 from search.ground_zeroshot import ground_region
 from search.searcher import Searcher
+from search.verify import clip_match, span_frames, verified_scores
 
 
 @dataclass
@@ -118,19 +120,62 @@ def per_query_row(q: MomentQuery, res, truth: list[tuple[str, float, float]] | N
 def _within_video(searcher: Searcher, query: str, emb: np.ndarray, windows: np.ndarray, fps: float):
     """Ranked spans in seconds, their scores, and (found_prob, proposal ranking) for one video."""
     if searcher.head is not None:
-        from core.model.inference import ground
-
-        states, masks = searcher.backbone.encode_text_tokens([query], searcher.head.cfg.text_layers)
-        words = states[0][masks[0]]
-        g = ground(searcher.head, emb, windows, words, np.ones(len(words), bool), fps,
-                   top_windows=searcher.cfg.rerank_windows, nms_iou=searcher.cfg.nms_iou,
-                   window_score=searcher.cfg.window_score)
-        return g.spans, g.scores, (g.found_prob, g.window_rank)
+        spans, scores, g = _head_spans(searcher, query, emb, windows, fps)
+        scores = searcher.verify(searcher.backbone.embed_texts([query])[0], emb, spans, scores)
+        order = np.argsort(-scores, kind="stable")
+        return spans[order], scores[order], (g.found_prob, g.window_rank)
     qv = searcher.backbone.embed_texts([query])[0]
     cands = ground_region(emb, qv, 0, searcher.cfg.smooth_frames, 10)
     cands.sort(key=lambda c: -c.mean_cos)
     spans = np.array([[c.first_frame / fps, (c.last_frame + 1) / fps] for c in cands]).reshape(-1, 2)
     return spans, np.array([c.mean_cos for c in cands]), (0.0, np.zeros(0, np.int64))
+
+
+def _head_spans(searcher: Searcher, query: str, emb: np.ndarray, windows: np.ndarray, fps: float):
+    """The head's spans (S, 2) in seconds and scores (S,) in one video, before the clip check, and its grounding."""
+    from core.model.inference import ground
+
+    states, masks = searcher.backbone.encode_text_tokens([query], searcher.head.cfg.text_layers)
+    words = states[0][masks[0]]
+    g = ground(searcher.head, emb, windows, words, np.ones(len(words), bool), fps,
+               top_windows=searcher.cfg.rerank_windows, nms_iou=searcher.cfg.nms_iou,
+               window_score=searcher.cfg.window_score)
+    return np.asarray(g.spans, np.float64).reshape(-1, 2), np.asarray(g.scores, np.float64), g
+
+
+def calibrate_verify_weight(searcher: Searcher, queries: list[MomentQuery],
+                            weights: tuple[float, ...] = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)
+                            ) -> tuple[float, dict[str, float]]:
+    """The clip check's weight w (``search.verify``), from a validation split.
+
+    Grounds every query that has a moment in its own indexed video with the head once,
+    rescores its candidates with each w in ``weights`` (score · p_clip^w), and returns the w
+    with the best within-video R1@0.5 (the smallest on a tie, so 0 unless the check helps).
+    Needs a head and a backbone with a clip term (``Backbone.embed_clips``).
+
+    Returns ``(w, stats)``; stats maps ``"R1@0.5 w=..."`` to that weight's within-video
+    R1@0.5 on these queries, plus ``n_queries``.
+    """
+    if searcher.head is None or searcher.backbone.clip_adapter is None:
+        raise ConfigError("calibrating the clip check needs a grounding head and a backbone trained on clips")
+    stems = {Path(r["rel_path"]).stem: seq for seq, r in searcher.videos.items()}
+    fps, props = searcher.manifest.params.fps, searcher.manifest.params.proposals
+    rows = []
+    for q in (q for q in queries if q.vid in stems and q.windows):
+        ts, emb, _ = searcher.video_data(stems[q.vid])
+        spans, scores, _ = _head_spans(searcher, q.query, emb, make_windows(len(ts), fps, props), fps)
+        if len(spans) == 0:
+            rows.append((scores, scores, np.zeros(0)))
+            continue
+        match = clip_match(searcher.backbone, searcher.backbone.embed_texts([q.query])[0], emb,
+                           span_frames(spans, fps, len(emb)))
+        rows.append((scores, match, temporal_iou(spans, np.array(q.windows, np.float64)).max(axis=1)))
+    if not rows:
+        raise ConfigError("no query of the split has a moment in an indexed video: nothing to calibrate on")
+    r1 = {w: float(np.mean([len(iou) > 0 and iou[np.argmax(verified_scores(sc, m, w))] >= 0.5
+                            for sc, m, iou in rows])) for w in weights}
+    best = max(weights, key=lambda w: (r1[w], -w))
+    return float(best), {**{f"R1@0.5 w={w:g}": v for w, v in r1.items()}, "n_queries": float(len(rows))}
 
 
 def calibrate_found_threshold(searcher: Searcher, queries: list[MomentQuery],

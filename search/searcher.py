@@ -3,7 +3,8 @@
 ``Searcher(index_dir).search("the witness is handed exhibit 12")`` runs
 
     text tower -> FAISS shortlist over context tokens (whole corpus)
-               -> zero-shot grounding inside the shortlisted proposals
+               -> zero-shot grounding inside the shortlisted proposals, or with a head:
+                  re-rank and ground (``search.rerank``), then the clip check (``search.verify``)
                -> merge (NMS, top-k) -> :class:`SearchResult`
 
 It only ever reads a committed snapshot (the manifest is read once at load),
@@ -15,12 +16,13 @@ from __future__ import annotations
 import logging
 import time
 from collections import OrderedDict, defaultdict
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-from core.errors import EmptyQueryError, IndexMismatchError, ModelNotFoundError
-from core.model.backbone import Backbone, read_identity
+from core.errors import ConfigError, EmptyQueryError, IndexMismatchError, ModelNotFoundError
+from core.model.backbone import CLIP_ADAPTER_FILE, Backbone, read_identity
 from core.store import tables
 from core.store.catalog import read_catalog
 from core.store.manifest import check_model, require_manifest
@@ -31,6 +33,7 @@ from search.ground_zeroshot import ground_region, merge_ranges
 from search.merge import merge_hits
 from search.results import Hit, SearchResult
 from search.shortlist import shortlist
+from search.verify import clip_match, span_frames, verified_scores
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +84,14 @@ class Searcher:
         self.found_threshold = self.cfg.found_threshold
         if self.found_threshold is None:
             self.found_threshold = float(head_meta.get("found_threshold", 0.5))
+        self.verify_weight = self.cfg.verify_weight
+        if self.verify_weight is None:  # the head's, chosen on its val split; none without a clip term
+            self.verify_weight = float(head_meta.get("verify_weight", 0.0)) if self.head is not None else 0.0
+        if self.verify_weight > 0 and (self.head is None or self.backbone.clip_adapter is None):
+            raise ConfigError(f"verify_weight={self.verify_weight} needs a grounding head and a backbone trained on "
+                              f"clips (with {CLIP_ADAPTER_FILE}); {self.backbone.identity.name!r} with head "
+                              f"{self.head_dir!r} has {'no clip term' if self.head is not None else 'no head'}: "
+                              "set it to 0")
         self._cache: OrderedDict[int, tuple[tables.FrameReader, np.ndarray]] = OrderedDict()
         self._cache_size = cache_videos
 
@@ -151,7 +162,7 @@ class Searcher:
         if self.head is None:
             candidates = self._ground(q, sl.video_seq, sl.proposal_idx)
         else:
-            candidates = self._rerank(query, sl.video_seq, sl.proposal_idx)
+            candidates = self._rerank(query, q, sl.video_seq, sl.proposal_idx)
         timings["ground"], t = _ms(t), time.perf_counter()
         hits = merge_hits(candidates, top_k, self.cfg.nms_iou)
         timings["merge"] = _ms(t)
@@ -159,7 +170,19 @@ class Searcher:
         return SearchResult(query=query, hits=hits, found=found_prob >= self.found_threshold, timings_ms=timings,
                             found_prob=found_prob, found_threshold=self.found_threshold)
 
-    def _rerank(self, query: str, video_seq: np.ndarray, proposal_idx: np.ndarray) -> list[Hit]:
+    def verify(self, q: np.ndarray, frames: np.ndarray, spans_sec: np.ndarray, scores: np.ndarray) -> np.ndarray:
+        """Candidate scores (S,) after the clip check of ``search.verify`` (as given when verify_weight is 0).
+
+        Args:
+            q: float32 (D,) the query's sentence embedding; frames: float32 (T, D) the video's frame
+            embeddings (rows outside the spans unused); spans_sec: (S, 2) seconds; scores: (S,).
+        """
+        if self.verify_weight == 0 or len(scores) == 0:
+            return np.asarray(scores, np.float64)
+        ranges = span_frames(spans_sec, self.manifest.params.fps, len(frames))
+        return verified_scores(scores, clip_match(self.backbone, q, frames, ranges), self.verify_weight)
+
+    def _rerank(self, query: str, q: np.ndarray, video_seq: np.ndarray, proposal_idx: np.ndarray) -> list[Hit]:
         from search.rerank import rerank_and_ground
 
         states, masks = self.backbone.encode_text_tokens([query], self.head.cfg.text_layers)
@@ -173,9 +196,19 @@ class Searcher:
             windows = self.proposal_ranges(seq)[sorted(props)]
             _, emb, _ = self.video_data(seq, windows)  # only the shortlisted windows' frames are read
             videos.append((self.videos[seq], emb, windows))
-        return rerank_and_ground(self.head, words, np.ones(len(words), bool), self.manifest.params.fps, videos,
+        hits = rerank_and_ground(self.head, words, np.ones(len(words), bool), self.manifest.params.fps, videos,
                                  top_windows=self.cfg.rerank_windows, nms_iou=self.cfg.nms_iou,
                                  window_score=self.cfg.window_score)
+        if self.verify_weight == 0:
+            return hits
+        frames = {row["video_id"]: emb for row, emb, _ in videos}
+        out: list[Hit] = []
+        for vid in dict.fromkeys(h.video_id for h in hits):
+            mine = [h for h in hits if h.video_id == vid]
+            new = self.verify(q, frames[vid], np.array([[h.start_sec, h.end_sec] for h in mine]),
+                              np.array([h.score for h in mine]))
+            out.extend(replace(h, score=float(v)) for h, v in zip(mine, new))
+        return out
 
     def _ground(self, q: np.ndarray, video_seq: np.ndarray, proposal_idx: np.ndarray) -> list[Hit]:
         by_video: dict[int, list[int]] = defaultdict(list)

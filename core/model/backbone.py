@@ -36,6 +36,9 @@ log = logging.getLogger(__name__)
 SO400M_ID = "google/siglip2-so400m-patch14-384"
 
 _WEIGHT_SUFFIXES = (".safetensors", ".bin")
+#: Optional (D, D) clip term A beside a backbone trained on two-frame clips
+#: (``core.model.siglip_train.train_siglip``): a clip a -> b embeds as (x_a + x_b) / 2 + A (x_b - x_a).
+CLIP_ADAPTER_FILE = "clip_adapter.safetensors"
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 
 
@@ -192,6 +195,7 @@ class Backbone:
         self.model_dir = model_dir
         self.image_size: int = self.identity.image_size
         self.text_max_len: int = self.identity.text_max_len
+        self.clip_adapter = _clip_adapter(model_dir, self.embed_dim)
         mean, std = _image_norm(model_dir)
         self._mean = torch.tensor(mean, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
         self._std = torch.tensor(std, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
@@ -205,6 +209,24 @@ class Backbone:
     def logit_scale_bias(self) -> tuple[float, float]:
         """SigLIP's learned (scale, bias): p(match) = sigmoid(scale * cos + bias)."""
         return float(self.model.logit_scale.exp()), float(self.model.logit_bias)
+
+    def embed_clips(self, first: np.ndarray, last: np.ndarray) -> np.ndarray:
+        """Embed clips from the frame embeddings of their beginnings and ends, in the text space.
+
+        Args:
+            first, last: float (S, D) mean frame embeddings of each clip's first and last part.
+        Returns:
+            float32 (S, D), L2-normalised ``(x_a + x_b) / 2 + A (x_b - x_a)`` with x_a, x_b the
+            L2-normalised ``first`` and ``last`` and A :attr:`clip_adapter` (the term this
+            backbone was trained with; see ``core.model.siglip_train.train_siglip``).
+        Raises:
+            ConfigError: the backbone has no clip adapter (it was not trained on clips).
+        """
+        if self.clip_adapter is None:
+            raise ConfigError(f"backbone {self.identity.name!r} has no {CLIP_ADAPTER_FILE}: it was not trained "
+                              "on two-frame clips, so it cannot embed a clip")
+        xa, xb = _unit(np.asarray(first, np.float32)), _unit(np.asarray(last, np.float32))
+        return _unit((xa + xb) / 2 + (xb - xa) @ self.clip_adapter.T)
 
     def match_probability(self, cos: np.ndarray) -> np.ndarray:
         """SigLIP's own calibrated pairwise probability for cosine similarities."""
@@ -343,3 +365,22 @@ def bundled_head_dir() -> Path:
     """The demo grounding head trained on :func:`bundled_model_dir`'s index of the synthetic
     train split; indexing with the bundled backbone uses it by default."""
     return Path(__file__).resolve().parent.parent / "bundled" / "demo" / "head"
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    """Rows of ``x`` scaled to unit L2 norm (zero rows stay zero)."""
+    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+
+
+def _clip_adapter(model_dir: Path, dim: int) -> np.ndarray | None:
+    """float32 (D, D) A from ``model_dir/clip_adapter.safetensors``, or None when there is none."""
+    path = model_dir / CLIP_ADAPTER_FILE
+    if not path.is_file():
+        return None
+    from safetensors.numpy import load_file
+
+    weight = load_file(str(path)).get("weight")
+    if weight is None or weight.shape != (dim, dim):
+        raise ModelNotFoundError(f"{path} must hold a ({dim}, {dim}) 'weight' for this {dim}-d backbone, got "
+                                 f"{None if weight is None else weight.shape}; rebuild the backbone or remove the file")
+    return weight.astype(np.float32)

@@ -17,6 +17,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from core.errors import ConfigError
+from core.model.temporal import temporal_differences
+
 
 class ContextTokenPooler(nn.Module):
     """k learned queries attention-pool a proposal's frames into k unit tokens.
@@ -31,10 +34,25 @@ class ContextTokenPooler(nn.Module):
     means of frames the text tower already aligns with; the residual adapter
     (W_up zero-initialised) lets training move them off that span. The queries
     are drawn N(0, 1) so the k tokens differ (attend differently) from the start.
+
+    A weighted mean of frames is blind to their order, so such tokens cannot say
+    which way something moved, however well the query embedding does. With
+    ``motion_offsets`` (k_1, ...) the values become
+
+        v_t = x_t + W_m [x_{t+k_1} - x_{t-k_1}; ...]     (W_m: (D·n_k) -> D, zero-initialised)
+
+    (:func:`~core.model.temporal.temporal_differences`), so a token can carry the
+    direction of change where it attends; keys stay on the frames themselves.
     """
 
-    def __init__(self, dim: int, k: int = 4, hidden: int = 256) -> None:
+    def __init__(self, dim: int, k: int = 4, hidden: int = 256, motion_offsets: tuple[int, ...] = ()) -> None:
         super().__init__()
+        if any(int(o) != o or o < 1 for o in motion_offsets):
+            raise ConfigError(f"context-token motion offsets must be positive frame counts, got {motion_offsets}")
+        self.motion_offsets = tuple(motion_offsets)
+        self.motion = nn.Linear(dim * len(self.motion_offsets), dim, bias=False) if self.motion_offsets else None
+        if self.motion is not None:
+            nn.init.zeros_(self.motion.weight)
         self.queries = nn.Parameter(torch.randn(k, hidden))  # (k, h)
         self.key_norm = nn.LayerNorm(dim)
         self.key = nn.Linear(dim, hidden)
@@ -62,7 +80,10 @@ class ContextTokenPooler(nn.Module):
             keys.shape[-1]
         )  # (B, k, T)
         scores = scores.masked_fill(~mask[:, None, :], torch.finfo(scores.dtype).min)
-        pooled = scores.softmax(dim=-1) @ frames  # (B, k, T) @ (B, T, D) -> (B, k, D)
+        values = frames
+        if self.motion is not None:
+            values = frames + self.motion(temporal_differences(frames, mask, self.motion_offsets))  # (B, T, D)
+        pooled = scores.softmax(dim=-1) @ values  # (B, k, T) @ (B, T, D) -> (B, k, D)
         tokens = pooled + self.up(F.relu(self.down(pooled)))  # (B, k, D)
         return F.normalize(tokens, dim=-1)
 

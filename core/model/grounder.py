@@ -41,6 +41,8 @@ class GroundingModelConfig:
     #: which text-tower states are the word features (``Backbone.encode_text_tokens``): (-1,) = its
     #: output, as RGNet (and the shipped demo head); (0, -1) adds the input embeddings (README, measured)
     text_layers: tuple[int, ...] = (-1,)
+    #: frame offsets of the context tokens' motion term (``ContextTokenPooler``); () = order-blind tokens
+    context_motion_offsets: tuple[int, ...] = ()
 
     @classmethod
     def small(cls, video_dim: int, text_dim: int) -> "GroundingModelConfig":
@@ -69,6 +71,7 @@ class GroundingModelConfig:
         d["encoder"]["temporal_dilations"] = list(self.encoder.temporal_dilations)
         d["encoder"]["motion_offsets"] = list(self.encoder.motion_offsets)
         d["text_layers"] = list(self.text_layers)
+        d["context_motion_offsets"] = list(self.context_motion_offsets)
         return d
 
     @classmethod
@@ -78,7 +81,8 @@ class GroundingModelConfig:
         enc["motion_offsets"] = tuple(enc.get("motion_offsets", ()))
         return cls(encoder=RGEncoderConfig(**enc), decoder=GroundingDecoderConfig(**d["decoder"]),
                    context_tokens=int(d["context_tokens"]), context_hidden=int(d["context_hidden"]),
-                   loss=LossWeights(**d["loss"]), text_layers=tuple(d.get("text_layers", (-1,))))
+                   loss=LossWeights(**d["loss"]), text_layers=tuple(d.get("text_layers", (-1,))),
+                   context_motion_offsets=tuple(d.get("context_motion_offsets", ())))
 
 
 class GroundingModel(nn.Module):
@@ -93,7 +97,8 @@ class GroundingModel(nn.Module):
         self.decoder = GroundingDecoder(cfg.decoder)
         self.span_head = SpanHead(cfg.encoder.hidden)
         self.confidence_head = ConfidenceHead(cfg.encoder.hidden)
-        self.context_pooler = ContextTokenPooler(cfg.encoder.video_dim, cfg.context_tokens, cfg.context_hidden)
+        self.context_pooler = ContextTokenPooler(cfg.encoder.video_dim, cfg.context_tokens, cfg.context_hidden,
+                                                 cfg.context_motion_offsets)
 
     def forward(self, video: torch.Tensor, video_mask: torch.Tensor, text: torch.Tensor,
                 text_mask: torch.Tensor) -> dict:

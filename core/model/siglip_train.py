@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from core.errors import ConfigError
-from core.model.backbone import _pooled, pick_device
+from core.model.backbone import CLIP_ADAPTER_FILE, _pooled, pick_device
 
 log = logging.getLogger(__name__)
 
@@ -284,72 +284,127 @@ def positive_mask(caption_cls: torch.Tensor) -> torch.Tensor:
 def train_siglip(images: np.ndarray, captions: list[str], out_dir: str | Path,
                  cfg: SiglipTrainConfig = SiglipTrainConfig(),
                  on_epoch: Callable[[int, dict], None] | None = None,
-                 groups: np.ndarray | None = None) -> dict:
-    """Train a SigLIP from scratch on (image, caption) pairs and save it to ``out_dir``.
+                 groups: np.ndarray | None = None, items: np.ndarray | None = None) -> dict:
+    """Train a SigLIP from scratch on (image or clip, caption) pairs and save it to ``out_dir``.
+
+    Clips: an item of two frames a -> b is embedded as
+
+        c = (x_a + x_b) / 2 + A (x_b - x_a),   x = L2-normalised image features (D,)
+
+    with A a (D, D) matrix, zero at the start, trained with the towers and saved
+    beside them (:data:`~core.model.backbone.CLIP_ADAPTER_FILE`; search uses it to check
+    candidate spans, ``search/verify.py``). A single frame (a = b) is its own
+    embedding, as at index time. The sigmoid loss then asks the text tower to
+    place "moving left" and "moving right" where the frames' change tells them
+    apart, which single frames never can; a clip and its time reversal in one
+    batch (``frames_and_captions(reverse_fraction=)``) differ only in the sign
+    of that change.
 
     Args:
         images: uint8 (N, S, S, 3) RGB, S = ``cfg.image_size``.
-        captions: N strings, caption i describing image i (repeats allowed).
+        captions: M strings (M = N without ``items``), caption i describing item i (repeats allowed).
         out_dir: written with config.json, model.safetensors, tokenizer files,
-            preprocessor_config.json and siglip_train.json (config + history).
+            preprocessor_config.json and siglip_train.json (config + history); with clips
+            also :data:`CLIP_ADAPTER_FILE` (A).
         on_epoch: called after each epoch with (epoch starting at 1, that epoch's record).
-        groups: int64 (N,) or None; images with equal ids (consecutive indices, e.g. the
+        groups: int64 (M,) or None; items with equal ids (consecutive indices, e.g. the
             contrast pairs of ``frames_and_captions``) are held out together and shuffled
             as one unit, so they share a batch (except where a batch boundary cuts one).
+        items: int64 (M, 2) or None; item i shows frame ``items[i, 0]`` then ``items[i, 1]``
+            (equal for a single frame). None: every image is one single-frame item.
     Returns:
         history: ``loss`` (per-epoch mean training loss), ``val_accuracy`` (per epoch:
-        share of held-out images whose best-scoring caption among the distinct
-        held-out captions is their own; None without a held-out split), ``epoch_sec``,
-        ``lr`` (at the end of each epoch), ``n_train``, ``n_val``, ``n_val_captions``,
-        ``steps``, ``device``, ``logit_scale`` (t) and ``logit_bias`` at the end.
+        share of held-out single frames whose best-scoring caption among the distinct
+        held-out captions is their own; None without a held-out split),
+        ``val_reverse_accuracy`` (per epoch: share of held-out clips that have their time
+        reversal in their group and score their own caption above the reversed one's;
+        None without such pairs), ``epoch_sec``, ``lr`` (at the end of each epoch),
+        ``n_train``, ``n_val``, ``n_val_captions``, ``n_clips``, ``steps``, ``device``,
+        ``logit_scale`` (t) and ``logit_bias`` at the end.
     """
     cfg.validate()
-    _check_data(images, captions, cfg)
+    items = _check_data(images, captions, cfg, items)
     out = Path(out_dir)
     dev = pick_device(cfg.device)
     tokenizer = train_tokenizer(captions, out, cfg.vocab_size, cfg.text_max_len)
-    ids, cls = caption_classes(tokenizer, captions, cfg.text_max_len)  # (C, L), (N,)
+    ids, cls = caption_classes(tokenizer, captions, cfg.text_max_len)  # (C, L), (M,)
     gen = torch.Generator().manual_seed(cfg.seed)
-    units = _units(len(images), groups)
+    units = _units(len(items), groups)
     train_units, val_units = _split(len(units), cfg.val_fraction, gen)
     train_idx, val_idx = _gather(units, train_units), _gather(units, val_units)
     model = build_siglip(cfg, len(tokenizer), tokenizer.eos_token_id).to(dev).train()
+    n_clips = int((items[:, 0] != items[:, 1]).sum())
+    adapter = None
+    if n_clips:  # no clips: no adapter, and the run is the single-frame one exactly
+        adapter = torch.nn.Linear(cfg.hidden_size, cfg.hidden_size, bias=False).to(dev)
+        torch.nn.init.zeros_(adapter.weight)
     frames = torch.from_numpy(np.ascontiguousarray(images)).to(dev)  # uint8 (N, S, S, 3)
+    pairs = torch.from_numpy(items).to(dev)  # (M, 2)
     ids, cls = ids.to(dev), cls.to(dev)
     steps_per_epoch = math.ceil(len(train_idx) / cfg.batch_size)
-    opt, sched = _optimizer(model, cfg, cfg.epochs * steps_per_epoch)
-    history: dict = {"loss": [], "val_accuracy": [], "epoch_sec": [], "lr": []}
+    opt, sched = _optimizer(model, cfg, cfg.epochs * steps_per_epoch, adapter)
+    reverse_of = _reverse_partners(items, groups, val_idx)
+    history: dict = {"loss": [], "val_accuracy": [], "val_reverse_accuracy": [], "epoch_sec": [], "lr": []}
     for epoch in range(1, cfg.epochs + 1):
         t0 = time.perf_counter()
         order = _gather(units, train_units[torch.randperm(len(train_units), generator=gen)])
-        loss = _train_epoch(model, opt, sched, frames, ids, cls, order, cfg, dev)
-        acc = _val_accuracy(model, frames, ids, cls, val_idx, cfg.batch_size, dev)
-        record = {"epoch": epoch, "loss": loss, "val_accuracy": acc,
+        loss = _train_epoch(model, adapter, opt, sched, frames, pairs, ids, cls, order, cfg, dev)
+        single = val_idx[(items[val_idx.numpy(), 0] == items[val_idx.numpy(), 1])]
+        acc = _val_accuracy(model, frames[pairs[single.to(dev), 0]], ids, cls[single.to(dev)],
+                            cfg.batch_size, dev) if len(single) else None
+        rev = _reverse_accuracy(model, adapter, frames, pairs, ids, cls, reverse_of, dev)
+        record = {"epoch": epoch, "loss": loss, "val_accuracy": acc, "val_reverse_accuracy": rev,
                   "epoch_sec": time.perf_counter() - t0, "lr": sched.get_last_lr()[0]}
         for key, values in history.items():
             values.append(record[key])
-        log.info("siglip epoch %d/%d: loss %.4f, held-out acc %s, %.1fs",
-                 epoch, cfg.epochs, loss, acc, record["epoch_sec"])
+        log.info("siglip epoch %d/%d: loss %.4f, held-out acc %s, reverse acc %s, %.1fs",
+                 epoch, cfg.epochs, loss, acc, rev, record["epoch_sec"])
         if on_epoch is not None:
             on_epoch(epoch, record)
     history.update(n_train=len(train_idx), n_val=len(val_idx),
-                   n_val_captions=int(torch.unique(cls[val_idx.to(dev)]).numel()),
+                   n_val_captions=int(torch.unique(cls[val_idx.to(dev)]).numel()), n_clips=n_clips,
                    steps=cfg.epochs * steps_per_epoch, device=str(dev),
                    logit_scale=model.logit_scale.exp().item(), logit_bias=model.logit_bias.item())
     _save(model.cpu().eval(), out, cfg, history)
+    if adapter is not None:  # the clip term A: Backbone.embed_clips, read by search's span check (search/verify.py)
+        from safetensors.torch import save_file
+
+        save_file({"weight": adapter.weight.detach().cpu().contiguous()}, str(out / CLIP_ADAPTER_FILE))
     return history
 
 
-def _check_data(images: np.ndarray, captions: list[str], cfg: SiglipTrainConfig) -> None:
+def _check_data(images: np.ndarray, captions: list[str], cfg: SiglipTrainConfig,
+                items: np.ndarray | None) -> np.ndarray:
+    """Validate the data; returns the items, int64 (M, 2) (one per image when ``items`` is None)."""
     s = cfg.image_size
     if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.ndim != 4 \
             or images.shape[1:] != (s, s, 3):
         got = (getattr(images, "dtype", type(images)), getattr(images, "shape", None))
         raise ConfigError(f"images must be uint8 (N, {s}, {s}, 3) for image_size={s}, got {got}")
-    if len(captions) != len(images):
-        raise ConfigError(f"need one caption per image: {len(images)} images, {len(captions)} captions")
-    if len(images) - _n_val(len(images), cfg.val_fraction) < 2:
-        raise ConfigError(f"need at least 2 training images after the held-out split, got {len(images)} images")
+    if items is None:
+        items = np.repeat(np.arange(len(images), dtype=np.int64)[:, None], 2, axis=1)
+    items = np.asarray(items)
+    if items.ndim != 2 or items.shape[1] != 2 or not np.issubdtype(items.dtype, np.integer) \
+            or (items.size and (items.min() < 0 or items.max() >= len(images))):
+        raise ConfigError(f"items must be int (M, 2) indices into the {len(images)} images, got {items.shape}")
+    if len(captions) != len(items):
+        raise ConfigError(f"need one caption per item: {len(items)} items, {len(captions)} captions")
+    if len(items) - _n_val(len(items), cfg.val_fraction) < 2:
+        raise ConfigError(f"need at least 2 training items after the held-out split, got {len(items)} items")
+    return items.astype(np.int64)
+
+
+def _reverse_partners(items: np.ndarray, groups: np.ndarray | None, val_idx: torch.Tensor) -> torch.Tensor:
+    """Held-out clips whose group holds their time reversal: int64 (P, 2) rows (clip, reversed clip)."""
+    rows = []
+    if groups is not None:
+        val = set(val_idx.tolist())
+        for i in sorted(val):
+            for j in (i - 1, i + 1):
+                if j in val and groups[j] == groups[i] and items[i, 0] != items[i, 1] \
+                        and (items[j] == items[i][::-1]).all():
+                    rows.append((i, j))
+    return torch.tensor(rows, dtype=torch.int64).reshape(-1, 2)
 
 
 def _units(n: int, groups: np.ndarray | None) -> list[torch.Tensor]:
@@ -379,10 +434,12 @@ def _split(n: int, val_fraction: float, gen: torch.Generator) -> tuple[torch.Ten
     return perm[n_val:], perm[:n_val]
 
 
-def _optimizer(model: torch.nn.Module, cfg: SiglipTrainConfig, total_steps: int):
+def _optimizer(model: torch.nn.Module, cfg: SiglipTrainConfig, total_steps: int,
+               adapter: torch.nn.Module | None = None):
     """AdamW (decay on matrices only) + linear warm-up then cosine decay to 0, stepped per batch."""
-    decay = [p for p in model.parameters() if p.ndim >= 2]
-    no_decay = [p for p in model.parameters() if p.ndim < 2]  # biases, norms, logit scale/bias
+    params = [*model.parameters(), *(adapter.parameters() if adapter is not None else ())]
+    decay = [p for p in params if p.ndim >= 2]
+    no_decay = [p for p in params if p.ndim < 2]  # biases, norms, logit scale/bias
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                              {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
 
@@ -395,9 +452,24 @@ def _optimizer(model: torch.nn.Module, cfg: SiglipTrainConfig, total_steps: int)
     return opt, torch.optim.lr_scheduler.LambdaLR(opt, factor)
 
 
-def _train_epoch(model, opt, sched, frames: torch.Tensor, ids: torch.Tensor, cls: torch.Tensor,
-                 order: torch.Tensor, cfg: SiglipTrainConfig, dev: torch.device) -> float:
-    """One pass over ``order`` (int64 image indices); returns the mean batch loss."""
+def item_embeddings(model, adapter: torch.nn.Module | None, frames: torch.Tensor,
+                    pairs: torch.Tensor) -> torch.Tensor:
+    """Embed items: int64 (B, 2) frame indices into uint8 (N, S, S, 3) ``frames`` -> (B, D).
+
+    Without an adapter (no clips) the image features of ``pairs[:, 0]``, unnormalised;
+    with one, ``(x_a + x_b) / 2 + A (x_b - x_a)`` of the L2-normalised features (see
+    :func:`train_siglip`). Each distinct frame of the batch goes through the tower once.
+    """
+    if adapter is None:
+        return image_embeddings(model, frames[pairs[:, 0]])
+    uniq, inv = torch.unique(pairs.reshape(-1), return_inverse=True)
+    x = F.normalize(image_embeddings(model, frames[uniq]).float(), dim=-1)[inv].view(len(pairs), 2, -1)
+    return (x[:, 0] + x[:, 1]) / 2 + adapter(x[:, 1] - x[:, 0])
+
+
+def _train_epoch(model, adapter, opt, sched, frames: torch.Tensor, pairs: torch.Tensor, ids: torch.Tensor,
+                 cls: torch.Tensor, order: torch.Tensor, cfg: SiglipTrainConfig, dev: torch.device) -> float:
+    """One pass over ``order`` (int64 item indices); returns the mean batch loss."""
     model.train()
     losses = []
     for start in range(0, len(order), cfg.batch_size):
@@ -409,13 +481,14 @@ def _train_epoch(model, opt, sched, frames: torch.Tensor, ids: torch.Tensor, cls
         # gathered back to (B, D) — the same values as running it on all B captions.
         uniq, inv = torch.unique(batch_cls, return_inverse=True)
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
-            img = image_embeddings(model, frames[b])  # (B, D)
+            img = item_embeddings(model, adapter, frames, pairs[b])  # (B, D)
             txt = text_embeddings(model, ids[uniq])[inv]  # (B, D)
         loss = sigmoid_loss(img, txt, model.logit_scale, model.logit_bias, positive_mask(batch_cls))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            params = [*model.parameters(), *(adapter.parameters() if adapter is not None else ())]
+            torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
         opt.step()
         sched.step()
         losses.append(loss.item())
@@ -424,19 +497,31 @@ def _train_epoch(model, opt, sched, frames: torch.Tensor, ids: torch.Tensor, cls
 
 @torch.inference_mode()
 def _val_accuracy(model, frames: torch.Tensor, ids: torch.Tensor, cls: torch.Tensor,
-                  val_idx: torch.Tensor, batch_size: int, dev: torch.device) -> float | None:
-    """Held-out image -> text top-1 accuracy among the distinct held-out captions."""
-    if len(val_idx) == 0:
-        return None
+                  batch_size: int, dev: torch.device) -> float:
+    """Image -> text top-1 accuracy of uint8 (V, S, S, 3) frames among their V captions' distinct ones."""
     model.eval()
-    val_idx = val_idx.to(dev)
-    uniq, target = torch.unique(cls[val_idx], return_inverse=True)  # (U,), (V,)
+    uniq, target = torch.unique(cls, return_inverse=True)  # (U,), (V,)
     with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
         txt = F.normalize(text_embeddings(model, ids[uniq]).float(), dim=-1)  # (U, D)
-        img = torch.cat([image_embeddings(model, frames[val_idx[i:i + batch_size]]).float()
-                         for i in range(0, len(val_idx), batch_size)])  # (V, D)
+        img = torch.cat([image_embeddings(model, frames[i:i + batch_size]).float()
+                         for i in range(0, len(frames), batch_size)])  # (V, D)
     pred = (F.normalize(img, dim=-1) @ txt.T).argmax(dim=1)  # (V,)
     return float((pred == target).float().mean())
+
+
+@torch.inference_mode()
+def _reverse_accuracy(model, adapter, frames: torch.Tensor, pairs: torch.Tensor, ids: torch.Tensor,
+                      cls: torch.Tensor, reverse_of: torch.Tensor, dev: torch.device) -> float | None:
+    """Share of (clip, reversed clip) rows whose clip scores its own caption above the reversed one's."""
+    if len(reverse_of) == 0 or adapter is None:
+        return None
+    model.eval()
+    reverse_of = reverse_of.to(dev)
+    with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
+        clip = F.normalize(item_embeddings(model, adapter, frames, pairs[reverse_of[:, 0]]).float(), dim=-1)
+        own = F.normalize(text_embeddings(model, ids[cls[reverse_of[:, 0]]]).float(), dim=-1)
+        other = F.normalize(text_embeddings(model, ids[cls[reverse_of[:, 1]]]).float(), dim=-1)
+    return float(((clip * own).sum(-1) > (clip * other).sum(-1)).float().mean())
 
 
 def _save(model, out: Path, cfg: SiglipTrainConfig, history: dict) -> None:

@@ -32,9 +32,10 @@ its own random streams, seeded by ``(seed, split, index)``, so it does not
 change when another split grows (its queries do change when its own split
 grows: they depend on what the other videos of the split show).
 
-:func:`frames_and_captions` samples single frames with the caption of a
-visible event (to train a small image-text backbone), rendered square or, given
-a decoder, through the same H.264 encode and decode as the archive's videos.
+:func:`frames_and_captions` samples single frames (and two-frame clips) with
+the caption of a visible event (to train a small image-text backbone), rendered
+square or, given a decoder, through the same H.264 encode and decode as the
+archive's videos.
 """
 
 from __future__ import annotations
@@ -71,6 +72,7 @@ from core.synth.scenes import (
     object_event,
     progress,
     render_frame,
+    reversed_event,
     sample_timeline,
     title_event,
 )
@@ -471,32 +473,66 @@ def _contrast_time(rng: np.random.Generator, e: Event, t: float) -> float | None
     return e.start_sec + float(rng.uniform(lo, hi)) * (e.end_sec - e.start_sec)
 
 
+@dataclass(frozen=True)
+class CaptionedFrames:
+    """Training items for the backbone: single frames or two-frame clips, each with a caption.
+
+    Item ``i`` shows ``images[items[i, 0]]`` then ``images[items[i, 1]]`` (the same
+    index twice for a single frame) and is described by ``captions[i]``.
+
+    Attributes:
+        images: uint8 (N, S, S, 3) RGB frames.
+        captions: M sentences, one per item.
+        groups: int64 (M,), non-decreasing: equal ids are one contrast pair (kept in one batch).
+        items: int64 (M, 2) frame indices into ``images``.
+    """
+
+    images: np.ndarray
+    captions: list[str]
+    groups: np.ndarray
+    items: np.ndarray
+
+
+def _clip_times(rng: np.random.Generator, e: Event) -> tuple[float, float]:
+    """Two times (seconds) inside ``e``: one in its first third, one in its last third."""
+    span = e.end_sec - e.start_sec
+    return (e.start_sec + float(rng.uniform(0.05, 0.35)) * span,
+            e.start_sec + float(rng.uniform(0.65, 0.95)) * span)
+
+
 def frames_and_captions(
     cfg: SynthConfig, n: int, seed: int, *, image_size: int = 64, split: str = "train",
-    state_fraction: float = 0.5, contrast_fraction: float = 0.0,
-    decode: Callable[[Path], np.ndarray] | None = None, chunk: int = 2048,
-) -> tuple[np.ndarray, list[str], np.ndarray]:
-    """``n`` single frames, each with a caption of one event visible in it.
+    state_fraction: float = 0.5, contrast_fraction: float = 0.0, clip_fraction: float = 0.0,
+    reverse_fraction: float = 0.0, decode: Callable[[Path], np.ndarray] | None = None, chunk: int = 2048,
+) -> CaptionedFrames:
+    """``n`` training items, each a frame (or a two-frame clip) with a caption of one event in it.
 
     Frames come from fresh 3-minute timelines using ``split``'s (shape, colour)
     pairs (train: held-out pairs never appear), at a random time inside the
     captioned event; other events active then are drawn too. A share
     ``state_fraction`` of the captions say what the frame shows
     (:func:`~core.synth.scenes.frame_caption`: "a red circle on the left"), the
-    rest are the event's query sentence ("a red circle moving left"), whose
-    action a single frame cannot show but whose words the text tower must learn.
+    rest are the event's query sentence ("a red circle moving left").
 
-    Contrast pairs: a contrastive model left to random batches learns colour and
-    shape and ignores where a shape is (a linear probe of a mover's x position
-    from the 2026-11 demo backbone's embeddings: R² ≈ 0, ``bench/backbone_probe.py``),
-    so a temporal model cannot read "moving left" from successive frames (measured
-    with transformers' random position-embedding init; contrast pairs did not fix
-    that, the sine-cosine init of ``build_siglip`` did). With probability
-    ``contrast_fraction`` a state caption of a mover, or of a growing / shrinking
-    shape, gets a partner: the same scene at a time when the shape is in
-    another third of its path (or at the other size), with that frame's caption.
-    The pair shares a group id and sits at consecutive indices, so a trainer that
-    batches by group puts both sides of the contrast in one batch.
+    Clips: a single frame cannot show an action, so a backbone trained on
+    sentences over single frames learns to ignore the words that name one
+    (the 2026-12 demo tower: pooled "a red circle moving left" / "... moving
+    right" cosine 0.997, ``bench/backbone_probe.py``), and no later model can
+    tell from the query which motion is meant. With probability
+    ``clip_fraction`` a sentence caption gets a clip instead: a frame from the
+    event's first third and one from its last third. With probability
+    ``reverse_fraction`` such a clip also gets its time reversal, the same two
+    frames the other way round, captioned as the reversed event ("... moving
+    right", "... disappears"; :func:`~core.synth.scenes.reversed_event`), in
+    the same group, so a batch holds both and only the order of the frames
+    tells the two sentences apart. Reversed clips cost no frames.
+
+    Contrast pairs: with probability ``contrast_fraction`` a state caption of a
+    mover, or of a growing / shrinking shape, gets a partner: the same scene at
+    a time when the shape is in another third of its path (or at the other
+    size), with that frame's caption, in the same group (measured with
+    transformers' random position-embedding init, they did not teach the
+    backbone position; the sine-cosine init of ``build_siglip`` did).
 
     How the pixels are made:
 
@@ -512,15 +548,14 @@ def frames_and_captions(
       ``(k, image_size, image_size, 3)`` uint8 (the indexer's decoder: frames
       are then exactly what indexing would give the backbone).
 
-    Returns:
-        images: (n, image_size, image_size, 3) uint8 RGB.
-        captions: n sentences, ``captions[i]`` describes ``images[i]``.
-        groups: int64 (n,), non-decreasing: equal ids are one contrast pair.
+    With ``clip_fraction = 0`` the items are the frames (``items[i] == (i, i)``)
+    and the random draws are those of builds before clips existed.
     """
-    if not (0.0 <= state_fraction <= 1.0 and 0.0 <= contrast_fraction <= 1.0):
+    fractions = (state_fraction, contrast_fraction, clip_fraction, reverse_fraction)
+    if not all(0.0 <= f <= 1.0 for f in fractions):
         raise ConfigError(
-            f"frames_and_captions: state_fraction={state_fraction}, contrast_fraction={contrast_fraction}; "
-            "need both in 0..1"
+            f"frames_and_captions: state_fraction={state_fraction}, contrast_fraction={contrast_fraction}, "
+            f"clip_fraction={clip_fraction}, reverse_fraction={reverse_fraction}; need all in 0..1"
         )
     if n < 0 or image_size < 16 or chunk < 1:
         raise ConfigError(
@@ -529,12 +564,14 @@ def frames_and_captions(
         )
     rng = np.random.default_rng([seed, _split_index(split), 7])
     render_size = (image_size, image_size) if decode is None else cfg.size
-    images = np.empty((n, image_size, image_size, 3), dtype=np.uint8)
+    blocks: list[np.ndarray] = []  # (k, S, S, 3) runs of finished frames, in index order
+    pending: list[np.ndarray] = []  # rendered, not yet through the codec (decode given)
+    n_frames = 0
     captions: list[str] = []
-    pending: list[np.ndarray] = []  # rendered at cfg.size, not yet through the codec
+    groups: list[int] = []
+    items: list[tuple[int, int]] = []
 
     def flush() -> None:
-        start = len(captions) - len(pending)
         with tempfile.TemporaryDirectory(prefix="gz-frames-") as tmp:
             clip = write_video(Path(tmp) / "frames.mp4", iter(pending), 1, cfg.size)
             got = decode(clip)  # type: ignore[misc]
@@ -543,21 +580,25 @@ def frames_and_captions(
                 f"frames_and_captions: decode gave {got.shape} for {len(pending)} frames, expected "
                 f"({len(pending)}, {image_size}, {image_size}, 3)"
             )
-        images[start:start + len(pending)] = got
+        blocks.append(got)
         pending.clear()
 
-    groups = np.empty(n, dtype=np.int64)
-
-    def add(events: Sequence[Event], t: float, text: str, group: int) -> None:
-        frame = render_frame(events, t, render_size)
-        groups[len(captions)] = group
-        captions.append(text)
+    def frame(events: Sequence[Event], t: float) -> int:
+        nonlocal n_frames
+        img = render_frame(events, t, render_size)
         if decode is None:
-            images[len(captions) - 1] = frame
+            blocks.append(img[None])
         else:
-            pending.append(frame)
+            pending.append(img)
             if len(pending) == chunk:
                 flush()
+        n_frames += 1
+        return n_frames - 1
+
+    def add(a: int, b: int, text: str, group: int) -> None:
+        items.append((a, b))
+        captions.append(text)
+        groups.append(group)
 
     group = 0
     while len(captions) < n:
@@ -568,11 +609,24 @@ def frames_and_captions(
             e = events[int(i)]
             t = _visible_time(rng, e)
             state = rng.random() < state_fraction
-            add(events, t, frame_caption(e, t) if state else caption(e), group)
-            if state and contrast_fraction > 0 and len(captions) < n and rng.random() < contrast_fraction \
-                    and (t2 := _contrast_time(rng, e, t)) is not None:
-                add(events, t2, frame_caption(e, t2), group)
+            if not state and clip_fraction > 0 and rng.random() < clip_fraction:
+                t1, t2 = _clip_times(rng, e)
+                a, b = frame(events, t1), frame(events, t2)
+                add(a, b, caption(e), group)
+                back = reversed_event(e)
+                if reverse_fraction > 0 and rng.random() < reverse_fraction and back is not None \
+                        and len(captions) < n:
+                    add(b, a, caption(back), group)
+            else:
+                a = frame(events, t)
+                add(a, a, frame_caption(e, t) if state else caption(e), group)
+                if state and contrast_fraction > 0 and len(captions) < n and rng.random() < contrast_fraction \
+                        and (t2 := _contrast_time(rng, e, t)) is not None:
+                    b = frame(events, t2)
+                    add(b, b, frame_caption(e, t2), group)
             group += 1
     if pending:
         flush()
-    return images, captions, groups
+    images = np.concatenate(blocks) if blocks else np.empty((0, image_size, image_size, 3), np.uint8)
+    return CaptionedFrames(images=images, captions=captions, groups=np.asarray(groups, dtype=np.int64),
+                           items=np.asarray(items, dtype=np.int64).reshape(-1, 2))

@@ -263,6 +263,32 @@ def frame_caption(event: Event, t: float) -> str:
     return f"{article} {what} {where}"
 
 
+_REVERSED_MOTION = MappingProxyType({"left": "right", "right": "left", "up": "down", "down": "up"})
+_REVERSED_KIND = MappingProxyType({"appears": "disappears", "disappears": "appears"})
+
+
+def reversed_event(event: Event) -> Event | None:
+    """The event that ``event``'s frames show when played backwards, or None when it is the same.
+
+    A mover's motion flips (left <-> right, up <-> down) and a growing shape
+    shrinks (appears <-> disappears); a still shape, a title or a background
+    looks the same backwards (None). Used for the time-reversed clips of
+    :func:`core.synth.archive.frames_and_captions`.
+
+    >>> caption(reversed_event(object_event("circle", "red", "left", 0.0, 10.0)))
+    'a red circle moving right'
+    >>> caption(reversed_event(object_event("square", "blue", "appears", 0.0, 10.0)))
+    'a blue square disappears'
+    >>> reversed_event(object_event("star", "green", "still")) is None
+    True
+    """
+    if event.kind == "object" and event.motion in _REVERSED_MOTION:
+        return replace(event, motion=_REVERSED_MOTION[str(event.motion)])
+    if event.kind in _REVERSED_KIND:
+        return replace(event, kind=_REVERSED_KIND[event.kind])
+    return None
+
+
 def conflicts(a: Event, b: Event) -> bool:
     """Whether one caption could describe both events (times ignored).
 

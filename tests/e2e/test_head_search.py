@@ -29,7 +29,8 @@ def index_and_head(tmp_path_factory, tiny_model_dir):
                                  "--epochs", "2", "--batch-size", "2", "--tiny", "--device", "cpu", "--json",
                                  "--text-layers", "0,-1",  # search must read the same two text layers
                                  "--sentence-negatives", "1",  # qid 3 is qid 1's negative sentence
-                                 "--motion-offsets", "2,4"])  # and search must build the same motion input
+                                 "--motion-offsets", "2,4",  # and search must build the same motion input
+                                 "--context-motion-offsets", "2"])  # reindex: order-aware context tokens
     assert r.exit_code == 0, r.output
     assert all("loss_sentence_contrast" in rec for rec in json.loads(r.stdout)), r.stdout
     return index, head

@@ -71,6 +71,7 @@ def test_train_cli_refuses_bad_text_layers_and_lookalike_settings(tmp_path, tiny
     for extra, message in ((["--text-layers", "zero"], "comma-separated integers"),
                            (["--text-layers", "7"], "text layer 7"),
                            (["--lookalike-groups", "0.5"], "--retrieval-group"),
-                           (["--sentence-negatives", "-1"], "--sentence-negatives must be >= 0")):
+                           (["--sentence-negatives", "-1"], "--sentence-negatives must be >= 0"),
+                           (["--context-motion-offsets", "0"], "positive frame counts")):
         r = CliRunner().invoke(app, base + extra)
         assert r.exit_code != 0 and message in r.stderr and r.stderr.count("\n") == 1, (extra, r.output)

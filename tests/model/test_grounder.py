@@ -75,8 +75,10 @@ def test_checkpoint_round_trip_and_pickle_refused(tmp_path):
 
     torch.manual_seed(0)
     cfg = GroundingModelConfig.tiny()
-    cfg = replace(cfg, encoder=replace(cfg.encoder, motion_offsets=(2, 4)), text_layers=(0, -1))
+    cfg = replace(cfg, encoder=replace(cfg.encoder, motion_offsets=(2, 4)), text_layers=(0, -1),
+                  context_motion_offsets=(1, 3))
     model = GroundingModel(cfg).eval()
+    torch.nn.init.normal_(model.context_pooler.motion.weight)  # not the zero init: the weights must round-trip
     save_model(tmp_path / "head", model, extra={"note": "x"})
     loaded, meta = load_model(tmp_path / "head")
     assert meta["note"] == "x" and loaded.cfg == cfg

@@ -214,7 +214,7 @@ def test_bad_inputs_are_clear_errors(tmp_path):
     frames, caps = shapes_dataset(8, seed=0)
     with pytest.raises(ConfigError, match=r"uint8 \(N, 64, 64, 3\)"):
         train_siglip(frames, caps, tmp_path, SiglipTrainConfig())
-    with pytest.raises(ConfigError, match="one caption per image"):
+    with pytest.raises(ConfigError, match="one caption per item"):
         train_siglip(frames, caps[:-1], tmp_path, SiglipTrainConfig(**TINY))
     with pytest.raises(ConfigError, match="multiple of patch_size"):
         SiglipTrainConfig(image_size=30).validate()
@@ -253,6 +253,62 @@ def test_groups_are_held_out_and_shuffled_whole(tmp_path, one_thread):
     assert train_siglip(frames, caps, tmp_path / "g", cfg, groups=pairs)["n_val"] % 2 == 0
     with pytest.raises(ConfigError, match="non-decreasing"):
         train_siglip(frames, caps, tmp_path / "bad", cfg, groups=pairs[::-1].copy())
+
+
+def mover_clips(n: int, seed: int) -> tuple[np.ndarray, list[str], np.ndarray, np.ndarray]:
+    """n/2 forward clips and their time reversals: a red or blue square at x_a, then at x_b.
+
+    Captions "a red square moving left" / "... right"; the reversal of a clip is the same
+    two frames swapped with the other direction, in the same group. Only the order of the
+    frames tells the two captions of a group apart.
+    Returns images (n, 32, 32, 3), captions (n,), groups (n,), items (n, 2).
+    """
+    from PIL import Image, ImageDraw
+
+    rng = np.random.default_rng(seed)
+    images, captions, groups, items = [], [], [], []
+    for g in range(n // 2):
+        colour = ("red", "blue")[g % 2]
+        y = int(rng.integers(4, 20))
+        xa, xb = rng.choice(np.arange(2, 22), size=2, replace=False)
+        for x in (xa, xb):
+            im = Image.new("RGB", (32, 32))
+            ImageDraw.Draw(im).rectangle((int(x), y, int(x) + 9, y + 9), fill=COLOURS[colour])
+            images.append(np.asarray(im))
+        a, b = 2 * g, 2 * g + 1
+        fwd, back = ("right", "left") if xb > xa else ("left", "right")
+        captions += [f"a {colour} square moving {fwd}", f"a {colour} square moving {back}"]
+        groups += [g, g]
+        items += [(a, b), (b, a)]
+    return np.stack(images), captions, np.array(groups), np.array(items)
+
+
+def test_clips_teach_the_text_tower_which_way_a_shape_moved(tmp_path, one_thread):
+    """Two-frame items: the learned frame-change term lets captions that differ only in direction separate.
+
+    With clips and their reversals, held-out clips score their own direction above the
+    reversed one (checked after training), and the text tower's pooled embeddings of
+    "moving left" and "moving right" move apart. A run that ignored frame order (a plain
+    mean of the two frames) would tie every reversed pair and score 0 here.
+    """
+    images, caps, groups, items = mover_clips(480, seed=2)
+    cfg = SiglipTrainConfig(**TINY, epochs=14, batch_size=32, lr=3e-3, warmup_steps=10, seed=0)
+    history = train_siglip(images, caps, tmp_path / "clips", cfg, groups=groups, items=items)
+    assert history["n_clips"] == 480 and history["val_accuracy"][-1] is None  # no single frames
+    assert history["val_reverse_accuracy"][-1] >= 0.85, history["val_reverse_accuracy"]
+    b = Backbone(str(tmp_path / "clips"), device="cpu")
+    left, right = b.embed_texts(["a red square moving left", "a red square moving right"])
+    assert float(left @ right) < 0.9
+    from safetensors.torch import load_file
+
+    from core.model.backbone import CLIP_ADAPTER_FILE
+
+    assert load_file(str(tmp_path / "clips" / CLIP_ADAPTER_FILE))["weight"].abs().sum() > 0  # A was trained
+    # items must index the images, one caption per item
+    with pytest.raises(ConfigError, match="indices into the 480 images"):
+        train_siglip(images, caps, tmp_path / "bad", cfg, groups=groups, items=items + 1)
+    with pytest.raises(ConfigError, match="one caption per item"):
+        train_siglip(images, caps[:-1], tmp_path / "bad", cfg, groups=groups, items=items)
 
 
 # ---------------------------------------------------------------- position embeddings

@@ -300,12 +300,13 @@ def test_config_errors_name_the_field():
 
 
 def test_frames_and_captions_are_seeded_and_avoid_held_out_pairs():
-    images, captions, _ = frames_and_captions(TINY, 24, seed=5, image_size=32)
-    assert images.shape == (24, 32, 32, 3) and images.dtype == np.uint8
-    assert len(captions) == 24 and all(isinstance(c, str) and c for c in captions)
-    again, captions_again, _ = frames_and_captions(TINY, 24, seed=5, image_size=32)
-    assert np.array_equal(images, again) and captions == captions_again
-    _, many, _ = frames_and_captions(TINY, 300, seed=6, image_size=32)
+    got = frames_and_captions(TINY, 24, seed=5, image_size=32)
+    assert got.images.shape == (24, 32, 32, 3) and got.images.dtype == np.uint8
+    assert len(got.captions) == 24 and all(isinstance(c, str) and c for c in got.captions)
+    assert np.array_equal(got.items, np.repeat(np.arange(24)[:, None], 2, axis=1))  # single frames
+    again = frames_and_captions(TINY, 24, seed=5, image_size=32)
+    assert np.array_equal(got.images, again.images) and got.captions == again.captions
+    many = frames_and_captions(TINY, 300, seed=6, image_size=32).captions
     assert not any(p in c for c in many for p in held_out_phrases(TINY))
 
 
@@ -320,9 +321,10 @@ def test_frames_and_captions_through_the_codec_are_what_indexing_decodes():
         seen.append(len(frames))
         return frames
 
-    coded, captions, _ = frames_and_captions(TINY, 10, seed=5, image_size=32, decode=decode, chunk=4)
-    direct, same, _ = frames_and_captions(TINY, 10, seed=5, image_size=32)
-    assert captions == same and seen == [4, 4, 2]  # same draws; chunks of 4, then the rest
+    coded_set = frames_and_captions(TINY, 10, seed=5, image_size=32, decode=decode, chunk=4)
+    direct_set = frames_and_captions(TINY, 10, seed=5, image_size=32)
+    coded, direct = coded_set.images, direct_set.images
+    assert coded_set.captions == direct_set.captions and seen == [4, 4, 2]  # same draws; chunks of 4, then the rest
     assert coded.shape == direct.shape == (10, 32, 32, 3) and coded.dtype == np.uint8
     # the same scene, but squashed from 96x72 and coded: close, not equal
     diff = np.abs(coded.astype(int) - direct.astype(int))
@@ -340,8 +342,8 @@ def test_frames_and_captions_rejects_a_decoder_that_returns_the_wrong_frames():
 
 
 def test_contrast_pairs_show_the_same_shape_elsewhere_or_at_the_other_size():
-    images, captions, groups = frames_and_captions(TINY, 300, seed=4, image_size=32, state_fraction=1.0,
-                                                   contrast_fraction=1.0)
+    got = frames_and_captions(TINY, 300, seed=4, image_size=32, state_fraction=1.0, contrast_fraction=1.0)
+    images, captions, groups = got.images[got.items[:, 0]], got.captions, got.groups
     assert groups.shape == (300,) and np.all(np.diff(groups) >= 0)
     _, counts = np.unique(groups, return_counts=True)
     assert counts.max() == 2 and (counts == 2).sum() >= 50
@@ -354,12 +356,46 @@ def test_contrast_pairs_show_the_same_shape_elsewhere_or_at_the_other_size():
     # backbone's frames): the digest of these 400 captions under the code of commit 8f9ef25
     import hashlib
 
-    _, plain, ids = frames_and_captions(TINY, 400, seed=4, image_size=32)
+    plain_set = frames_and_captions(TINY, 400, seed=4, image_size=32)
+    plain, ids = plain_set.captions, plain_set.groups
     assert np.array_equal(ids, np.arange(400))
     assert hashlib.sha256("\n".join(plain).encode()).hexdigest() == (
         "a5304439ffd88e23e5a89b1cd57b9b756d80dfd1c45903764b3d2367e35bedc0")
     with pytest.raises(ConfigError, match="contrast_fraction"):
         frames_and_captions(TINY, 5, seed=4, contrast_fraction=1.5)
+
+
+def test_clips_show_the_event_from_its_first_to_its_last_third_and_reversed_clips_swap_them():
+    """clip_fraction: sentence captions over two frames; reverse_fraction: the same two frames swapped."""
+    from core.synth.scenes import object_event, reversed_event
+
+    got = frames_and_captions(TINY, 400, seed=4, image_size=32, state_fraction=0.0, clip_fraction=1.0,
+                              reverse_fraction=1.0)
+    assert len(got.captions) == len(got.items) == len(got.groups) == 400
+    assert got.items.min() >= 0 and got.items.max() == len(got.images) - 1  # every frame is used
+    assert np.all(got.items[:, 0] != got.items[:, 1])  # every item is a clip
+    assert np.all(np.diff(got.groups) >= 0)
+    # a pair in one group: the same two frames the other way round, with the reversed sentence
+    pairs = np.flatnonzero(np.r_[False, got.groups[1:] == got.groups[:-1]])
+    assert len(pairs) >= 100
+    flips = {"left": "right", "right": "left", "up": "down", "down": "up",
+             "appears": "disappears", "disappears": "appears"}
+    for i in pairs:
+        assert np.array_equal(got.items[i], got.items[i - 1][::-1])
+        fwd, back = got.captions[i - 1].split(), got.captions[i].split()
+        assert len(fwd) == len(back) and fwd[:3] == back[:3]  # same article, colour, shape
+        assert [flips.get(w, w) for w in fwd] == back
+    # frames are rendered once per clip: N = number of forward clips, twice
+    assert len(got.images) == 2 * (400 - len(pairs))
+    # a reversed clip's frames differ (it moved or grew); still shapes and titles are never reversed
+    assert all(not np.array_equal(got.images[got.items[i, 0]], got.images[got.items[i, 1]]) for i in pairs)
+    assert not any("still" in got.captions[i] or "title" in got.captions[i] for i in pairs)
+    assert reversed_event(object_event("star", "green", "still")) is None
+    # clip_fraction 0.5: half the sentence captions (state_fraction 0.5: a quarter of the items) are clips
+    half = frames_and_captions(TINY, 400, seed=4, image_size=32, clip_fraction=0.5)
+    assert 50 < (half.items[:, 0] != half.items[:, 1]).sum() < 150
+    with pytest.raises(ConfigError, match="clip_fraction"):
+        frames_and_captions(TINY, 5, seed=4, clip_fraction=-0.1)
 
 
 def test_events_are_frozen():
@@ -405,6 +441,6 @@ def test_frame_captions_follow_what_the_frame_shows():
     assert [frame_caption(grow, t) for t in (1.0, 9.0)] == ["a small orange square", "an orange square"]
     shrink = object_event("square", "orange", "disappears", 0.0, 10.0)
     assert [frame_caption(shrink, t) for t in (1.0, 9.0)] == ["an orange square", "a small orange square"]
-    _, captions, _ = frames_and_captions(TINY, 200, seed=3, image_size=32)
+    captions = frames_and_captions(TINY, 200, seed=3, image_size=32).captions
     assert any(" on the " in c or " at the " in c for c in captions)
     assert any("moving" in c for c in captions)

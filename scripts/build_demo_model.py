@@ -46,7 +46,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="tiny sizes: checks the steps, not the accuracy")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--frames", type=int, default=20000)
-    ap.add_argument("--backbone-epochs", type=int, default=6)
+    ap.add_argument("--backbone-epochs", type=int, default=4)
     ap.add_argument("--image-size", type=int, default=64, help="the backbone's input side, pixels")
     ap.add_argument("--vision-pos-init", choices=("sincos-2d", "random"), default="sincos-2d",
                     help="the backbone's initial vision position embeddings (SiglipTrainConfig.vision_pos_init; "
@@ -56,7 +56,7 @@ def main() -> None:
                          "rather than the event's sentence (frames_and_captions)")
     ap.add_argument("--train-videos", type=int, default=64)
     ap.add_argument("--minutes", type=float, default=10.0)
-    ap.add_argument("--head-epochs", type=int, default=20)
+    ap.add_argument("--head-epochs", type=int, default=12)
     ap.add_argument("--queries-per-video", type=int, default=16)
     ap.add_argument("--head-lr", type=float, default=4e-4)
     ap.add_argument("--retrieval-group", type=int, default=8,

@@ -36,6 +36,9 @@ def test_the_demo_head_matches_the_backbone_and_is_calibrated():
 
     assert meta["backbone"]["fingerprint"] == read_identity(str(bundled_model_dir()))[1].fingerprint
     assert 0.0 < meta["found_threshold"] < 1.0
+    # the shipped backbone was trained on clips, and the build chose a clip-check weight on val
+    assert Backbone(str(bundled_model_dir()), device="cpu").clip_adapter is not None
+    assert meta["verify_weight"] > 0 and meta["verify_calibration"]["n_queries"] > 0
 
 
 @pytest.mark.slow

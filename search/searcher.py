@@ -177,10 +177,16 @@ class Searcher:
             q: float32 (D,) the query's sentence embedding; frames: float32 (T, D) the video's frame
             embeddings (rows outside the spans unused); spans_sec: (S, 2) seconds; scores: (S,).
         """
+        return self._checked(q, frames, spans_sec, scores)[0]
+
+    def _checked(self, q: np.ndarray, frames: np.ndarray, spans_sec: np.ndarray, scores: np.ndarray
+                 ) -> tuple[np.ndarray, np.ndarray]:
+        """(checked scores (S,), clip match probabilities p (S,); all ones when verify_weight is 0)."""
         if self.verify_weight == 0 or len(scores) == 0:
-            return np.asarray(scores, np.float64)
+            return np.asarray(scores, np.float64), np.ones(len(scores))
         ranges = span_frames(spans_sec, self.manifest.params.fps, len(frames))
-        return verified_scores(scores, clip_match(self.backbone, q, frames, ranges), self.verify_weight)
+        match = clip_match(self.backbone, q, frames, ranges)
+        return verified_scores(scores, match, self.verify_weight), match
 
     def _rerank(self, query: str, q: np.ndarray, video_seq: np.ndarray, proposal_idx: np.ndarray) -> list[Hit]:
         from search.rerank import rerank_and_ground
@@ -205,9 +211,11 @@ class Searcher:
         out: list[Hit] = []
         for vid in dict.fromkeys(h.video_id for h in hits):
             mine = [h for h in hits if h.video_id == vid]
-            new = self.verify(q, frames[vid], np.array([[h.start_sec, h.end_sec] for h in mine]),
-                              np.array([h.score for h in mine]))
-            out.extend(replace(h, score=float(v)) for h, v in zip(mine, new))
+            new, match = self._checked(q, frames[vid], np.array([[h.start_sec, h.end_sec] for h in mine]),
+                                       np.array([h.score for h in mine]))
+            # "is it there at all": the head's confidence and the clip's match, both probabilities
+            out.extend(replace(h, score=float(v), found_prob=float(h.found_prob * m))
+                       for h, v, m in zip(mine, new, match))
         return out
 
     def _ground(self, q: np.ndarray, video_seq: np.ndarray, proposal_idx: np.ndarray) -> list[Hit]:

@@ -16,6 +16,11 @@ becomes
 
 with w the head's ``verify_weight`` (chosen on the val split by
 :func:`search.evaluate.calibrate_verify_weight`; 0 leaves the head's ranking as is).
+A checked hit's probability that the moment is there at all becomes the head's
+``found_prob`` times p (``Searcher``, corpus-wide): on the demo model's val split
+this separates queries with and without a moment far better than the head's
+alone (AUC 0.87 against 0.69), and the build calibrates the "not found"
+threshold on it.
 Backbones without a clip term (SigLIP 2 So400m) skip this step.
 """
 

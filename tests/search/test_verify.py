@@ -111,7 +111,7 @@ def test_search_and_eval_apply_the_check_with_the_heads_weight(clip_index_and_he
     checked = Searcher(index, device="cpu")
     assert checked.verify_weight == 1.5
     res = checked.search(QUERY, top_k=50)
-    # each hit's score is the head's times p_clip^1.5 of its span; found_prob is the head's
+    # each hit's score is the head's times p_clip^1.5 of its span; found_prob the head's times p_clip
     before = {(h.video_id, h.start_sec, h.end_sec): h for h in res0.hits}
     q = checked.backbone.embed_texts([QUERY])[0]
     for h in res.hits:
@@ -120,7 +120,7 @@ def test_search_and_eval_apply_the_check_with_the_heads_weight(clip_index_and_he
         _, emb, _ = checked.video_data(seq)
         p = clip_match(checked.backbone, q, emb, span_frames(np.array([[h.start_sec, h.end_sec]]), 1.0, len(emb)))
         assert h.score == pytest.approx(h0.score * p[0] ** 1.5, rel=1e-6)
-        assert h.found_prob == h0.found_prob
+        assert h.found_prob == pytest.approx(h0.found_prob * p[0], rel=1e-6)
     assert [h.score for h in res.hits] == sorted((h.score for h in res.hits), reverse=True)
     # eval grounds within each video with the same check; a weight given in the config wins
     queries = read_annotations(ann)

@@ -344,14 +344,14 @@ def train_siglip(images: np.ndarray, captions: list[str], out_dir: str | Path,
     steps_per_epoch = math.ceil(len(train_idx) / cfg.batch_size)
     opt, sched = _optimizer(model, cfg, cfg.epochs * steps_per_epoch, adapter)
     reverse_of = _reverse_partners(items, groups, val_idx)
+    single = val_idx[items[val_idx.numpy(), 0] == items[val_idx.numpy(), 1]].to(dev)  # held-out single frames
     history: dict = {"loss": [], "val_accuracy": [], "val_reverse_accuracy": [], "epoch_sec": [], "lr": []}
     for epoch in range(1, cfg.epochs + 1):
         t0 = time.perf_counter()
         order = _gather(units, train_units[torch.randperm(len(train_units), generator=gen)])
         loss = _train_epoch(model, adapter, opt, sched, frames, pairs, ids, cls, order, cfg, dev)
-        single = val_idx[(items[val_idx.numpy(), 0] == items[val_idx.numpy(), 1])]
-        acc = _val_accuracy(model, frames[pairs[single.to(dev), 0]], ids, cls[single.to(dev)],
-                            cfg.batch_size, dev) if len(single) else None
+        acc = _val_accuracy(model, frames[pairs[single, 0]], ids, cls[single], cfg.batch_size, dev) \
+            if len(single) else None
         rev = _reverse_accuracy(model, adapter, frames, pairs, ids, cls, reverse_of, dev)
         record = {"epoch": epoch, "loss": loss, "val_accuracy": acc, "val_reverse_accuracy": rev,
                   "epoch_sec": time.perf_counter() - t0, "lr": sched.get_last_lr()[0]}
@@ -471,6 +471,7 @@ def _train_epoch(model, adapter, opt, sched, frames: torch.Tensor, pairs: torch.
                  cls: torch.Tensor, order: torch.Tensor, cfg: SiglipTrainConfig, dev: torch.device) -> float:
     """One pass over ``order`` (int64 item indices); returns the mean batch loss."""
     model.train()
+    params = [*model.parameters(), *(adapter.parameters() if adapter is not None else ())]
     losses = []
     for start in range(0, len(order), cfg.batch_size):
         b = order[start:start + cfg.batch_size].to(dev)  # (B,)
@@ -487,7 +488,6 @@ def _train_epoch(model, adapter, opt, sched, frames: torch.Tensor, pairs: torch.
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.grad_clip > 0:
-            params = [*model.parameters(), *(adapter.parameters() if adapter is not None else ())]
             torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
         opt.step()
         sched.step()

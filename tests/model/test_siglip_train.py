@@ -304,6 +304,16 @@ def test_clips_teach_the_text_tower_which_way_a_shape_moved(tmp_path, one_thread
     from core.model.backbone import CLIP_ADAPTER_FILE
 
     assert load_file(str(tmp_path / "clips" / CLIP_ADAPTER_FILE))["weight"].abs().sum() > 0  # A was trained
+    # search's clip embedding (Backbone.embed_clips, numpy) is the one training used (torch)
+    from core.model.siglip_train import item_embeddings
+
+    adapter = torch.nn.Linear(32, 32, bias=False)
+    adapter.weight.data = load_file(str(tmp_path / "clips" / CLIP_ADAPTER_FILE))["weight"]
+    with torch.inference_mode():
+        trained = item_embeddings(b.model, adapter, torch.from_numpy(images), torch.from_numpy(items[:6]))
+    x = b.embed_images(images[items[:6].reshape(-1)]).reshape(6, 2, -1)
+    np.testing.assert_allclose(b.embed_clips(x[:, 0], x[:, 1]),
+                               torch.nn.functional.normalize(trained, dim=-1).numpy(), atol=1e-5)
     # items must index the images, one caption per item
     with pytest.raises(ConfigError, match="indices into the 480 images"):
         train_siglip(images, caps, tmp_path / "bad", cfg, groups=groups, items=items + 1)

@@ -1,9 +1,9 @@
 """Accuracy of the demo model on the synthetic archive's held-out test split.
 
-    .venv/bin/python bench/accuracy.py --workdir /tmp/gz-acc                  # the bundled demo model
+    .venv/bin/python bench/accuracy.py --workdir WORKDIR                      # the bundled demo model
     .venv/bin/python bench/accuracy.py --model OUT/backbone --head OUT/head     # a fresh build
 
-Generates the test split of the synthetic archive (``core.synth``; its (shape, colour)
+Generates the test split of the synthetic archive (``groundzero.synthetic``; its (shape, colour)
 pairs held out from training lead every video), indexes it with the backbone (the real
 Ray Data pipeline), and evaluates two paths on the same index:
 
@@ -43,8 +43,8 @@ ROWS = (
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--workdir", type=Path, default=Path("/tmp/gz-bench-accuracy"))
-    ap.add_argument("--model", default=None, help="backbone checkpoint (default: the bundled demo model)")
+    ap.add_argument("--workdir", type=Path, required=True, help="where the archive and index go")
+    ap.add_argument("--model", default=None, help="backbone checkpoint (default: the demo model, 'demo')")
     ap.add_argument("--head", default=None, help="grounding head (default: the bundled demo head)")
     ap.add_argument("--videos", type=int, default=16, help="test videos (the first of the build's held-out test split)")
     ap.add_argument("--minutes", type=float, default=10.0, help="minutes per video")
@@ -58,18 +58,18 @@ def main() -> None:
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
-    from core.model.annotations import read_annotations
-    from core.model.backbone import bundled_head_dir, bundled_model_dir
-    from core.synth.archive import SynthConfig, make_archive
-    from indexer.config import IndexConfig
-    from indexer.pipeline import run_index
-    from indexer.reindex import reindex
-    from search.evaluate import evaluate
-    from search.config import SearchConfig
-    from search.searcher import Searcher
+    from groundzero.data.annotations import read_annotations
+    from groundzero.plugins import named_model
+    from groundzero.synthetic.archive import SynthConfig, make_archive
+    from groundzero.indexer.config import IndexConfig
+    from groundzero.indexer.pipeline import run_index
+    from groundzero.indexer.reindex import reindex
+    from groundzero.search.evaluate import evaluate
+    from groundzero.search.config import SearchConfig
+    from groundzero.search.searcher import Searcher
 
-    model = args.model or str(bundled_model_dir())
-    head = args.head or (str(bundled_head_dir()) if args.model is None else None)
+    model = args.model or "demo"
+    head = args.head or (str(named_model("demo").head_dir) if args.model is None else None)
     if head is None:
         ap.error("--head is required with --model")
     work = args.workdir

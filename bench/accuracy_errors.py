@@ -1,8 +1,8 @@
 """What the demo model's wrong answers are: which event of the synthetic archive the top hit lands on.
 
-    .venv/bin/python scripts/build_demo_model.py --out /tmp/gz-demo     # or any build with index-val
-    .venv/bin/python bench/accuracy_errors.py --index /tmp/gz-demo/index-val --archive /tmp/gz-demo/archive \\
-        --split val --head core/bundled/demo/head
+    .venv/bin/python -m groundzero.synthetic.build --out OUT     # or any build with index-val
+    .venv/bin/python bench/accuracy_errors.py --index OUT/index-val --archive OUT/archive \\
+        --split val --head OUT/head
 
 For every query of ``SPLIT`` whose answer is wrong (top-1 IoU < 0.5), within its own video and
 corpus-wide, finds the event of the archive's ``SPLIT_events.jsonl`` that the wrong span
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from core.spans import temporal_iou
+from groundzero.data.spans import temporal_iou
 
 ATTRS = ("kind", "shape", "colour", "motion", "word")
 
@@ -52,9 +52,9 @@ def main() -> None:
     ap.add_argument("--device", default="auto")
     args = ap.parse_args()
 
-    from core.model.annotations import read_annotations
-    from search.evaluate import evaluate
-    from search.searcher import Searcher
+    from groundzero.data.annotations import read_annotations
+    from groundzero.search.evaluate import evaluate
+    from groundzero.search.searcher import Searcher
 
     queries = read_annotations(args.archive / f"{args.split}.jsonl")
     events = {r["vid"]: r["events"] for r in map(json.loads, (args.archive / f"{args.split}_events.jsonl")

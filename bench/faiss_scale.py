@@ -1,11 +1,11 @@
 """FAISS search latency and recall against exact search at 1e5, 1e6 and 1e7 context tokens.
 
-    /tmp/gzvenv/bin/python bench/faiss_scale.py --sizes 1e5 1e6 --dim 1152
-    /tmp/gzvenv/bin/python bench/faiss_scale.py --sizes 1e7 --dim 64
+    .venv/bin/python bench/faiss_scale.py --sizes 1e5 1e6 --dim 1152
+    .venv/bin/python bench/faiss_scale.py --sizes 1e7 --dim 64
 
 (``.venv/bin/python`` after ``scripts/setup.sh``.) For each corpus size N it builds, through
-:class:`core.store.vectors.ContextIndex`, the structure the growth policy (``"auto"``,
-:class:`~core.store.vectors.GrowthPolicy`) picks for N — exact ``Flat`` up to 100k vectors,
+:class:`groundzero.store.vectors.ContextIndex`, the structure the growth policy (``"auto"``,
+:class:`~groundzero.store.vectors.GrowthPolicy`) picks for N — exact ``Flat`` up to 100k vectors,
 ``IVF{nlist},Flat`` up to 2M, ``IVF{nlist},PQ{m}`` above — plus an exact ``Flat`` baseline
 while it fits in ``--max-flat-gb``, and prints per structure:
 
@@ -44,7 +44,7 @@ from dataclasses import dataclass
 import faiss
 import numpy as np
 
-from core.store.vectors import ContextIndex, GrowthPolicy, training_size
+from groundzero.store.vectors import ContextIndex, GrowthPolicy, training_size
 
 CHUNK = 65_536
 

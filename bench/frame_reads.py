@@ -1,15 +1,15 @@
 """What search reads per shortlisted video: one proposal window's row groups vs the whole frame file.
 
-    .venv/bin/python bench/frame_reads.py --videos 20 --minutes 60 --dim 1152 --workdir /tmp/gz-bench-frames
+    .venv/bin/python bench/frame_reads.py --videos 20 --minutes 60 --dim 1152 --workdir WORKDIR
 
-Writes ``--videos`` frame files through :func:`core.store.tables.write_frames` (the indexer's
+Writes ``--videos`` frame files through :func:`groundzero.store.tables.write_frames` (the indexer's
 writer: row groups of ``FRAME_ROW_GROUP`` frames, zstd) with random unit embeddings of
 ``--dim`` (SigLIP 2 So400m: 1152) at 1 fps, then per video, in a fresh reader each time (a
 search whose frame cache missed), times
 
-* ``window``: :class:`core.store.tables.FrameReader` — open, read the timestamps and the row
+* ``window``: :class:`groundzero.store.tables.FrameReader` — open, read the timestamps and the row
   groups of one 48-frame proposal window at a random place (what ``Searcher.search`` does);
-* ``whole``: :func:`core.store.tables.read_frames` — every frame (what search did before the
+* ``whole``: :func:`groundzero.store.tables.read_frames` — every frame (what search did before the
   frames were written in row groups, and what an index written before then still costs).
 
 It prints per-video p50/p95 in ms and the MB decoded. The OS page cache is warm (files just
@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from core.store import tables
+from groundzero.store import tables
 
 WINDOW = 48
 

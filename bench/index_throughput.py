@@ -1,6 +1,6 @@
 """Indexing throughput: raw ffmpeg decode at 1 fps vs the whole indexing pipeline.
 
-    .venv/bin/python bench/index_throughput.py [--minutes 60] [--workdir /tmp/gz-bench]
+    .venv/bin/python bench/index_throughput.py [--minutes 60] [--workdir WORKDIR]
 
 Generates (once, cached in --workdir) an H.264 720p30 video of --minutes
 minutes (ffmpeg's testsrc2 pattern), then times
@@ -46,9 +46,9 @@ def time_raw_decode(video: Path, threads: int) -> float:
 
 
 def time_pipeline(video: Path, model: str | None, threads: int) -> tuple[float, int]:
-    from indexer.config import IndexConfig
-    from indexer.pipeline import run_index
-    from indexer.ray_runtime import init_ray
+    from groundzero.indexer.config import IndexConfig
+    from groundzero.indexer.pipeline import run_index
+    from groundzero.indexer.ray_runtime import init_ray
 
     init_ray()
     with tempfile.TemporaryDirectory() as d:
@@ -70,7 +70,7 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, default=60.0)
     ap.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "gz-bench")
     ap.add_argument("--model", default=None, help="checkpoint (default: the tiny random bench SigLIP, "
-                    "core.model.tiny.bench_siglip, built in WORKDIR)")
+                    "groundzero.model.tiny.bench_siglip, built in WORKDIR)")
     ap.add_argument("--threads", type=int, default=2, help="ffmpeg decode threads (both measurements)")
     args = ap.parse_args()
     if shutil.which("ffmpeg") is None:
@@ -82,7 +82,7 @@ def main() -> None:
     seconds = args.minutes * 60
     raw = time_raw_decode(video, args.threads)
     if args.model is None:
-        from core.model.tiny import bench_siglip
+        from groundzero.model.tiny import bench_siglip
 
         args.model = str(bench_siglip(args.workdir))
     pipe, indexed = time_pipeline(video, args.model, args.threads)

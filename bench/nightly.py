@@ -1,6 +1,6 @@
 """Nightly-run cost: re-indexing an archive where 1% of the videos changed vs indexing it whole.
 
-    /tmp/gzvenv/bin/python bench/nightly.py --videos 100 --seconds 60 --workdir /tmp/gz-bench-nightly
+    .venv/bin/python bench/nightly.py --videos 100 --seconds 60 --workdir WORKDIR
 
 (``.venv/bin/python`` after ``scripts/setup.sh``.) It writes a synthetic archive with ffmpeg
 (``--videos`` H.264 files of ``--seconds`` each, 320x240 at 10 fps: ffmpeg's ``testsrc2``
@@ -65,7 +65,7 @@ def make_archive(root: Path, n: int, seconds: float) -> list[Path]:
 
 def index_run(archive: Path, index: Path, model: str, extra: list[str]) -> tuple[float, dict]:
     """One ``groundzero index`` process; returns (wall seconds, its JSON run record)."""
-    cmd = [sys.executable, "-m", "cli.main", "index", str(archive), "--index", str(index), "--model", model,
+    cmd = [sys.executable, "-m", "groundzero.cli.main", "index", str(archive), "--index", str(index), "--model", model,
            "--device", "cpu", "--json", *extra]
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     env.pop("RAY_ADDRESS", None)
@@ -87,14 +87,14 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=60.0)
     ap.add_argument("--changed-pct", type=float, default=1.0, help="percent of videos changed for the nightly run")
     ap.add_argument("--model", default=None, help="checkpoint (default: the tiny random bench SigLIP, "
-                    "core.model.tiny.bench_siglip, built in WORKDIR)")
-    ap.add_argument("--workdir", default="/tmp/gz-bench-nightly")
+                    "groundzero.model.tiny.bench_siglip, built in WORKDIR)")
+    ap.add_argument("--workdir", required=True, help="where the archive and index go")
     ap.add_argument("--index-args", nargs=argparse.REMAINDER, default=[],
                     help="extra `groundzero index` flags, e.g. --workers 2 (put last)")
     a = ap.parse_args()
     work = Path(a.workdir)
     if a.model is None:
-        from core.model.tiny import bench_siglip
+        from groundzero.model.tiny import bench_siglip
 
         a.model = str(bench_siglip(work))
     print(f"nightly bench: {a.videos} videos x {a.seconds:g} s, {a.changed_pct:g}% changed; load average "
@@ -123,8 +123,8 @@ def main() -> None:
     print(f"  {a.changed_pct:g}% changed:      {night_s:7.1f} s  (changed {night['n_changed']}, "
           f"indexed {night['n_indexed']}, unchanged {night['n_unchanged']})", flush=True)
 
-    from core.store.layout import IndexLayout
-    from core.store.manifest import read_manifest
+    from groundzero.store.layout import IndexLayout
+    from groundzero.store.manifest import read_manifest
 
     m = read_manifest(IndexLayout(index))
     hours = full["video_seconds_indexed"] / 3600

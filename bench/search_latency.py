@@ -1,11 +1,11 @@
 """Query latency by stage on synthetic archives of 10, 100 and 1,000 hours, vs brute-force RG-Encoder scoring.
 
-    /tmp/gzvenv/bin/python bench/search_latency.py --hours 10 100 1000 --queries 20 \\
-        --workdir /tmp/gz-bench-search
+    .venv/bin/python bench/search_latency.py --hours 10 100 1000 --queries 20 \\
+        --workdir WORKDIR
 
 (``.venv/bin/python`` after ``scripts/setup.sh``.) For each corpus size it builds once, and
 caches under ``--workdir``, an index of 1-hour videos (``--video-minutes``) at 1 fps whose frame
-embeddings are planted, written through the real :class:`~core.store.writer.IndexWriter` with
+embeddings are planted, written through the real :class:`~groundzero.store.writer.IndexWriter` with
 zero-shot context tokens, proposals 48 s / stride 24 s (the defaults); then it
 
 1. measures the zero-shot search (``Searcher`` without a head): per-stage latency, whether each
@@ -19,7 +19,7 @@ zero-shot context tokens, proposals 48 s / stride 24 s (the defaults); then it
    that the shortlisted windows cover, read afresh for every query), re-rank (the RG-Encoder/decoder forward
    over the shortlisted windows), grounding (the rest of ``rerank_and_ground``: window ranking,
    span decoding, NMS), merge. ``Searcher.search`` is also timed end to end as a check;
-3. brute force, what RGNet does per video: ``core.model.inference.ground`` over *every* proposal
+3. brute force, what RGNet does per video: ``groundzero.model.inference.ground`` over *every* proposal
    window of *every* video with the same head, for ``--bruteforce-queries`` queries (frames
    preloaded: compute only, no I/O). Videos go in a random order; a pass that has spent
    ``--bruteforce-budget-s`` seconds stops there and is extrapolated linearly to all videos; the
@@ -27,7 +27,7 @@ zero-shot context tokens, proposals 48 s / stride 24 s (the defaults); then it
 
 What is synthetic, and why:
 
-* The backbone is the tiny bench SigLIP (``core.model.tiny.bench_siglip``: random weights, embed dim 64), so that 1,000 hours
+* The backbone is the tiny bench SigLIP (``groundzero.model.tiny.bench_siglip``: random weights, embed dim 64), so that 1,000 hours
   (3.6 M frames) fits in memory and on disk (about 1.8 GB of Parquet + FAISS). The real SigLIP 2 So400m
   is 1152-d: frame Parquet, FAISS and RAM scale by about x18, FAISS Flat search time too; the
   text tower's time does not carry over at all (So400m's is far heavier).
@@ -64,25 +64,27 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from core.model.backbone import Backbone, ModelIdentity, read_identity
-from core.model.checkpoint import save_model
-from core.model.grounder import GroundingModel, GroundingModelConfig
-from core.model.inference import ground
-from core.model.tiny import bench_siglip
-from core.proposals import ProposalConfig, make_windows, zero_shot_tokens
-from core.spans import temporal_iou
-from core.store import tables
-from core.store.manifest import IndexParams
-from core.store.writer import IndexWriter, VideoEntry, video_id_for
-from indexer.reindex import reindex
-from indexer.tokens import head_token_kind
-from search.config import SearchConfig
-from search.ground_zeroshot import ground_region, merge_ranges
-from search.merge import merge_hits
-from search.rerank import rerank_and_ground
-from search.results import Hit
-from search.searcher import Searcher
-from search.shortlist import shortlist
+from groundzero.model.backbone import Backbone
+
+from groundzero.model.identity import ModelIdentity, read_identity
+from groundzero.model.checkpoint import save_model
+from groundzero.model.grounder import GroundingModel, GroundingModelConfig
+from groundzero.model.inference import ground
+from groundzero.model.tiny import bench_siglip
+from groundzero.data.proposals import ProposalConfig, make_windows, zero_shot_tokens
+from groundzero.data.spans import temporal_iou
+from groundzero.store import tables
+from groundzero.store.manifest import IndexParams
+from groundzero.store.writer import IndexWriter, VideoEntry, video_id_for
+from groundzero.indexer.reindex import reindex
+from groundzero.indexer.tokens import head_token_kind
+from groundzero.search.config import SearchConfig
+from groundzero.search.ground_zeroshot import ground_region, merge_ranges
+from groundzero.search.merge import merge_hits
+from groundzero.search.rerank import rerank_and_ground
+from groundzero.search.results import Hit
+from groundzero.search.searcher import Searcher
+from groundzero.search.shortlist import shortlist
 
 # Sentences made of the bundled tokenizer's vocabulary (unknown words become <unk>).
 SENTENCES = (
@@ -392,7 +394,7 @@ def measure_head(corpus: Corpus, model_dir: str, head: Path, cfg: SearchConfig, 
         stages["search()"].append(sum(res.timings_ms.values()))
         t = time.perf_counter()
         q = s.backbone.embed_texts([p.query])[0]
-        states, masks = s.backbone.encode_text_tokens([p.query], s.head.cfg.text_layers)
+        states, masks = s.backbone.encode_text_tokens([p.query])
         words = states[0][masks[0]]
         t, stages["text"] = _lap(t, stages["text"])
         sl = shortlist(s.vectors, q, cfg.shortlist_tokens, cfg.shortlist_proposals)
@@ -429,7 +431,7 @@ def brute_force(s: Searcher, queries: list[str], cfg: SearchConfig, budget_s: fl
     frames: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     ms, done = [], []
     for q in queries:
-        states, masks = s.backbone.encode_text_tokens([q], s.head.cfg.text_layers)
+        states, masks = s.backbone.encode_text_tokens([q])
         words = states[0][masks[0]]
         spent, n = 0.0, 0
         for seq in seqs:

@@ -1,7 +1,7 @@
 """Throughput and latency of the search API under concurrent load, on a 1,000-hour synthetic index.
 
-    /tmp/gzvenv/bin/python bench/serve_load.py --hours 1000 --concurrency 1 4 16 --requests 200 \\
-        --seconds 60 --workdir /tmp/gz-bench-serve
+    .venv/bin/python bench/serve_load.py --hours 1000 --concurrency 1 4 16 --requests 200 \\
+        --seconds 60 --workdir WORKDIR
 
 (``.venv/bin/python`` after ``scripts/setup.sh``.) It
 
@@ -46,7 +46,9 @@ def build_index(workdir: Path, model: str, hours: float, video_minutes: float, q
     sys.path.insert(0, str(ROOT / "bench"))
     from search_latency import SENTENCES, build_corpus
 
-    from core.model.backbone import Backbone, read_identity
+    from groundzero.model.backbone import Backbone
+
+    from groundzero.model.identity import read_identity
 
     _, identity = read_identity(model)
     qs = list(SENTENCES[:queries])
@@ -63,7 +65,7 @@ def start_server(index: Path, model: str, device: str, threads: int) -> tuple[su
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "GROUNDZERO_TOKEN": ""}
     if threads > 0:
         env["OMP_NUM_THREADS"] = str(threads)
-    p = subprocess.Popen([sys.executable, "-m", "cli.main", "serve", "--index", str(index), "--port", "0",
+    p = subprocess.Popen([sys.executable, "-m", "groundzero.cli.main", "serve", "--index", str(index), "--port", "0",
                           "--model", model, "--device", device, "--reload-every", "-1"],
                          cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
     line = p.stdout.readline()
@@ -133,7 +135,7 @@ def main() -> None:
                     "bench/search_latency.py)")
     ap.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "gz-bench-serve")
     ap.add_argument("--model", default=None, help="backbone (default: the tiny random bench SigLIP, "
-                    "core.model.tiny.bench_siglip, built in WORKDIR)")
+                    "groundzero.model.tiny.bench_siglip, built in WORKDIR)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--torch-threads", type=int, default=0, help="server's OMP threads (0: torch's default)")
     ap.add_argument("--seed", type=int, default=0)
@@ -145,7 +147,7 @@ def main() -> None:
     from search_latency import SENTENCES
 
     if args.model is None:
-        from core.model.tiny import bench_siglip
+        from groundzero.model.tiny import bench_siglip
 
         args.model = str(bench_siglip(args.workdir))
     model = args.model

@@ -12,7 +12,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from core.spans import format_timestamp
+from groundzero.data.spans import format_timestamp
 
 
 def stdout() -> Console:
@@ -43,7 +43,7 @@ def hits_table(result) -> Table:
 
 
 def per_query_table(rows: list[dict]) -> Table:
-    """Each query's top corpus-wide result beside its true span (rows of ``search.evaluate.per_query_row``).
+    """Each query's top corpus-wide result beside its true span (rows of ``groundzero.search.evaluate.per_query_row``).
 
     One row per query, the sentence, its truth and the top result stacked in the first cell, so
     the IoU, found-probability and verdict columns stay readable in an 80-column terminal.
@@ -112,9 +112,117 @@ class LazyProgress:
             self._task = self._bar.add_task("", total=total, info="")
         self._bar.update(self._task, completed=completed, total=total, info=info)
 
-    def __enter__(self) -> "LazyProgress":
+    def __enter__(self):
         return self
 
     def __exit__(self, *exc) -> None:
         if self._task is not None:
             self._bar.stop()
+
+
+# -- one renderer per command result (tables for people, ``--json`` for scripts) -------------
+
+
+def index_plan(plan, json_out: bool) -> None:
+    """The dry run: every file by action (JSON: all of them; table: all but the unchanged ones)."""
+    groups = {"new": plan.new, "changed": plan.changed, "retry": plan.retry, "unchanged": plan.unchanged}
+    counts = plan.counts()
+    if json_out:
+        d = {k: [e.rel_path for e in v] for k, v in groups.items()}
+        d["removed"] = plan.removed  # uris: the files are gone from the archive
+        d["counts"] = counts
+        print_json(d)
+        return
+    rows = [(k, e.rel_path) for k, v in groups.items() if k != "unchanged" for e in v]
+    rows += [("removed", u) for u in plan.removed]
+    out = stdout()
+    out.print(rows_table("plan (dry run)", ["action", "file"], rows))
+    out.print(f"{len(plan.todo)} to index ({counts['new']} new, {counts['changed']} changed, "
+              f"{counts['retry']} retry), {counts['unchanged']} unchanged, {counts['removed']} to remove")
+
+
+def index_report(report, index_dir: str, json_out: bool) -> None:
+    """What an index run did, and every file that failed with its reason."""
+    rec = report.record
+    if json_out:
+        print_json({"run": rec.__dict__, "failures": [
+            {k: f[k] for k in ("rel_path", "uri", "reason", "error")} for f in report.failures]})
+        return
+    out = stdout()
+    out.print(f"indexed {rec.n_indexed}, failed {rec.n_failed}, unchanged {rec.n_unchanged}, "
+              f"removed {rec.n_removed} ({rec.video_seconds_indexed / 3600:.2f} h of video) -> {index_dir}")
+    if report.failures:
+        out.print(rows_table("failed", ["file", "reason", "error"],
+                             [(f["rel_path"], f["reason"], f["error"]) for f in report.failures]))
+
+
+def query_rows(title: str, result, json_out: bool) -> None:
+    """Rows of a catalog query (``groundzero.store.catalog.Rows``) as a table, or JSON objects."""
+    if json_out:
+        print_json(result.dicts())
+    else:
+        stdout().print(rows_table(title, result.columns, result.rows))
+
+
+def video_list(title: str, result, counts: dict, model: str, json_out: bool) -> None:
+    """``catalog list``: every video, then the totals (``groundzero.store.catalog.video_counts``)."""
+    query_rows(title, result, json_out)
+    if not json_out:
+        stdout().print(f"{counts['videos_indexed']} indexed ({counts['hours_indexed']:.2f} h), "
+                       f"{counts['videos_failed']} failed; model {model}")
+
+
+def catalog_summary(d: dict, json_out: bool) -> None:
+    """``groundzero.store.catalog.summary``: hours indexed, the last run, what failed and why."""
+    if json_out:
+        print_json(d)
+        return
+    out = stdout()
+    out.print(f"{d['index']} (snapshot {d['snapshot']}, model {d['model']}): {d['videos_indexed']} videos "
+              f"indexed, {d['hours_indexed']:.2f} h; {d['videos_failed']} failed", highlight=False)
+    last = d["last_run"]
+    if not last:
+        out.print("no index run recorded")
+        return
+    out.print(f"last run {last['run_id']}: {last['status']}, {last['started_at']} -> "
+              f"{last['finished_at'] or '(not finished)'}", highlight=False)
+    out.print(f"  listed {last['n_listed']}: {last['n_new']} new, {last['n_changed']} changed, "
+              f"{last['n_retry']} retried, {last['n_unchanged']} unchanged, {last['n_removed']} removed; "
+              f"{last['n_indexed']} indexed ({last['video_seconds_indexed'] / 3600:.2f} h), "
+              f"{last['n_failed']} failed", highlight=False)
+    if last["message"]:
+        out.print(f"  stopped: {last['message']}", highlight=False)
+    if last["failures_by_reason"]:
+        out.print("  failures by reason: " + ", ".join(
+            f"{k} {n}" for k, n in sorted(last["failures_by_reason"].items())), highlight=False)
+    if d["last_run_failures"]:
+        out.print(rows_table("failed in the last run", ["file", "reason", "error"],
+                             [tuple(f.values()) for f in d["last_run_failures"]]))
+
+
+def check_report(report, json_out: bool) -> None:
+    """``groundzero.store.catalog.check_index``: each problem, then the counts."""
+    if json_out:
+        print_json([p.__dict__ for p in report.problems])
+        return
+    out = stdout()
+    for p in report.problems:
+        out.print(str(p), highlight=False)
+    out.print(f"snapshot {report.snapshot}: {report.n_errors} errors, {report.n_warnings} warnings")
+
+
+#: the moment-retrieval figures a table shows (JSON has all of them)
+SHOWN_MR = ("MR-full-R1@0.5", "MR-full-R1@0.7", "MR-full-mAP", "MR-full-mAP@0.5", "MR-full-mAP@0.75",
+            "MR-long-mAP", "MR-middle-mAP", "MR-short-mAP")
+
+
+def metrics(title: str, values: dict, per_query: list[dict] | None, json_out: bool) -> None:
+    """Evaluation metrics (and, when given, each query's top result beside its truth)."""
+    if json_out:
+        print_json(values if per_query is None else {**values, "per_query": per_query})
+        return
+    out = stdout()
+    if per_query:
+        out.print(per_query_table(per_query))
+    keys = [k for k in values if not k.startswith("MR-") or k in SHOWN_MR]
+    out.print(rows_table(title, ["metric", "value"], [(k, f"{values[k]:.4g}") for k in keys]))

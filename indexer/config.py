@@ -4,17 +4,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from core.errors import ConfigError
-from core.model.backbone import bundled_model_dir
-from core.proposals import ProposalConfig
-from core.store.s3 import S3Config, S3Url, is_s3_url
+from groundzero.errors import ConfigError
+from groundzero.data.proposals import ProposalConfig
+from groundzero.store.s3 import S3Config, S3Url, is_s3_url
 
 
 @dataclass(frozen=True)
 class IndexConfig:
     archive: str  #: local folder of videos, or s3://bucket/prefix
     index_dir: str  #: where the index lives (created if missing): a local directory, or s3://bucket/prefix
-    model: str = field(default_factory=lambda: str(bundled_model_dir()))  #: checkpoint dir or hub id
+    #: checkpoint directory, hub id, or registered model name (:mod:`groundzero.plugins`; "demo": the
+    #: synthetic demo model, which knows only coloured shapes)
+    model: str = "demo"
     device: str = "auto"  #: embed device: auto (CUDA if present) | cpu | cuda[:n]
     fps: float = 1.0  #: frames sampled per second of video
     proposals: ProposalConfig = field(default_factory=ProposalConfig)
@@ -22,22 +23,22 @@ class IndexConfig:
     embed_actors: int = 1  #: embed actors in the Ray pool (one GPU each when CUDA is used)
     decode_threads: int = 1  #: ffmpeg threads per decode task
     chunk_frames: int = 16  #: frames per row batch leaving the decode stage (bounds memory)
-    faiss_factory: str = "auto"  #: "auto": exact Flat, then IVF as the corpus grows (core.store.vectors); or a FAISS factory string
+    faiss_factory: str = "auto"  #: "auto": exact Flat, then IVF as the corpus grows (groundzero.store.vectors); or a FAISS factory string
     exclude: tuple[str, ...] = ()  #: glob patterns of files to leave out (e.g. "*.json")
     retry_failed: bool = False  #: re-try unchanged files that failed in an earlier run
     commit_every: int = 50  #: publish a snapshot after this many finished videos
     dry_run: bool = False  #: only print the plan
     head: str | None = None  #: grounding head whose learned context tokens the index uses (see reindex)
     s3: S3Config = field(default_factory=S3Config)  #: endpoint, retries, page size for s3:// locations
-    cache_dir: str | None = None  #: local working copy of an s3:// index (default: see core.store.s3_index)
+    cache_dir: str | None = None  #: local working copy of an s3:// index (default: see groundzero.store.s3_index)
     tmp_dir: str | None = None  #: where decode tasks download S3 videos (default: the system temp dir)
 
     def validate(self) -> "IndexConfig":
         if not 0 < self.fps <= 30:
-            raise ConfigError(f"--fps must be in (0, 30], got {self.fps}")
+            raise ConfigError(f"fps must be in (0, 30], got {self.fps}", field="fps")
         for name in ("embed_batch_size", "embed_actors", "decode_threads", "chunk_frames", "commit_every"):
             if getattr(self, name) < 1:
-                raise ConfigError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}", field=name)
         self.proposals.validate()
         self.s3.validate()
         for where in (self.archive, self.index_dir):

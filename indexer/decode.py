@@ -49,7 +49,7 @@ from typing import IO
 import ffmpeg
 import numpy as np
 
-from core.errors import ConfigError, DecodeError, FFmpegNotFoundError
+from groundzero.errors import ConfigError, DecodeError, FFmpegNotFoundError
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ class DecodeConfig:
 
     def __post_init__(self) -> None:
         if not (isinstance(self.fps, (int, float)) and 0 < self.fps <= 30):
-            raise ConfigError(f"--fps must be in (0, 30] frames per second, got {self.fps}")
+            raise ConfigError(f"fps must be in (0, 30] frames per second, got {self.fps}", field="fps")
         if self.size < 1:
             raise ConfigError(f"frame size must be a positive number of pixels, got {self.size}")
         if self.chunk_frames < 1:

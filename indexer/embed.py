@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from core.model.backbone import Backbone
+from groundzero.model.backbone import Backbone
 
 
 class EmbedFrames:
@@ -20,7 +20,7 @@ class EmbedFrames:
 
     Batch out: the same columns with ``frame`` replaced by ``embedding``
     (N, D) float32, L2-normalised. End-of-video marker rows (non-empty
-    ``end_meta``, see :mod:`indexer.decode`) pass through with a zero embedding.
+    ``end_meta``, see :mod:`groundzero.indexer.decode`) pass through with a zero embedding.
     """
 
     def __init__(self, model: str, device: str = "auto", max_batch: int = 64):

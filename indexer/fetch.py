@@ -5,11 +5,11 @@ file** inside the decode task, decoded, and deleted when the task is done with
 it. Why not hand ffmpeg a presigned HTTPS URL (ffmpeg reads http)?
 
 * Retries: a download goes through botocore's retry policy (``SlowDown``, 5xx,
-  dropped connections; :mod:`core.store.s3`). ffmpeg's http reader has none of
+  dropped connections; :mod:`groundzero.store.s3`). ffmpeg's http reader has none of
   it: a 503 half-way through an hour of video would end as ``decode_failed``,
   indistinguishable from a corrupt file, and the whole decode would start over.
 * Diagnosis: the decoder classifies bad files from the bytes (zero length, an
-  mp4 whose index is missing, ...; :mod:`indexer.decode`). On a local copy that
+  mp4 whose index is missing, ...; :mod:`groundzero.indexer.decode`). On a local copy that
   works as for any local file, and a failed download gets its own reason,
   ``fetch_failed``, which the next run retries by itself.
 * Seeks: an mp4 written without ``faststart`` keeps its index at the end, so
@@ -36,8 +36,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import PurePosixPath
 
-from core.errors import DecodeError
-from core.store.s3 import S3Config, error_code, is_s3_url, make_client, split_uri, transfer_config
+from groundzero.errors import DecodeError
+from groundzero.store.s3 import S3Config, error_code, is_s3_url, make_client, split_uri, transfer_config
 
 log = logging.getLogger(__name__)
 

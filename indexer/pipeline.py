@@ -13,9 +13,9 @@ Ray is local by default; with ``RAY_ADDRESS`` set, ``ray.init()`` joins that
 cluster instead, with no code change.
 
 Archive and index may each be local or on S3. An S3 archive's videos are
-downloaded inside the decode tasks (:mod:`indexer.fetch`); an S3 index is
+downloaded inside the decode tasks (:mod:`groundzero.indexer.fetch`); an S3 index is
 pulled into a local working copy first and each commit is then published to S3
-(:mod:`core.store.s3_index`).
+(:mod:`groundzero.store.s3_index`).
 
 Incremental runs skip a video whose content is unchanged (:func:`make_plan`):
 
@@ -39,27 +39,29 @@ from __future__ import annotations
 import logging
 import secrets
 import time
+import warnings
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
-from core.errors import RemoteStoreError
-from core.model.backbone import bundled_head_dir, bundled_model_dir, read_identity
-from core.proposals import make_windows
-from core.store.catalog import RunRecord, read_catalog
-from core.store.layout import IndexLayout
-from core.store.manifest import IndexParams, read_manifest
-from core.store.s3 import is_s3_url
-from core.store.s3_index import S3Index
-from core.store.writer import IndexWriter, VideoEntry, utc_now, video_id_for
-from indexer.config import IndexConfig
-from indexer.decode import DecodeConfig
-from indexer.embed import EmbedFrames
-from indexer.rows import AssembledVideo, VideoAssembler, decode_rows, file_sha256
-from indexer.sources import list_archive
-from indexer.tokens import ZERO_SHOT, TokenMaker, head_token_kind
+from groundzero.errors import RemoteStoreError
+from groundzero.model.identity import read_identity
+from groundzero.plugins import named_model
+from groundzero.data.proposals import make_windows
+from groundzero.store.catalog import RunRecord, read_catalog
+from groundzero.store.layout import IndexLayout
+from groundzero.store.manifest import IndexParams, read_manifest
+from groundzero.store.s3 import is_s3_url
+from groundzero.store.s3_index import S3Index
+from groundzero.store.writer import IndexWriter, VideoEntry, utc_now, video_id_for
+from groundzero.indexer.config import IndexConfig
+from groundzero.indexer.decode import DecodeConfig
+from groundzero.indexer.embed import EmbedFrames
+from groundzero.indexer.rows import AssembledVideo, VideoAssembler, decode_rows, file_sha256
+from groundzero.indexer.sources import list_archive
+from groundzero.indexer.tokens import ZERO_SHOT, TokenMaker, head_token_kind
 
 log = logging.getLogger(__name__)
 
@@ -265,14 +267,15 @@ def _best_effort(fn: Callable[[], object], doing: str) -> None:
 
 def _token_maker(cfg: IndexConfig, root: Path) -> TokenMaker:
     """The head's learned tokens when a head is given, the index already uses one (then the same
-    head), or the model is the bundled demo backbone (then the bundled demo head); else zero-shot."""
+    head), or a new index's model is a named model with a default head (:mod:`groundzero.plugins`);
+    else zero-shot."""
     head = cfg.head
     m = read_manifest(IndexLayout(root))
     if head is None and m is not None and m.params.token_kind != ZERO_SHOT:
         head = m.extra.get("head")
-    if head is None and m is None and bundled_head_dir().is_dir() and \
-            Path(cfg.model).expanduser().resolve() == bundled_model_dir():
-        head = str(bundled_head_dir())
+    bundle = named_model(cfg.model) if head is None and m is None else None
+    if bundle is not None and bundle.head_dir is not None:
+        head = str(bundle.head_dir)
     if head is None:
         return TokenMaker(ZERO_SHOT, cfg.proposals.tokens_per_proposal)
     return TokenMaker(head_token_kind(head), cfg.proposals.tokens_per_proposal, head, "cpu")
@@ -304,7 +307,7 @@ def _embed_all(cfg: IndexConfig, todo: list[VideoEntry], image_size: int, progre
         return
     import ray
 
-    from indexer.ray_runtime import embed_device, init_ray
+    from groundzero.indexer.ray_runtime import embed_actor_options, embed_device, init_ray
 
     init_ray()
     ctx = ray.data.DataContext.get_current()
@@ -324,13 +327,18 @@ def _embed_all(cfg: IndexConfig, todo: list[VideoEntry], image_size: int, progre
     ds = ds.map_batches(decode_rows, batch_size=1,
                         fn_kwargs={"cfg": dcfg, "s3": cfg.s3.resolved(), "tmp_dir": cfg.tmp_dir},
                         num_cpus=1, memory=DECODE_TASK_MEMORY)
-    ds = ds.map_batches(
-        EmbedFrames,
-        fn_constructor_kwargs={"model": cfg.model, "device": str(device), "max_batch": cfg.embed_batch_size},
-        batch_size=cfg.embed_batch_size,
-        compute=ray.data.ActorPoolStrategy(size=cfg.embed_actors),
-        num_gpus=1 if device.type == "cuda" else 0,
-    )
+    with warnings.catch_warnings():
+        # max_restarts goes through map_batches' **ray_remote_args, which Ray 2.60+ marks deprecated
+        # without offering a named parameter for it yet; pyproject.toml keeps ray below 2.64, where it goes
+        warnings.filterwarnings("ignore", message=".*ray_remote_args.* is deprecated")
+        ds = ds.map_batches(
+            EmbedFrames,
+            fn_constructor_kwargs={"model": cfg.model, "device": str(device), "max_batch": cfg.embed_batch_size},
+            batch_size=cfg.embed_batch_size,
+            compute=ray.data.ActorPoolStrategy(size=cfg.embed_actors),
+            num_gpus=1 if device.type == "cuda" else 0,
+            **embed_actor_options(),
+        )
     assembler = VideoAssembler()
     t0 = time.monotonic()
     for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):

@@ -11,12 +11,12 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from core.errors import IndexMismatchError
-from core.model.checkpoint import read_config
-from core.store.manifest import Manifest, require_manifest
-from core.store.writer import IndexWriter
-from indexer.pipeline import new_run_id
-from indexer.tokens import ZERO_SHOT, TokenMaker, head_token_kind
+from groundzero.errors import IndexMismatchError
+from groundzero.model.checkpoint import read_config
+from groundzero.store.manifest import Manifest, require_manifest
+from groundzero.store.writer import IndexWriter
+from groundzero.indexer.pipeline import new_run_id
+from groundzero.indexer.tokens import ZERO_SHOT, TokenMaker, head_token_kind
 
 
 def reindex(index_dir: str | Path, head: str | None, device: str = "cpu") -> Manifest:

@@ -26,10 +26,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from core.errors import DecodeError
-from core.store.s3 import S3Config
-from indexer.decode import DecodeConfig, iter_frames, probe
-from indexer.fetch import local_copy
+from groundzero.errors import DecodeError
+from groundzero.store.s3 import S3Config
+from groundzero.indexer.decode import DecodeConfig, iter_frames, probe
+from groundzero.indexer.fetch import local_copy
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ def decode_rows(batch: dict[str, np.ndarray], cfg: DecodeConfig, s3: S3Config | 
                 tmp_dir: str | None = None) -> Iterator[dict[str, np.ndarray]]:
     """Ray Data generator stage: videos in (columns ``video_id``, ``path``, optional
     ``content_id``), frame rows out. ``path`` is a local path or an ``s3://`` uri,
-    downloaded to ``tmp_dir`` first (:mod:`indexer.fetch`).
+    downloaded to ``tmp_dir`` first (:mod:`groundzero.indexer.fetch`).
 
     Never raises for a bad video: every failure becomes the video's end row.
     """

@@ -5,7 +5,7 @@ regular, non-hidden file under it is a candidate (a file that is not a video
 gets a clear per-file failure in the catalog rather than being silently
 skipped); ``exclude`` globs drop sidecar files such as ``*.json`` or ``*.srt``.
 
-What each listing knows cheaply, and the planner (:mod:`indexer.pipeline`)
+What each listing knows cheaply, and the planner (:mod:`groundzero.indexer.pipeline`)
 compares with the catalog to skip unchanged videos:
 
 * local file: size and mtime (``content_id`` stays empty; the planner hashes a
@@ -22,9 +22,9 @@ import fnmatch
 import os
 from pathlib import Path
 
-from core.errors import ConfigError
-from core.store.s3 import S3Config, S3Url, is_s3_url, make_client, s3_error
-from core.store.writer import VideoEntry
+from groundzero.errors import ConfigError
+from groundzero.store.s3 import S3Config, S3Url, is_s3_url, make_client, s3_error
+from groundzero.store.writer import VideoEntry
 
 
 def list_archive(archive: str, exclude: tuple[str, ...] = (), s3: S3Config | None = None) -> list[VideoEntry]:

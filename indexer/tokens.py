@@ -2,7 +2,7 @@
 
 The kind in use is part of the index's parameters (``IndexParams.token_kind``):
 ``"zero-shot-mean"``, or ``"head:<sha256 prefix>"`` for a grounding head's
-:class:`~core.model.context_tokens.ContextTokenPooler`. Every video of one index
+:class:`~groundzero.model.context_tokens.ContextTokenPooler`. Every video of one index
 uses the same kind, so the FAISS shortlist compares like with like.
 """
 
@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from core.proposals import zero_shot_tokens
+from groundzero.data.proposals import zero_shot_tokens
 
 ZERO_SHOT = "zero-shot-mean"
 
@@ -32,8 +32,8 @@ class TokenMaker:
         self.kind, self.k, self.model = kind, k, None
         self.head_dir = str(Path(head_dir).expanduser().resolve()) if head_dir and kind != ZERO_SHOT else None
         if kind != ZERO_SHOT:
-            from core.errors import IndexMismatchError
-            from core.model.checkpoint import load_model
+            from groundzero.errors import IndexMismatchError
+            from groundzero.model.checkpoint import load_model
 
             if head_dir is None or head_token_kind(head_dir) != kind:
                 raise IndexMismatchError(

@@ -18,7 +18,7 @@ $GZ index "$OUT/archive/test" --index "$OUT/index"
 rc=$?
 set -e
 [ $rc -eq 0 ] || [ $rc -eq 3 ] || exit $rc   # 3 = indexed, but some files failed (README.txt)
-$GZ catalog --index "$OUT/index"
+$GZ catalog list --index "$OUT/index"
 QUERY=$(head -n 1 "$OUT/archive/test.jsonl" | .venv/bin/python -c 'import json, sys; print(json.load(sys.stdin)["query"])')
 $GZ search "$QUERY" --index "$OUT/index" --top 3
 $GZ eval --index "$OUT/index" --gt "$OUT/archive/test.jsonl" --per-query

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from core.errors import ConfigError
+from groundzero.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -17,28 +17,26 @@ class SearchConfig:
     nms_iou: float = 0.5  #: temporal NMS threshold within a video (RGNet / CONE: 0.5)
     rerank_windows: int = 5  #: with a head: proposals per video kept after re-ranking (RGNet Ego4D: 5)
     #: "found" when the best candidate's found-probability reaches this; None: the head's calibrated
-    #: threshold (``found_threshold`` in its config.json, set by the demo build on the val split), else 0.5
+    #: threshold (``found_threshold`` in its config.json, calibrated on a val split), else 0.5
     found_threshold: float | None = None
     #: with a head, how proposals are ranked: "retrieval" (RGNet's σ(r)) or "retrieval_confidence"
-    #: (σ(r)·σ(c); see core.model.inference)
+    #: (σ(r)·σ(c); see groundzero.model.inference)
     window_score: str = "retrieval_confidence"
-    #: with a head, weight w of the clip check (``search.verify``: score · p_clip^w); None: the head's
-    #: ``verify_weight`` (set by the demo build on the val split), else 0 (no check)
-    verify_weight: float | None = None
 
     def validate(self) -> "SearchConfig":
         if not 1 <= self.top_k <= 1000:
-            raise ConfigError(f"--top must be in [1, 1000], got {self.top_k}")
-        if self.shortlist_tokens < 1 or self.shortlist_proposals < 1:
-            raise ConfigError("shortlist sizes must be >= 1")
+            raise ConfigError(f"top_k must be in [1, 1000], got {self.top_k}", field="top_k")
+        for name in ("shortlist_tokens", "shortlist_proposals"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}", field=name)
         if self.smooth_frames < 1 or self.smooth_frames % 2 == 0:
-            raise ConfigError(f"smooth_frames must be odd and >= 1, got {self.smooth_frames}")
+            raise ConfigError(f"smooth_frames must be odd and >= 1, got {self.smooth_frames}", field="smooth_frames")
         if self.found_threshold is not None and not 0.0 <= self.found_threshold <= 1.0:
-            raise ConfigError(f"found_threshold must be in [0, 1], got {self.found_threshold}")
+            raise ConfigError(f"found_threshold must be in [0, 1], got {self.found_threshold}",
+                              field="found_threshold")
         if self.window_score not in ("retrieval", "retrieval_confidence"):
-            raise ConfigError(f"window_score={self.window_score!r}; allowed: retrieval, retrieval_confidence")
-        if self.verify_weight is not None and not 0.0 <= self.verify_weight <= 100.0:
-            raise ConfigError(f"verify_weight must be in [0, 100], got {self.verify_weight}")
+            raise ConfigError(f"window_score={self.window_score!r}; allowed: retrieval, retrieval_confidence",
+                              field="window_score")
         if not 0.0 < self.nms_iou <= 1.0:
-            raise ConfigError(f"nms_iou must be in (0, 1], got {self.nms_iou}")
+            raise ConfigError(f"nms_iou must be in (0, 1], got {self.nms_iou}", field="nms_iou")
         return self

@@ -6,8 +6,8 @@ from collections import defaultdict
 
 import numpy as np
 
-from core.spans import nms
-from search.results import Hit
+from groundzero.data.spans import nms
+from groundzero.search.results import Hit
 
 
 def merge_hits(candidates: list[Hit], top_k: int, nms_iou: float) -> list[Hit]:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from core.spans import format_timestamp
+import numpy as np
+
+from groundzero.data.spans import format_timestamp
 
 
 @dataclass(frozen=True)
@@ -43,3 +45,16 @@ class SearchResult:
         return {"query": self.query, "found": self.found, "found_prob": self.found_prob,
                 "found_threshold": self.found_threshold, "hits": [h.to_dict() for h in self.hits],
                 "timings_ms": self.timings_ms}
+
+
+@dataclass(frozen=True)
+class VideoGrounding:
+    """One query grounded inside some proposal windows of one video.
+
+    ``hits``: the spans found, best first. ``window_rank``: int64 (P,) indices into the
+    windows that were given, best first by the head's window score (empty zero-shot).
+    """
+
+    video_seq: int
+    hits: list[Hit]
+    window_rank: np.ndarray

@@ -3,9 +3,14 @@
 ``Searcher(index_dir).search("the witness is handed exhibit 12")`` runs
 
     text tower -> FAISS shortlist over context tokens (whole corpus)
-               -> zero-shot grounding inside the shortlisted proposals, or with a head:
-                  re-rank and ground (``search.rerank``), then the clip check (``search.verify``)
+               -> ground inside the shortlisted proposals (:meth:`Searcher.ground`):
+                  zero-shot (``search.ground_zeroshot``), or with a head: re-rank and ground
+                  (``search.rerank``), then the head's re-scorer if its config declares one
+                  (:mod:`groundzero.plugins`)
                -> merge (NMS, top-k) -> :class:`SearchResult`
+
+:meth:`Searcher.ground` is the one grounding path: evaluation (``search.evaluate``) calls it
+too, with every window of the query's own video.
 
 It only ever reads a committed snapshot (the manifest is read once at load),
 so an index run going on meanwhile is invisible to it.
@@ -21,19 +26,20 @@ from pathlib import Path
 
 import numpy as np
 
-from core.errors import ConfigError, EmptyQueryError, IndexMismatchError, ModelNotFoundError
-from core.model.backbone import CLIP_ADAPTER_FILE, Backbone, read_identity
-from core.store import tables
-from core.store.catalog import read_catalog
-from core.store.manifest import check_model, require_manifest
-from core.store.s3_index import resolve_index_dir
-from core.store.vectors import ContextIndex
-from search.config import SearchConfig
-from search.ground_zeroshot import ground_region, merge_ranges
-from search.merge import merge_hits
-from search.results import Hit, SearchResult
-from search.shortlist import shortlist
-from search.verify import clip_match, span_frames, verified_scores
+from groundzero.errors import EmptyQueryError, IndexMismatchError, ModelNotFoundError
+from groundzero.plugins import Rescorer, load_rescorer
+from groundzero.model.backbone import Backbone
+from groundzero.model.identity import read_identity
+from groundzero.store import tables
+from groundzero.store.catalog import read_catalog
+from groundzero.store.manifest import check_model, require_manifest
+from groundzero.store.s3_index import resolve_index_dir
+from groundzero.store.vectors import ContextIndex
+from groundzero.search.config import SearchConfig
+from groundzero.search.ground_zeroshot import ground_region, merge_ranges
+from groundzero.search.merge import merge_hits
+from groundzero.search.results import Hit, SearchResult, VideoGrounding
+from groundzero.search.shortlist import shortlist
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +66,7 @@ class Searcher:
                  cfg: SearchConfig | None = None, cache_videos: int = 64, head: str | None = None,
                  backbone: Backbone | None = None):
         self.cfg = (cfg or SearchConfig()).validate()
-        # an s3:// index is pulled into a local cache first (core.store.s3_index)
+        # an s3:// index is pulled into a local cache first (groundzero.store.s3_index)
         self.layout, self.manifest = require_manifest(resolve_index_dir(index_dir))
         model = model or self.manifest.model.name
         _, identity = read_identity(model)
@@ -84,20 +90,15 @@ class Searcher:
         self.found_threshold = self.cfg.found_threshold
         if self.found_threshold is None:
             self.found_threshold = float(head_meta.get("found_threshold", 0.5))
-        self.verify_weight = self.cfg.verify_weight
-        if self.verify_weight is None:  # the head's, chosen on its val split; none without a clip term
-            self.verify_weight = float(head_meta.get("verify_weight", 0.0)) if self.head is not None else 0.0
-        if self.verify_weight > 0 and (self.head is None or self.backbone.clip_adapter is None):
-            raise ConfigError(f"verify_weight={self.verify_weight} needs a grounding head and a backbone trained on "
-                              f"clips (with {CLIP_ADAPTER_FILE}); {self.backbone.identity.name!r} with head "
-                              f"{self.head_dir!r} has {'no clip term' if self.head is not None else 'no head'}: "
-                              "set it to 0")
+        #: the head's re-scorer (``"rescorer"`` in its config.json; :mod:`groundzero.plugins`), if any
+        self.rescorer: Rescorer | None = load_rescorer(head_meta["rescorer"], self.backbone) \
+            if self.head is not None and head_meta.get("rescorer") else None
         self._cache: OrderedDict[int, tuple[tables.FrameReader, np.ndarray]] = OrderedDict()
         self._cache_size = cache_videos
 
     def _load_head(self, head: str, identity):
-        from core.model.checkpoint import load_model, read_config
-        from indexer.tokens import head_token_kind
+        from groundzero.model.checkpoint import load_model, read_config
+        from groundzero.indexer.tokens import head_token_kind
 
         meta = read_config(head)
         if meta.get("backbone", {}).get("fingerprint") != identity.fingerprint:
@@ -158,11 +159,12 @@ class Searcher:
         q = self.backbone.embed_texts([query])[0]  # (D,)
         timings["text"], t = _ms(t), time.perf_counter()
         sl = shortlist(self.vectors, q, self.cfg.shortlist_tokens, self.cfg.shortlist_proposals)
+        by_video: dict[int, list[int]] = defaultdict(list)
+        for s, p in zip(sl.video_seq.tolist(), sl.proposal_idx.tolist()):
+            by_video[s].append(p)
+        windows = {s: self.proposal_ranges(s)[sorted(props)] for s, props in by_video.items() if s in self.videos}
         timings["shortlist"], t = _ms(t), time.perf_counter()
-        if self.head is None:
-            candidates = self._ground(q, sl.video_seq, sl.proposal_idx)
-        else:
-            candidates = self._rerank(query, q, sl.video_seq, sl.proposal_idx)
+        candidates = [h for g in self.ground(query, windows, q) for h in g.hits]
         timings["ground"], t = _ms(t), time.perf_counter()
         hits = merge_hits(candidates, top_k, self.cfg.nms_iou)
         timings["merge"] = _ms(t)
@@ -170,77 +172,64 @@ class Searcher:
         return SearchResult(query=query, hits=hits, found=found_prob >= self.found_threshold, timings_ms=timings,
                             found_prob=found_prob, found_threshold=self.found_threshold)
 
-    def verify(self, q: np.ndarray, frames: np.ndarray, spans_sec: np.ndarray, scores: np.ndarray) -> np.ndarray:
-        """Candidate scores (S,) after the clip check of ``search.verify`` (as given when verify_weight is 0).
+    def ground(self, query: str, windows: dict[int, np.ndarray], q: np.ndarray | None = None
+               ) -> list[VideoGrounding]:
+        """Ground ``query`` inside the given proposal windows of each video.
+
+        The one grounding path: :meth:`search` passes the shortlisted windows, evaluation
+        every window of the query's own video.
 
         Args:
-            q: float32 (D,) the query's sentence embedding; frames: float32 (T, D) the video's frame
-            embeddings (rows outside the spans unused); spans_sec: (S, 2) seconds; scores: (S,).
+            windows: video_seq -> int64 (P, 2) frame ranges ``[start, end)`` (videos not in the
+                snapshot's catalog are skipped); only these frames are read.
+            q: float32 (D,) the query's sentence embedding, when already computed.
+        Returns: one :class:`VideoGrounding` per video, hits best first.
         """
-        return self._checked(q, frames, spans_sec, scores)[0]
+        q = self.backbone.embed_texts([query])[0] if q is None else q
+        windows = {s: np.asarray(w, np.int64).reshape(-1, 2) for s, w in windows.items() if s in self.videos}
+        if self.head is None:
+            return [self._ground_zero_shot(q, s, w) for s, w in windows.items()]
+        return self._ground_with_head(query, q, windows)
 
-    def _checked(self, q: np.ndarray, frames: np.ndarray, spans_sec: np.ndarray, scores: np.ndarray
-                 ) -> tuple[np.ndarray, np.ndarray]:
-        """(checked scores (S,), clip match probabilities p (S,); all ones when verify_weight is 0)."""
-        if self.verify_weight == 0 or len(scores) == 0:
-            return np.asarray(scores, np.float64), np.ones(len(scores))
-        ranges = span_frames(spans_sec, self.manifest.params.fps, len(frames))
-        match = clip_match(self.backbone, q, frames, ranges)
-        return verified_scores(scores, match, self.verify_weight), match
+    def _ground_with_head(self, query: str, q: np.ndarray, windows: dict[int, np.ndarray]) -> list[VideoGrounding]:
+        from groundzero.search.rerank import rerank_and_ground
 
-    def _rerank(self, query: str, q: np.ndarray, video_seq: np.ndarray, proposal_idx: np.ndarray) -> list[Hit]:
-        from search.rerank import rerank_and_ground
-
-        states, masks = self.backbone.encode_text_tokens([query], self.head.cfg.text_layers)
+        states, masks = self.backbone.encode_text_tokens([query])
         words = states[0][masks[0]]
-        by_video: dict[int, list[int]] = defaultdict(list)
-        for s, p in zip(video_seq.tolist(), proposal_idx.tolist()):
-            if s in self.videos:
-                by_video[s].append(p)
-        videos = []
-        for seq, props in by_video.items():
-            windows = self.proposal_ranges(seq)[sorted(props)]
-            _, emb, _ = self.video_data(seq, windows)  # only the shortlisted windows' frames are read
-            videos.append((self.videos[seq], emb, windows))
-        hits = rerank_and_ground(self.head, words, np.ones(len(words), bool), self.manifest.params.fps, videos,
-                                 top_windows=self.cfg.rerank_windows, nms_iou=self.cfg.nms_iou,
-                                 window_score=self.cfg.window_score)
-        if self.verify_weight == 0:
-            return hits
-        frames = {row["video_id"]: emb for row, emb, _ in videos}
-        out: list[Hit] = []
-        for vid in dict.fromkeys(h.video_id for h in hits):
-            mine = [h for h in hits if h.video_id == vid]
-            new, match = self._checked(q, frames[vid], np.array([[h.start_sec, h.end_sec] for h in mine]),
-                                       np.array([h.score for h in mine]))
-            # "is it there at all": the head's confidence and the clip's match, both probabilities
-            out.extend(replace(h, score=float(v), found_prob=float(h.found_prob * m))
-                       for h, v, m in zip(mine, new, match))
+        videos = [(self.videos[s], self.video_data(s, w)[1], w) for s, w in windows.items()]
+        grounded = rerank_and_ground(self.head, words, np.ones(len(words), bool), self.manifest.params.fps,
+                                     videos, top_windows=self.cfg.rerank_windows, nms_iou=self.cfg.nms_iou,
+                                     window_score=self.cfg.window_score)
+        out = []
+        for seq, (_, emb, _), (hits, g) in zip(windows, videos, grounded):
+            if self.rescorer is not None and hits:
+                spans = np.array([[h.start_sec, h.end_sec] for h in hits])
+                scores, presence = self.rescorer.rescore(q, emb, spans, np.array([h.score for h in hits]),
+                                                         self.manifest.params.fps)
+                hits = [replace(h, score=float(v), found_prob=float(h.found_prob * m))
+                        for h, v, m in zip(hits, scores, presence)]
+                hits.sort(key=lambda h: -h.score)  # stable: ties keep the head's order
+            out.append(VideoGrounding(seq, hits, g.window_rank))
         return out
 
-    def _ground(self, q: np.ndarray, video_seq: np.ndarray, proposal_idx: np.ndarray) -> list[Hit]:
-        by_video: dict[int, list[int]] = defaultdict(list)
-        for s, p in zip(video_seq.tolist(), proposal_idx.tolist()):
-            by_video[s].append(p)
-        fps = self.manifest.params.fps
+    def _ground_zero_shot(self, q: np.ndarray, seq: int, windows: np.ndarray) -> VideoGrounding:
+        """The similarity-curve grounder over the union of the windows (``search.ground_zeroshot``)."""
+        fps, row = self.manifest.params.fps, self.videos[seq]
+        regions = merge_ranges(windows)
+        ts, emb, _ = self.video_data(seq, np.array(regions, np.int64).reshape(-1, 2))  # only these frames
         hits: list[Hit] = []
-        for seq, props in by_video.items():
-            if seq not in self.videos:
-                continue
-            row = self.videos[seq]
-            regions = merge_ranges(self.proposal_ranges(seq)[props])
-            ts, emb, _ = self.video_data(seq, np.array(regions, np.int64))  # only these regions' frames
-            for a, b in regions:
-                for c in ground_region(emb[a:b], q, a, self.cfg.smooth_frames, self.cfg.spans_per_region):
-                    end = float(ts[c.last_frame] + 1.0 / fps)
-                    if row["duration_sec"] > ts[c.first_frame]:
-                        end = min(end, float(row["duration_sec"]))
-                    hits.append(Hit(
-                        video_id=row["video_id"], uri=row["uri"], rel_path=row["rel_path"],
-                        start_sec=float(ts[c.first_frame]), end_sec=end, score=c.mean_cos,
-                        found_prob=float(self.backbone.match_probability(c.peak_cos)),
-                    ))
-        return hits
+        for a, b in regions:
+            for c in ground_region(emb[a:b], q, a, self.cfg.smooth_frames, self.cfg.spans_per_region):
+                end = float(ts[c.last_frame] + 1.0 / fps)
+                if row["duration_sec"] > ts[c.first_frame]:
+                    end = min(end, float(row["duration_sec"]))
+                hits.append(Hit(
+                    video_id=row["video_id"], uri=row["uri"], rel_path=row["rel_path"],
+                    start_sec=float(ts[c.first_frame]), end_sec=end, score=c.mean_cos,
+                    found_prob=float(self.backbone.match_probability(c.peak_cos)),
+                ))
+        hits.sort(key=lambda h: -h.score)
+        return VideoGrounding(seq, hits, np.zeros(0, np.int64))
 
 
 def _ms(t0: float) -> float:

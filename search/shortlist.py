@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from core.store.vectors import ContextIndex, decode_ids
+from groundzero.store.vectors import ContextIndex, decode_ids
 
 
 @dataclass(frozen=True)

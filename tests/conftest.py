@@ -21,7 +21,7 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     """A random tiny SigLIP (32x32 images, 32-d embeddings) written by save_pretrained."""
-    from core.model.tiny import TinySiglipConfig, build_tiny_siglip
+    from groundzero.model.tiny import TinySiglipConfig, build_tiny_siglip
 
     return build_tiny_siglip(tmp_path_factory.mktemp("models") / "tiny-siglip", TinySiglipConfig())
 
@@ -31,7 +31,7 @@ def ray_session():
     """One local Ray for the whole test session (starting one costs seconds)."""
     import ray
 
-    from indexer.ray_runtime import init_ray
+    from groundzero.indexer.ray_runtime import init_ray
 
     os.environ.pop("RAY_ADDRESS", None)
     init_ray(num_cpus=2)

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from core.model.backbone import read_identity
-from core.proposals import ProposalConfig, make_windows, zero_shot_tokens
-from core.store.manifest import IndexParams
-from core.store.writer import IndexWriter, VideoEntry
+from groundzero.model.identity import read_identity
+from groundzero.data.proposals import ProposalConfig, make_windows, zero_shot_tokens
+from groundzero.store.manifest import IndexParams
+from groundzero.store.writer import IndexWriter, VideoEntry
 
 
 def unit(x: np.ndarray) -> np.ndarray:

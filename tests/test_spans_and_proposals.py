@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from core.errors import ConfigError
-from core.proposals import ProposalConfig, make_windows, zero_shot_tokens
-from core.spans import format_timestamp, nms, temporal_iou
+from groundzero.errors import ConfigError
+from groundzero.data.proposals import ProposalConfig, make_windows, zero_shot_tokens
+from groundzero.data.spans import format_timestamp, nms, temporal_iou
 
 
 def test_temporal_iou_hand_worked():
@@ -59,8 +59,10 @@ def test_zero_shot_tokens_are_segment_means():
     np.testing.assert_allclose(tok[1, 1], emb[9], atol=1e-6)
 
 
-def test_proposal_config_validation_names_the_flag():
-    with pytest.raises(ConfigError, match="--stride"):
+def test_proposal_config_validation_names_the_field():
+    with pytest.raises(ConfigError, match=r"stride_sec must be in \(0, window_sec=48") as e:
         ProposalConfig(48, 60).validate()
-    with pytest.raises(ConfigError, match="--window"):
+    assert e.value.field == "stride_sec"
+    with pytest.raises(ConfigError, match="window_sec") as e:
         ProposalConfig(0, 1).validate()
+    assert e.value.field == "window_sec"

@@ -37,10 +37,10 @@ from fastapi.responses import (
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
-from core.errors import ConfigError, GroundZeroError
-from search.service.config import ServeConfig
-from search.service.guards import AccessGuard
-from search.service.media import (
+from groundzero.errors import ConfigError, GroundZeroError
+from groundzero.search.service.config import ServeConfig
+from groundzero.search.service.guards import AccessGuard
+from groundzero.search.service.media import (
     RangeNotSatisfiable,
     Thumbnailer,
     ThumbnailError,
@@ -49,9 +49,9 @@ from search.service.media import (
     parse_range,
     presigned_url,
 )
-from search.service.query import Filters, page_of, row_time
-from search.service.schemas import ErrorOut, FolderOut, HealthOut, SearchOut, VideoOut
-from search.service.state import IndexState, Snapshot, folder_of
+from groundzero.search.service.query import Filters, page_of, row_time
+from groundzero.search.service.schemas import ErrorOut, FolderOut, HealthOut, SearchOut, VideoOut
+from groundzero.search.service.state import IndexState, Snapshot, folder_of
 
 log = logging.getLogger(__name__)
 
@@ -170,7 +170,7 @@ def create_app(cfg: ServeConfig, state: IndexState | None = None) -> FastAPI:
 
 
 def video_json(row: dict) -> dict:
-    """A catalog row as the API shows it (:class:`~search.service.schemas.VideoOut`)."""
+    """A catalog row as the API shows it (:class:`~groundzero.search.service.schemas.VideoOut`)."""
     vid = row["video_id"]
     modified = row_time(row, "modified")
     return {

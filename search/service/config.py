@@ -6,8 +6,8 @@ import ipaddress
 import re
 from dataclasses import dataclass, field
 
-from core.errors import ConfigError
-from search.config import SearchConfig
+from groundzero.errors import ConfigError
+from groundzero.search.config import SearchConfig
 
 TOKEN_ENV = "GROUNDZERO_TOKEN"
 MIN_TOKEN_CHARS = 8
@@ -42,19 +42,20 @@ class ServeConfig:
 
     def validate(self) -> ServeConfig:
         if not 0 <= self.port <= 65535:
-            raise ConfigError(f"--port must be in [0, 65535], got {self.port}")
+            raise ConfigError(f"port must be in [0, 65535], got {self.port}", field="port")
         if self.token is not None and len(self.token) < MIN_TOKEN_CHARS:
-            raise ConfigError(f"--token must be at least {MIN_TOKEN_CHARS} characters long; "
-                              "e.g. `export GROUNDZERO_TOKEN=$(openssl rand -hex 16)`")
+            raise ConfigError(f"token must be at least {MIN_TOKEN_CHARS} characters long; "
+                              "e.g. `export GROUNDZERO_TOKEN=$(openssl rand -hex 16)`", field="token")
         if self.token is not None and not _TOKEN_CHARS.fullmatch(self.token):
-            raise ConfigError("--token may hold only letters, digits and . _ ~ + / = - (no spaces)")
+            raise ConfigError("token may hold only letters, digits and . _ ~ + / = - (no spaces)", field="token")
         if not self.is_loopback and not self.token:
             raise ConfigError(
-                f"--host {self.host} is reachable from other machines, and the archive would be open to "
-                f"anyone who can reach it; set an access token (--token or {TOKEN_ENV}) or bind to 127.0.0.1")
+                f"host {self.host} is reachable from other machines, and the archive would be open to "
+                f"anyone who can reach it; set token (or {TOKEN_ENV}) to require it, or use host 127.0.0.1",
+                field="host")
         if not 1 <= self.max_k <= 1000 or not 1 <= self.max_limit <= self.max_k:
             raise ConfigError(f"max_k must be in [1, 1000] and max_limit in [1, max_k], "
-                              f"got {self.max_k} and {self.max_limit}")
+                              f"got {self.max_k} and {self.max_limit}", field="max_k")
         self.search.validate()
         return self
 

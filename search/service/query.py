@@ -1,4 +1,4 @@
-"""From a ranked :class:`~search.results.SearchResult` to one page of the search page:
+"""From a ranked :class:`~groundzero.search.results.SearchResult` to one page of the search page:
 filters on the catalog (folder, date, duration), grouping by video, offset/limit paging.
 
 Pure functions over the search result and catalog rows, so they are tested without a server.
@@ -9,9 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import date, datetime, time, timedelta, timezone
 
-from core.errors import ConfigError
-from search.results import Hit, SearchResult
-from search.service.state import folder_of
+from groundzero.errors import ConfigError
+from groundzero.search.results import Hit, SearchResult
+from groundzero.search.service.state import folder_of
 
 DATE_FIELDS = ("modified", "indexed")
 

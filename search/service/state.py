@@ -1,6 +1,6 @@
 """What the service searches: one committed snapshot at a time, swapped when a newer one appears.
 
-The model loads once. A snapshot (:class:`Snapshot`: a :class:`~search.searcher.Searcher` over
+The model loads once. A snapshot (:class:`Snapshot`: a :class:`~groundzero.search.searcher.Searcher` over
 one manifest version, plus that version's whole catalog) is immutable once built. While the
 service runs, :meth:`IndexState.snapshot` checks ``manifest.json`` at most every
 ``reload_every_sec`` (one ``stat``; the writer swaps the file with ``os.replace``, so a new
@@ -10,7 +10,7 @@ has loaded whole. A manifest only ever names files written before it, so a reade
 half-written index; one that cannot be opened (another model, missing files) is reported in
 ``reload_error`` and the old snapshot stays in service.
 
-An ``s3://`` index is read from its local copy (``core.store.s3_index``); only a change to
+An ``s3://`` index is read from its local copy (``groundzero.store.s3_index``); only a change to
 that copy is noticed, so restart the service to serve a newer snapshot published to S3.
 """
 
@@ -24,14 +24,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 
-from core.errors import GroundZeroError
-from core.model.backbone import Backbone
-from core.store.catalog import read_catalog
-from core.store.layout import IndexLayout
-from core.store.manifest import read_manifest
-from search.results import SearchResult
-from search.searcher import Searcher
-from search.service.config import ServeConfig
+from groundzero.errors import GroundZeroError
+from groundzero.model.backbone import Backbone
+from groundzero.store.catalog import read_catalog
+from groundzero.store.layout import IndexLayout
+from groundzero.store.manifest import read_manifest
+from groundzero.search.results import SearchResult
+from groundzero.search.searcher import Searcher
+from groundzero.search.service.config import ServeConfig
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ class Snapshot:
             try:
                 result = self.searcher.search(query, top_k=k)
             except FileNotFoundError as e:
-                # the writer keeps a superseded snapshot's files for a while only (core.store.gc)
+                # the writer keeps a superseded snapshot's files for a while only (groundzero.store.gc)
                 raise SnapshotGoneError(
                     f"snapshot {self.version} in service has lost files to garbage collection ({e.filename}); "
                     "the service reloads newer snapshots by itself unless started with --reload-every -1 "

@@ -1,7 +1,7 @@
 """The real index run with a stand-in for decode + embed, and pause points to kill it at.
 
 ``run_index`` is the production code (plan, store, commit every N, run records,
-lock, growth, garbage collection); only ``indexer.pipeline._embed_all`` — ffmpeg
+lock, growth, garbage collection); only ``groundzero.indexer.pipeline._embed_all`` — ffmpeg
 and Ray — is replaced by :func:`fake_embed_all`, which turns each archive file's
 bytes into deterministic frame embeddings (so a re-run after a crash must
 reproduce exactly what an uninterrupted run stores). A file whose bytes start
@@ -38,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from core.store.writer import VideoEntry, video_id_for
+from groundzero.store.writer import VideoEntry, video_id_for
 
 DIM_FALLBACK = 32
 
@@ -56,8 +56,8 @@ def frames_for(data: bytes, dim: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def fake_embed_all(cfg, todo: list[VideoEntry], *args, dim: int = DIM_FALLBACK, delay_sec: float = 0.0, **kwargs):
-    """Stands in for ``indexer.pipeline._embed_all``: yields (AssembledVideo, VideoEntry)."""
-    from indexer.rows import AssembledVideo
+    """Stands in for ``groundzero.indexer.pipeline._embed_all``: yields (AssembledVideo, VideoEntry)."""
+    from groundzero.indexer.rows import AssembledVideo
 
     for e in todo:
         data = Path(e.uri).read_bytes()
@@ -93,7 +93,7 @@ def make_archive(root: Path, n: int, bad: tuple[int, ...] = ()) -> list[Path]:
 
 
 def patch_embed(monkeypatch_setattr, dim: int, delay_sec: float = 0.0) -> None:
-    from indexer import pipeline
+    from groundzero.indexer import pipeline
 
     def fake(cfg, todo, *a, **k):
         return fake_embed_all(cfg, todo, dim=dim, delay_sec=delay_sec)
@@ -119,10 +119,10 @@ def _pauser(pause_file: Path, wanted: str, count: int):
 
 
 def install_pause(point: str, count: int, pause_file: Path) -> None:
-    import core.store.manifest as manifest_mod
-    import core.store.tables as tables_mod
-    import core.store.writer as writer_mod
-    from core.store.vectors import ContextIndex
+    import groundzero.store.manifest as manifest_mod
+    import groundzero.store.tables as tables_mod
+    import groundzero.store.writer as writer_mod
+    from groundzero.store.vectors import ContextIndex
 
     pause = _pauser(pause_file, point, count)
 
@@ -158,14 +158,14 @@ def install_pause(point: str, count: int, pause_file: Path) -> None:
 
     ContextIndex.save = save
 
-    orig_atomic = manifest_mod._atomic_write
+    orig_atomic = manifest_mod.atomic_write
 
     def atomic_write(path, text):
         orig_atomic(path, text)
         if path.parent.name == "manifests":
             pause("after-versioned")
 
-    manifest_mod._atomic_write = atomic_write
+    manifest_mod.atomic_write = atomic_write
 
     orig_gc = writer_mod.collect_garbage
 
@@ -194,9 +194,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--delay-sec", type=float, default=0.0)
     a = ap.parse_args(argv)
 
-    from core.model.backbone import read_identity
-    from indexer.config import IndexConfig
-    from indexer.pipeline import run_index
+    from groundzero.model.identity import read_identity
+    from groundzero.indexer.config import IndexConfig
+    from groundzero.indexer.pipeline import run_index
 
     _, ident = read_identity(a.model)
     patch_embed(lambda obj, name, val: setattr(obj, name, val), ident.embed_dim, a.delay_sec)

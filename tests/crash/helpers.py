@@ -71,9 +71,9 @@ def run_to_end(archive: Path, index: Path, model: Path, factory: str = GROWTH) -
 def snapshot_content(index: Path) -> tuple[dict, dict]:
     """(uri -> catalog facts, (uri, proposal_idx, token_idx) -> vector) of the committed snapshot,
     independent of video_seq numbering."""
-    from core.store.catalog import read_catalog
-    from core.store.manifest import require_manifest
-    from core.store.vectors import ContextIndex, decode_ids
+    from groundzero.store.catalog import read_catalog
+    from groundzero.store.manifest import require_manifest
+    from groundzero.store.vectors import ContextIndex, decode_ids
 
     layout, m = require_manifest(index)
     rows = read_catalog(layout, m)

@@ -16,11 +16,11 @@ def main() -> None:
     mode = sys.argv[4] if len(sys.argv) > 4 else "flock"
     lease_sec = float(sys.argv[5]) if len(sys.argv) > 5 else 300.0
 
-    from core.model.backbone import read_identity
-    from core.proposals import ProposalConfig
-    from core.store.lock import LockConfig
-    from core.store.manifest import IndexParams
-    from core.store.writer import IndexWriter
+    from groundzero.model.identity import read_identity
+    from groundzero.data.proposals import ProposalConfig
+    from groundzero.store.lock import LockConfig
+    from groundzero.store.manifest import IndexParams
+    from groundzero.store.writer import IndexWriter
 
     _, ident = read_identity(model)
     IndexWriter.open(index, ident, IndexParams(1.0, ident.image_size, ProposalConfig()),

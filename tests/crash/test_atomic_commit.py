@@ -3,17 +3,17 @@ opened a snapshot keeps seeing that snapshot, whole, while later runs commit and
 
 import numpy as np
 
-from core.model.backbone import read_identity
-from core.proposals import ProposalConfig, make_windows, zero_shot_tokens
-from core.store.catalog import connect, read_catalog
-from core.store.check import verify_index
-from core.store.gc import RetentionPolicy
-from core.store.layout import IndexLayout
-from core.store.manifest import IndexParams, read_manifest, require_manifest
-from core.store.writer import IndexWriter, VideoEntry
-from indexer.config import IndexConfig
-from indexer.pipeline import run_index
-from search.searcher import Searcher
+from groundzero.model.identity import read_identity
+from groundzero.data.proposals import ProposalConfig, make_windows, zero_shot_tokens
+from groundzero.store.catalog import connect, read_catalog
+from groundzero.store.check import verify_index
+from groundzero.store.gc import RetentionPolicy
+from groundzero.store.layout import IndexLayout
+from groundzero.store.manifest import IndexParams, read_manifest, require_manifest
+from groundzero.store.writer import IndexWriter, VideoEntry
+from groundzero.indexer.config import IndexConfig
+from groundzero.indexer.pipeline import run_index
+from groundzero.search.searcher import Searcher
 from tests.crash.fake_pipeline import make_archive, patch_embed, write_video_file
 from tests.planted import unit
 
@@ -111,6 +111,6 @@ def test_gc_keeps_what_readers_may_use_and_deletes_the_rest(tmp_path, tiny_model
 def read_manifest_v(layout, v):
     import json
 
-    from core.store.manifest import Manifest
+    from groundzero.store.manifest import Manifest
 
     return Manifest.from_dict(json.loads(layout.versioned_manifest(v).read_text()))

@@ -14,10 +14,10 @@ import sys
 
 import pytest
 
-from core.store.check import errors, verify_index
-from core.store.layout import IndexLayout
-from core.store.manifest import read_manifest
-from indexer.config import IndexConfig
+from groundzero.store.check import errors, verify_index
+from groundzero.store.layout import IndexLayout
+from groundzero.store.manifest import read_manifest
+from groundzero.indexer.config import IndexConfig
 from tests.crash import helpers
 from tests.crash.fake_pipeline import make_archive, patch_embed, write_video_file
 
@@ -91,7 +91,7 @@ def test_killed_runs_resume_to_the_uninterrupted_result(tmp_path, tiny_model_dir
     # the same archive indexed in one uninterrupted run gives the same snapshot
     ref = tmp_path / "ref"
     patch_embed(monkeypatch.setattr, 32)
-    from indexer.pipeline import run_index
+    from groundzero.indexer.pipeline import run_index
 
     run_index(IndexConfig(archive=str(archive), index_dir=str(ref), model=str(tiny_model_dir), device="cpu",
                           commit_every=2, faiss_factory=helpers.GROWTH))
@@ -116,7 +116,7 @@ def test_real_cli_killed_mid_run_then_rerun(tmp_path, tiny_model_dir):
     archive, index = tmp_path / "archive", tmp_path / "index"
     for i, colour in enumerate(("red", "green", "blue")):
         media.make_color_segments(archive / f"c{i}.mp4", [(colour, 6), ("white", 6 * (i + 1))])
-    cmd = [sys.executable, "-m", "cli.main", "index", str(archive), "--index", str(index),
+    cmd = [sys.executable, "-m", "groundzero.cli.main", "index", str(archive), "--index", str(index),
            "--model", str(tiny_model_dir), "--device", "cpu", "--json"]
     proc = subprocess.Popen(cmd, cwd=helpers.REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)

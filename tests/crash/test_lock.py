@@ -10,10 +10,10 @@ import time
 import numpy as np
 import pytest
 
-from core.errors import ConfigError, IndexLockedError
-from core.model.backbone import read_identity
-from core.proposals import ProposalConfig, make_windows, zero_shot_tokens
-from core.store.lock import (
+from groundzero.errors import ConfigError, IndexLockedError
+from groundzero.model.identity import read_identity
+from groundzero.data.proposals import ProposalConfig, make_windows, zero_shot_tokens
+from groundzero.store.lock import (
     FlockLock,
     LeaseLock,
     LockConfig,
@@ -21,8 +21,8 @@ from core.store.lock import (
     filesystem_type,
     newest_lease,
 )
-from core.store.manifest import IndexParams, read_manifest
-from core.store.writer import IndexWriter, VideoEntry
+from groundzero.store.manifest import IndexParams, read_manifest
+from groundzero.store.writer import IndexWriter, VideoEntry
 from tests.crash import helpers
 from tests.planted import unit
 
@@ -48,7 +48,7 @@ def test_concurrent_index_run_is_refused_and_a_killed_holder_frees_the_lock(tmp_
     holder, pid = _hold(index, tiny_model_dir, tmp_path)
     try:
         # a second real `groundzero index` on the same directory: refused, one clear line, exit 1
-        r = subprocess.run([sys.executable, "-m", "cli.main", "index", str(archive), "--index", str(index),
+        r = subprocess.run([sys.executable, "-m", "groundzero.cli.main", "index", str(archive), "--index", str(index),
                             "--model", str(tiny_model_dir), "--device", "cpu"],
                            cwd=helpers.REPO, capture_output=True, text=True, timeout=120, check=False)
         assert r.returncode == 1, r.stderr

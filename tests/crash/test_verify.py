@@ -7,13 +7,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from typer.testing import CliRunner
 
-from cli.main import app
-from core.model.backbone import read_identity
-from core.proposals import ProposalConfig, make_windows, zero_shot_tokens
-from core.store.check import errors, verify_index
-from core.store.manifest import IndexParams, require_manifest
-from core.store.vectors import ContextIndex, encode_ids
-from core.store.writer import IndexWriter, VideoEntry
+from groundzero.cli.main import app
+from groundzero.model.identity import read_identity
+from groundzero.data.proposals import ProposalConfig, make_windows, zero_shot_tokens
+from groundzero.store.check import errors, verify_index
+from groundzero.store.manifest import IndexParams, require_manifest
+from groundzero.store.vectors import ContextIndex, encode_ids
+from groundzero.store.writer import IndexWriter, VideoEntry
 from tests.planted import unit
 
 
@@ -36,7 +36,7 @@ def _codes(root):
 def test_checker_finds_each_kind_of_damage(tmp_path, tiny_model_dir):
     m = _index(tmp_path, tiny_model_dir)
     assert verify_index(tmp_path, deep=True) == []
-    r = CliRunner().invoke(app, ["catalog", "--index", str(tmp_path), "--verify"])
+    r = CliRunner().invoke(app, ["catalog", "verify", "--index", str(tmp_path)])
     assert r.exit_code == 0 and "0 errors, 0 warnings" in r.stdout
     layout, _ = require_manifest(tmp_path)
 
@@ -64,7 +64,7 @@ def test_checker_finds_each_kind_of_damage(tmp_path, tiny_model_dir):
     pq.write_table(pa.concat_tables([cat, cat.slice(1, 1)]), lb.path(mb.catalog_file))
     codes = _codes(tmp_path / "b")
     assert {"frames_file_missing", "duplicate_uri", "duplicate_video_seq", "duplicate_video_id"} <= codes
-    r = CliRunner().invoke(app, ["catalog", "--index", str(tmp_path / "b"), "--verify", "--json"])
+    r = CliRunner().invoke(app, ["catalog", "verify", "--index", str(tmp_path / "b"), "--json"])
     assert r.exit_code == 1 and "frames_file_missing" in {p["code"] for p in json.loads(r.stdout)}
 
     # leftovers of a killed run are warnings, not errors

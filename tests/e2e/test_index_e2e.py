@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from cli.main import EXIT_SOME_FAILED, app
-from core.store.catalog import connect
-from core.store.manifest import require_manifest
-from core.store.tables import read_frames
+from groundzero.cli.main import EXIT_SOME_FAILED, app
+from groundzero.store.catalog import connect
+from groundzero.store.manifest import require_manifest
+from groundzero.store.tables import read_frames
 from tests import media
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -94,15 +94,23 @@ def test_embeddings_follow_the_colour_segments(indexed):
 def test_catalog_command_table_failed_json_and_sql(indexed):
     index, _ = indexed
     runner = CliRunner()
-    r = runner.invoke(app, ["catalog", "--index", str(index)])
+    r = runner.invoke(app, ["catalog", "list", "--index", str(index)])
     assert r.exit_code == 0 and "lectures/a.mp4" in r.stdout and "3 indexed" in r.stdout and "5 failed" in r.stdout
-    r = runner.invoke(app, ["catalog", "--index", str(index), "--failed", "--json"])
+    r = runner.invoke(app, ["catalog", "list", "--index", str(index), "--json"])
+    assert r.exit_code == 0 and len(json.loads(r.stdout)) == 8, r.output
+    r = runner.invoke(app, ["catalog", "failed", "--index", str(index), "--json"])
     assert {d["rel_path"] for d in json.loads(r.stdout)} == set(BAD)
-    r = runner.invoke(app, ["catalog", "--index", str(index), "--json", "--sql",
-                            "SELECT n_indexed, n_failed, status FROM runs"])
+    r = runner.invoke(app, ["catalog", "sql", "SELECT n_indexed, n_failed, status FROM runs", "--index", str(index),
+                            "--json"])
     assert json.loads(r.stdout) == [{"n_indexed": 3, "n_failed": 5, "status": "completed_with_failures"}]
-    r = runner.invoke(app, ["catalog", "--index", str(index), "--sql", "SELECT nope FROM videos"])
-    assert r.exit_code == 2 and "SQL failed" in r.stderr
+    r = runner.invoke(app, ["catalog", "sql", "SELECT nope FROM videos", "--index", str(index)])
+    assert r.exit_code == 2 and "SQL failed" in r.stderr and r.stderr.count("\n") == 1
+    r = runner.invoke(app, ["catalog", "summary", "--index", str(index), "--json"])
+    s = json.loads(r.stdout)
+    assert s["videos_indexed"] == 3 and s["videos_failed"] == 5 and s["last_run"]["n_failed"] == 5
+    assert {f["rel_path"] for f in s["last_run_failures"]} == set(BAD)
+    r = runner.invoke(app, ["catalog", "list", "--index", str(index.parent / "none")])
+    assert r.exit_code == 1 and "does not exist" in r.stderr and r.stderr.count("\n") == 1
 
 
 def test_search_returns_in_range_spans(indexed):
@@ -135,4 +143,9 @@ def test_index_errors_are_one_line(tmp_path, tiny_model_dir, archive):
     r = runner.invoke(app, ["index", str(archive), "--index", str(tmp_path / "i"), "--model", str(tmp_path / "m")])
     assert r.exit_code == 1 and "does not exist" in r.stderr and r.stderr.count("\n") == 1
     r = runner.invoke(app, ["index", str(archive), "--index", str(tmp_path / "i"), "--fps", "0"])
-    assert r.exit_code == 2 and "--fps" in r.stderr
+    assert r.exit_code == 2 and "error: --fps must be in (0, 30], got 0.0" in r.stderr
+    # a library error names config fields (stride_sec, window_sec); the command shows its flags
+    r = runner.invoke(app, ["index", str(archive), "--index", str(tmp_path / "i"), "--window", "10", "--stride", "20"])
+    assert r.exit_code == 2 and "--stride must be in (0, --window=10.0] seconds" in r.stderr, r.output
+    r = runner.invoke(app, ["index", str(archive), "--index", str(tmp_path / "i"), "--workers", "0"])
+    assert r.exit_code == 2 and "--workers must be >= 1" in r.stderr, r.output

@@ -6,9 +6,9 @@ import pytest
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
-from cli.main import app
-from core.model.backbone import read_identity
-from core.model.checkpoint import load_model
+from groundzero.cli.main import app
+from groundzero.model.identity import read_identity
+from groundzero.model.checkpoint import load_model
 from tests import media
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -32,7 +32,7 @@ def test_train_lora_saves_a_merged_backbone(tmp_path, tiny_model_dir, ray_sessio
     out = tmp_path / "head"
     r = runner.invoke(app, ["train", "--index", str(index), "--annotations", str(ann), "--out", str(out),
                             "--lora", "--archive", str(archive), "--epochs", "2", "--batch-size", "2",
-                            "--tiny", "--device", "cpu", "--lr", "1e-2", "--json"])
+                            "--size", "tiny", "--device", "cpu", "--lr", "1e-2", "--json"])
     assert r.exit_code == 0, r.output
     _, meta = load_model(out)
     _, merged = read_identity(str(out / "backbone"))
@@ -50,7 +50,7 @@ def test_train_lora_saves_a_merged_backbone(tmp_path, tiny_model_dir, ray_sessio
 
 
 def test_lora_without_archive_is_one_line(tmp_path, tiny_model_dir):
-    from core.model.backbone import Backbone
+    from groundzero.model.backbone import Backbone
     from tests.planted import plant_index
 
     q = Backbone(str(tiny_model_dir), device="cpu").embed_texts(["x"])[0]

@@ -1,4 +1,4 @@
-"""indexer.decode on real ffmpeg: chunked streaming, timestamp alignment, VFR,
+"""groundzero.indexer.decode on real ffmpeg: chunked streaming, timestamp alignment, VFR,
 rotation, classification of bad files, and cleanup of the ffmpeg process."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import subprocess
 import numpy as np
 import pytest
 
-from core.errors import ConfigError, DecodeError, FFmpegNotFoundError
-from indexer.decode import DecodeConfig, decoded_duration_ok, iter_frames, probe
+from groundzero.errors import ConfigError, DecodeError, FFmpegNotFoundError
+from groundzero.indexer.decode import DecodeConfig, decoded_duration_ok, iter_frames, probe
 from tests import media
 
 PALETTE = {"red": (255, 0, 0), "blue": (0, 0, 255), "lime": (0, 255, 0), "white": (255, 255, 255)}

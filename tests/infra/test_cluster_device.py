@@ -4,8 +4,8 @@ the cluster's GPUs count, not only the driver's own."""
 import pytest
 import torch
 
-from core.errors import ConfigError
-from indexer.ray_runtime import embed_device
+from groundzero.errors import ConfigError
+from groundzero.indexer.ray_runtime import embed_device
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only driver case")

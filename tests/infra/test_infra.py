@@ -270,11 +270,11 @@ def instructions(name: str) -> list[tuple[str, str]]:
 
 
 def _packages() -> list[str]:
-    """The top-level packages pyproject.toml ships ([tool.setuptools.packages.find] include)."""
-    text = (REPO / "pyproject.toml").read_text()
-    block = text.split("[tool.setuptools.packages.find]", 1)[1]
-    include = re.search(r"include\s*=\s*\[([^\]]*)\]", block).group(1)
-    return [p.strip().strip('"').rstrip("*") for p in include.split(",") if p.strip()]
+    """The repository folders pyproject.toml ships: the [tool.setuptools.package-dir] targets, top level."""
+    import tomllib
+
+    dirs = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-dir"]
+    return sorted({d.split("/")[0] for d in dirs.values()})
 
 
 def _torch_pin() -> str:
@@ -310,7 +310,7 @@ def index_command(cmdline: str) -> list[str]:
     """The arguments after ``groundzero index`` in a shell / ExecStart line, checked against the CLI."""
     import typer
 
-    from cli.main import app
+    from groundzero.cli.main import app
 
     words = shlex.split(cmdline.replace("\n", " "))
     start = next(i for i, w in enumerate(words) if w.endswith("groundzero") and words[i + 1] == "index") + 2

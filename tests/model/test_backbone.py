@@ -3,8 +3,9 @@ import json
 import numpy as np
 import pytest
 
-from core.errors import ConfigError, ModelNotFoundError, UnsupportedModelError
-from core.model.backbone import Backbone, bundled_model_dir, fingerprint_weights, read_identity
+from groundzero.errors import ConfigError, ModelNotFoundError, UnsupportedModelError
+from groundzero.model.backbone import Backbone
+from groundzero.model.identity import fingerprint_weights, read_identity
 
 
 @pytest.fixture(scope="module")
@@ -41,22 +42,16 @@ def test_text_features_and_tokens(backbone):
     assert mask.sum(1).tolist() == [3, 1]
 
 
-def test_text_tokens_of_several_layers_concatenate_per_word(backbone):
+def test_text_tokens_are_the_text_towers_last_hidden_state(backbone):
     import torch
 
-    last, mask = backbone.encode_text_tokens(["a red circle moving left"])
-    both, mask2 = backbone.encode_text_tokens(["a red circle moving left"], (0, -1))
-    assert both.shape == (1, 16, 64) and (mask2 == mask).all()
-    np.testing.assert_allclose(both[..., 32:], last, atol=1e-6)  # -1: the output, unchanged
+    states, mask = backbone.encode_text_tokens(["a red circle moving left"])
     tok = backbone.tokenize(["a red circle moving left"])
     with torch.no_grad():
-        emb = backbone.model.text_model.embeddings(input_ids=tok["input_ids"])  # (1, L, 32)
-    expected = torch.nn.functional.layer_norm(emb, emb.shape[-1:]).numpy()
-    np.testing.assert_allclose(both[..., :32], expected, atol=1e-5)  # 0: token + position embeddings
-    with pytest.raises(ConfigError, match="text layer 99"):
-        backbone.encode_text_tokens(["x"], (99,))
-    with pytest.raises(ConfigError, match="at least one"):
-        backbone.encode_text_tokens(["x"], ())
+        out = backbone.model.text_model(input_ids=tok["input_ids"]).last_hidden_state  # (1, L, 32)
+    assert states.dtype == np.float32 and mask.dtype == bool
+    np.testing.assert_allclose(states, out.float().numpy(), atol=1e-6)
+    assert mask.sum() == 5
 
 
 def test_wrong_frame_shape_is_a_clear_error(backbone):
@@ -86,12 +81,12 @@ def test_other_architectures_are_refused(tmp_path, tiny_model_dir):
 
 
 def test_fingerprint_changes_with_the_weights(tmp_path, tiny_model_dir):
-    from core.model.tiny import TinySiglipConfig, build_tiny_siglip
+    from groundzero.model.tiny import TinySiglipConfig, build_tiny_siglip
 
     other = build_tiny_siglip(tmp_path / "other", TinySiglipConfig(seed=1))
     assert fingerprint_weights(other) != fingerprint_weights(tiny_model_dir)
 
 
 def test_bundled_model_loads():
-    b = Backbone(str(bundled_model_dir()), device="cpu")
+    b = Backbone("demo", device="cpu")  # a registered model name (groundzero.plugins)
     assert b.embed_images(np.zeros((2, b.image_size, b.image_size, 3), np.uint8)).shape == (2, b.embed_dim)

@@ -1,18 +1,23 @@
-"""The whole grounding model: overfits a planted set, checkpoints round-trip, pickle is refused."""
+"""The whole grounding model: overfits a planted set, checkpoints round-trip (heads saved before the
+experimental options were removed included), pickle is refused."""
+
+import json
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from core.errors import ConfigError
-from core.model.annotations import MomentQuery
-from core.model.checkpoint import load_model, save_model
-from core.model.grounder import GroundingModel, GroundingModelConfig
-from core.model.inference import ground
-from core.model.metrics import recall_at_k
-from core.model.train import TrainConfig, train
-from core.model.train_data import GroundingDataset, TextFeatures, collate
-from core.proposals import ProposalConfig, make_windows
+from groundzero.data.annotations import MomentQuery
+from groundzero.data.proposals import ProposalConfig, make_windows
+from groundzero.data.recall import recall_at_k
+from groundzero.errors import ConfigError
+from groundzero.model.checkpoint import load_model, read_config, save_model
+from groundzero.model.grounder import GroundingModel, GroundingModelConfig
+from groundzero.model.inference import ground
+from groundzero.training.data import GroundingDataset, TextFeatures, collate
+from groundzero.training.loop import TrainConfig, train
 
 PROPS = ProposalConfig(window_sec=24, stride_sec=12, tokens_per_proposal=4)
 
@@ -71,14 +76,10 @@ def test_overfits_planted_set_to_r1_at_07(tmp_path):
 
 
 def test_checkpoint_round_trip_and_pickle_refused(tmp_path):
-    from dataclasses import replace
-
     torch.manual_seed(0)
     cfg = GroundingModelConfig.tiny()
-    cfg = replace(cfg, encoder=replace(cfg.encoder, motion_offsets=(2, 4)), text_layers=(0, -1),
-                  context_motion_offsets=(1, 3))
     model = GroundingModel(cfg).eval()
-    torch.nn.init.normal_(model.context_pooler.motion.weight)  # not the zero init: the weights must round-trip
+    torch.nn.init.normal_(model.context_pooler.up.weight)  # not the zero init: the weights must round-trip
     save_model(tmp_path / "head", model, extra={"note": "x"})
     loaded, meta = load_model(tmp_path / "head")
     assert meta["note"] == "x" and loaded.cfg == cfg
@@ -91,6 +92,69 @@ def test_checkpoint_round_trip_and_pickle_refused(tmp_path):
         load_model(bad)
     with pytest.raises(ConfigError, match="pickle"):
         load_model(bad / "model.pt")
+
+
+def _old_head(tmp_path, **values):
+    """A tiny head whose config.json holds the keys a head saved before the removal of the experimental
+    options had (their "not used" values), with ``values`` ("a.b.c": value) set over them."""
+    torch.manual_seed(0)
+    model = GroundingModel(GroundingModelConfig.tiny()).eval()
+    save_model(tmp_path / "old", model, extra={"train": {"epochs": 2, "retrieval_group": 8}})
+    path = tmp_path / "old" / "config.json"
+    meta = json.loads(path.read_text())
+    old = {"model.encoder.motion_offsets": [], "model.text_layers": [-1], "model.context_motion_offsets": [],
+           "model.loss.sentence_contrast": 1.0, "train.hard_negatives": 0.0, "train.lookalike_groups": 0.0,
+           "train.sentence_negatives": 0}
+    for key, value in {**old, **values}.items():
+        *parents, last = key.split(".")
+        node = meta
+        for part in parents:
+            node = node[part]
+        node[last] = value
+    path.write_text(json.dumps(meta, indent=2))
+    return tmp_path / "old", model
+
+
+def test_a_head_saved_before_the_experiment_options_were_removed_still_loads(tmp_path):
+    head, model = _old_head(tmp_path, **{"model.loss.sentence_contrast": 2.5})  # any weight: the loss is gone
+    loaded, meta = load_model(head)
+    assert loaded.cfg == model.cfg
+    assert loaded.state_dict().keys() == model.state_dict().keys()
+    for (k, a), (_, b) in zip(model.state_dict().items(), loaded.state_dict().items()):
+        assert torch.equal(a, b), k
+    # the removed keys are gone from what the reader returns; the rest is untouched
+    assert "motion_offsets" not in meta["model"]["encoder"] and "sentence_contrast" not in meta["model"]["loss"]
+    assert not {"text_layers", "context_motion_offsets"} & set(meta["model"])
+    assert meta["train"] == {"epochs": 2, "retrieval_group": 8}
+    assert read_config(head) == meta
+
+
+@pytest.mark.parametrize("key, value", [
+    ("model.encoder.motion_offsets", [2, 4]),
+    ("model.text_layers", [0, -1]),
+    ("model.context_motion_offsets", [2]),
+])
+def test_a_head_trained_with_a_removed_option_is_refused(tmp_path, key, value):
+    head, _ = _old_head(tmp_path, **{key: value})
+    match = rf"removed experimental option \({re.escape(key)}={re.escape(json.dumps(value))}\).*retrain"
+    with pytest.raises(ConfigError, match=match):
+        load_model(head)
+
+
+@pytest.mark.parametrize("key", ["train.hard_negatives", "train.lookalike_groups", "train.sentence_negatives"])
+def test_a_head_trained_with_a_removed_training_only_option_still_loads(tmp_path, key):
+    head, _ = _old_head(tmp_path, **{key: 0.5})
+    _, meta = load_model(head)
+    assert key.split(".")[1] not in meta["train"]
+
+
+def test_the_bundled_demo_head_loads_strict():
+    from safetensors.torch import load_file
+
+    head = Path(__file__).resolve().parents[2] / "examples" / "synthetic" / "bundled" / "head"
+    model, meta = load_model(head)
+    assert model.state_dict().keys() == load_file(str(head / "model.safetensors")).keys()
+    assert meta["train"]["retrieval_group"] == 8
 
 
 def test_training_resumes_where_it_stopped(tmp_path):
@@ -109,8 +173,8 @@ def test_training_resumes_where_it_stopped(tmp_path):
 
 
 def _contrastive(retrieval_group, batch, model):
-    from core.model.losses import build_criterion
-    from core.model.train import _step_losses
+    from groundzero.model.losses import build_criterion
+    from groundzero.training.loop import _step_losses
 
     cfg = TrainConfig(retrieval_group=retrieval_group, context_token_weight=0.0)
     return _step_losses(model, build_criterion(model.cfg.loss), batch, torch.device("cpu"), cfg)["loss_contrastive"]
@@ -118,7 +182,7 @@ def _contrastive(retrieval_group, batch, model):
 
 def test_retrieval_groups_split_the_contrastive_matrix():
     """Group >= positives: RGNet's full B x B loss; group 2: the mean over 2 x 2 blocks."""
-    from core.model.losses import build_criterion
+    from groundzero.model.losses import build_criterion
 
     q, v, t = planted()
     batch = collate([GroundingDataset(q, v, t, 1.0, PROPS, neg_fraction=0.0)[i] for i in range(4)])
@@ -168,7 +232,7 @@ def test_windows_of_several_videos_batched_together_give_each_video_its_own_answ
     """ground_many (one forward for all shortlisted videos) == ground video by video, whatever the
     batch mates: windows of different lengths (a 20-s video is shorter than one window) and a
     batch boundary falling inside a video."""
-    from core.model.inference import ground_many
+    from groundzero.model.inference import ground_many
 
     _, v, t = planted(n_videos=3)
     torch.manual_seed(0)
@@ -187,59 +251,11 @@ def test_windows_of_several_videos_batched_together_give_each_video_its_own_answ
         assert g.found_prob == pytest.approx(one.found_prob, rel=1e-5)
 
 
-def test_aligned_retrieval_groups_follow_the_batch_blocks():
-    from core.model.train import retrieval_groups
+def test_retrieval_groups_are_consecutive_chunks_of_the_positives():
+    from groundzero.training.loop import retrieval_groups
 
     present = torch.tensor([1, 0, 1, 1, 1, 1, 0, 0, 1, 1.0])
-    # look-alike batches: a group is one block of 4 items' positives; singletons dropped
-    assert [g.tolist() for g in retrieval_groups(present, 4, aligned=True)] == [[0, 2, 3], [4, 5], [8, 9]]
-    # shuffled batches: consecutive chunks of 4 positives
-    assert [g.tolist() for g in retrieval_groups(present, 4, aligned=False)] == [[0, 2, 3, 4], [5, 8, 9]]
-    assert [g.tolist() for g in retrieval_groups(present, None, aligned=False)] == [[0, 2, 3, 4, 5, 8, 9]]
-
-
-def test_training_with_lookalike_groups_runs_and_bad_settings_are_refused(tmp_path):
-    q, v, t = planted(n_videos=8)
-    cfg = TrainConfig(epochs=2, batch_size=4, lr=1e-3, lr_drop=(), seed=1, retrieval_group=2, lookalike_groups=1.0)
-    torch.manual_seed(0)
-    history = train(GroundingModel(GroundingModelConfig.tiny()), GroundingDataset(q, v, t, 1.0, PROPS), cfg,
-                    tmp_path / "la")
-    assert len(history) == 2 and np.isfinite(history[-1]["loss_contrastive"])
-    with pytest.raises(ConfigError, match="retrieval-group"):
-        TrainConfig(lookalike_groups=0.5).validate()
-    with pytest.raises(ConfigError, match="multiple"):
-        TrainConfig(lookalike_groups=0.5, retrieval_group=5, batch_size=32).validate()
-    with pytest.raises(ConfigError, match=r"\[0, 1\]"):
-        TrainConfig(lookalike_groups=1.5, retrieval_group=8).validate()
-
-
-def test_negative_sentences_teach_which_sentence_a_window_shows(tmp_path):
-    """Two queries per video with look-alike sentences (shared words), moments apart: trained with
-    negative sentences, a window scores its own sentence above the other one."""
-    rng = np.random.default_rng(3)
-    D, T = 32, 60
-    queries, videos, text = [], {}, {}
-    for v in range(6):
-        shared = rng.normal(size=(3, D)).astype(np.float32)  # the words both sentences have
-        emb = _unit(rng.normal(size=(T, D)))
-        for k, (s, e) in enumerate(((5, 12), (35, 42))):
-            word = rng.normal(size=(1, D)).astype(np.float32)  # the one word that differs
-            tokens = np.concatenate([shared, word])
-            # both moments show the shared part: only the differing word tells them apart
-            emb[s:e] = _unit(shared.mean(0) + 0.5 * word[0] + 0.1 * rng.normal(size=(e - s, D)))
-            qid = f"q{v}_{k}"
-            text[qid] = TextFeatures(tokens, np.ones(4, bool), _unit(tokens.mean(0)))
-            queries.append(MomentQuery(qid, f"sentence {v} {k}", f"v{v}", float(T), ((float(s), float(e)),)))
-        videos[f"v{v}"] = emb
-    data = GroundingDataset(queries, videos, text, 1.0, PROPS, neg_fraction=0.0, sentence_negatives=1, seed=0)
-    torch.manual_seed(0)
-    model = GroundingModel(GroundingModelConfig.tiny())
-    history = train(model, data, TrainConfig(epochs=30, batch_size=6, lr=3e-3, lr_drop=(), seed=0), tmp_path / "sn")
-    assert history[-1]["loss_sentence_contrast"] < 0.5 * history[0]["loss_sentence_contrast"]
-    model.eval()
-    batch = collate([data[i] for i in range(len(data))])
-    with torch.no_grad():
-        r = model(batch["video"], batch["video_mask"], batch["text"], batch["text_mask"])["retrieval_logit"]
-    neg_of = batch["targets"]["neg_of"]
-    wins = (r[neg_of] > r[len(data):]).float().mean().item()
-    assert wins >= 0.9, wins  # trained without negative sentences: 0.75 (windows told apart by the shared part)
+    assert [g.tolist() for g in retrieval_groups(present, 4)] == [[0, 2, 3, 4], [5, 8, 9]]
+    assert [g.tolist() for g in retrieval_groups(present, 3)] == [[0, 2, 3], [4, 5, 8]]  # [9] alone: dropped
+    assert [g.tolist() for g in retrieval_groups(present, None)] == [[0, 2, 3, 4, 5, 8, 9]]
+    assert retrieval_groups(torch.zeros(4), None) == []

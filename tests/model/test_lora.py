@@ -1,7 +1,7 @@
 import torch
 
-from core.model.backbone import Backbone
-from core.model.lora import LoraConfig, add_vision_lora
+from groundzero.model.backbone import Backbone
+from groundzero.model.lora import LoraConfig, add_vision_lora
 
 
 def test_lora_adapts_only_the_last_vision_blocks(tiny_model_dir):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from core.store.s3 import S3Config, make_client
+from groundzero.store.s3 import S3Config, make_client
 from tests import media
 from tests.s3.faults import FaultProxy
 

@@ -5,10 +5,10 @@ from pathlib import Path
 
 import pytest
 
-from core.errors import ConfigError, DecodeError, RemoteStoreError
-from core.store.s3 import S3Config
-from indexer.fetch import local_copy
-from indexer.sources import list_archive, list_s3
+from groundzero.errors import ConfigError, DecodeError, RemoteStoreError
+from groundzero.store.s3 import S3Config
+from groundzero.indexer.fetch import local_copy
+from groundzero.indexer.sources import list_archive, list_s3
 from tests.s3.conftest import upload
 
 pytestmark = pytest.mark.s3

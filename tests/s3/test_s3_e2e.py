@@ -7,10 +7,10 @@ import uuid
 import pytest
 from typer.testing import CliRunner
 
-from cli.main import EXIT_SOME_FAILED, app
-from core.store.catalog import connect, read_catalog
-from core.store.manifest import require_manifest
-from core.store.s3_index import resolve_index_dir
+from groundzero.cli.main import EXIT_SOME_FAILED, app
+from groundzero.store.catalog import connect, read_catalog
+from groundzero.store.manifest import require_manifest
+from groundzero.store.s3_index import resolve_index_dir
 from tests.s3.conftest import upload
 
 pytestmark = [pytest.mark.s3, pytest.mark.e2e, pytest.mark.slow]
@@ -63,7 +63,7 @@ def test_s3_archive_is_indexed_into_an_s3_index_through_throttling(world, direct
 def test_catalog_summary_and_sql_read_the_s3_index(world, tmp_path):
     runner = CliRunner()
     where = ["--index", world["index"], "--endpoint-url", world["endpoint"], "--cache-dir", str(tmp_path / "c")]
-    r = runner.invoke(app, ["catalog", *where, "--summary", "--json"])
+    r = runner.invoke(app, ["catalog", "summary", *where, "--json"])
     assert r.exit_code == 0, r.output
     s = json.loads(r.stdout)
     assert s["videos_indexed"] == 3 and s["videos_failed"] == 1
@@ -71,12 +71,12 @@ def test_catalog_summary_and_sql_read_the_s3_index(world, tmp_path):
     assert s["last_run"]["failures_by_reason"] == {"not_video": 1} and s["last_run"]["status"] == \
         "completed_with_failures"
     assert [f["rel_path"] for f in s["last_run_failures"]] == ["notes.txt"]
-    r = runner.invoke(app, ["catalog", *where, "--summary"])
+    r = runner.invoke(app, ["catalog", "summary", *where])
     assert "3 videos indexed" in r.stdout and "failures by reason: not_video 1" in r.stdout, r.stdout
-    r = runner.invoke(app, ["catalog", *where, "--json", "--sql",
+    r = runner.invoke(app, ["catalog", "sql", *where, "--json",
                             "SELECT r.n_indexed, f.reason, f.n FROM runs r JOIN run_failures f USING (run_id)"])
     assert json.loads(r.stdout) == [{"n_indexed": 3, "reason": "not_video", "n": 1}]
-    r = runner.invoke(app, ["catalog", *where, "--json", "--sql", "SELECT count(*) AS n FROM frames"])
+    r = runner.invoke(app, ["catalog", "sql", *where, "--json", "SELECT count(*) AS n FROM frames"])
     assert json.loads(r.stdout) == [{"n": 13}], r.output  # frames pulled on demand
 
 
@@ -164,6 +164,6 @@ def test_a_failed_publish_leaves_the_previous_snapshot_whole(world, direct, prox
 
 
 def _cfg(world):
-    from core.store.s3 import S3Config
+    from groundzero.store.s3 import S3Config
 
     return S3Config(endpoint_url=world["endpoint"])

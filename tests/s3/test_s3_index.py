@@ -5,15 +5,15 @@ import json
 import numpy as np
 import pytest
 
-from core.errors import ConfigError, IndexLockedError, IndexNotFoundError, RemoteStoreError
-from core.model.backbone import read_identity
-from core.proposals import ProposalConfig, make_windows, zero_shot_tokens
-from core.store.catalog import connect, read_catalog
-from core.store.manifest import IndexParams, require_manifest
-from core.store.s3 import S3Config
-from core.store.s3_index import S3Index, resolve_index_dir
-from core.store.writer import IndexWriter, VideoEntry
-from indexer.pipeline import new_run_id
+from groundzero.errors import ConfigError, IndexLockedError, IndexNotFoundError, RemoteStoreError
+from groundzero.model.identity import read_identity
+from groundzero.data.proposals import ProposalConfig, make_windows, zero_shot_tokens
+from groundzero.store.catalog import connect, read_catalog
+from groundzero.store.manifest import IndexParams, require_manifest
+from groundzero.store.s3 import S3Config
+from groundzero.store.s3_index import S3Index, resolve_index_dir
+from groundzero.store.writer import IndexWriter, VideoEntry
+from groundzero.indexer.pipeline import new_run_id
 from tests.planted import unit
 
 pytestmark = pytest.mark.s3
@@ -147,7 +147,7 @@ def test_caches_and_empty_indexes_are_refused_clearly(s3cfg, bucket, tmp_path):
 
 
 def test_gc_on_s3_keeps_retained_snapshots_whole_and_deletes_the_rest(s3cfg, direct, bucket, ident, tmp_path):
-    from core.store.gc import RetentionPolicy
+    from groundzero.store.gc import RetentionPolicy
 
     url = f"s3://{bucket}/index"
     writer = S3Index.open(url, s3cfg, tmp_path / "w")
@@ -177,6 +177,6 @@ def test_gc_on_s3_keeps_retained_snapshots_whole_and_deletes_the_rest(s3cfg, dir
 
 
 def _named_by(remote: S3Index, m, rel: str) -> bool:
-    from core.store.s3_index import catalog_files
+    from groundzero.store.s3_snapshot import catalog_files
 
     return rel in catalog_files(remote.layout.path(m.catalog_file), "all")

@@ -5,10 +5,10 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from cli.main import app
-from core.model.backbone import Backbone
-from search.config import SearchConfig
-from search.searcher import Searcher
+from groundzero.cli.main import app
+from groundzero.model.backbone import Backbone
+from groundzero.search.config import SearchConfig
+from groundzero.search.searcher import Searcher
 from tests.planted import plant_index
 
 QUERY = "a red circle moving left"
@@ -77,7 +77,7 @@ def test_cli_search_json_and_table(planted):
 
 
 def test_search_with_another_model_is_refused(planted, tmp_path):
-    from core.model.tiny import TinySiglipConfig, build_tiny_siglip
+    from groundzero.model.tiny import TinySiglipConfig, build_tiny_siglip
 
     other = build_tiny_siglip(tmp_path / "other", TinySiglipConfig(seed=7))
     r = CliRunner().invoke(app, ["search", QUERY, "--index", str(planted), "--model", str(other)])

@@ -38,7 +38,7 @@ def archive(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def index_dir(archive, tmp_path_factory, tiny_model_dir, ray_session):
-    from cli.main import app
+    from groundzero.cli.main import app
 
     index = tmp_path_factory.mktemp("serve-idx") / "index"
     r = CliRunner().invoke(app, ["index", str(archive), "--index", str(index), "--model", str(tiny_model_dir),
@@ -48,14 +48,14 @@ def index_dir(archive, tmp_path_factory, tiny_model_dir, ray_session):
 
 
 def make_cfg(index_dir, **kw):
-    from search.service.config import ServeConfig
+    from groundzero.search.service.config import ServeConfig
 
     return ServeConfig(index_dir=str(index_dir), device="cpu", **{"reload_every_sec": -1, **kw})
 
 
 @pytest.fixture(scope="session")
 def state(index_dir):
-    from search.service.state import IndexState
+    from groundzero.search.service.state import IndexState
 
     return IndexState(make_cfg(index_dir).validate())
 
@@ -63,8 +63,8 @@ def state(index_dir):
 @pytest.fixture(scope="session")
 def base_url(index_dir, state):
     """The app without a token, as `groundzero serve` runs it on loopback."""
-    from search.service.app import create_app
-    from search.service.server import BackgroundServer
+    from groundzero.search.service.app import create_app
+    from groundzero.search.service.server import BackgroundServer
 
     with BackgroundServer(create_app(make_cfg(index_dir), state=state)) as url:
         yield url.rstrip("/")
@@ -73,8 +73,8 @@ def base_url(index_dir, state):
 @pytest.fixture(scope="session")
 def token_url(index_dir, state):
     """The same index behind an access token."""
-    from search.service.app import create_app
-    from search.service.server import BackgroundServer
+    from groundzero.search.service.app import create_app
+    from groundzero.search.service.server import BackgroundServer
 
     with BackgroundServer(create_app(make_cfg(index_dir, token=TOKEN), state=state)) as url:
         yield url.rstrip("/")
@@ -89,8 +89,8 @@ def client(base_url):
 @pytest.fixture(scope="session")
 def videos(index_dir):
     """rel_path -> catalog row."""
-    from core.store.catalog import read_catalog
-    from core.store.manifest import require_manifest
+    from groundzero.store.catalog import read_catalog
+    from groundzero.store.manifest import require_manifest
 
     layout, m = require_manifest(index_dir)
     return {r["rel_path"]: r for r in read_catalog(layout, m)}

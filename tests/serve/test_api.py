@@ -55,7 +55,7 @@ def test_page_and_static_files_need_no_network(client):
 
 
 def test_search_answers_like_the_cli(client, index_dir):
-    r = CliRunner().invoke(__import__("cli.main", fromlist=["app"]).app,
+    r = CliRunner().invoke(__import__("groundzero.cli.main", fromlist=["app"]).app,
                            ["search", QUERY, "--index", str(index_dir), "--top", "5", "--device", "cpu", "--json"])
     assert r.exit_code == 0, r.output
     cli = json.loads(r.stdout)
@@ -67,7 +67,7 @@ def test_search_answers_like_the_cli(client, index_dir):
     for h in api["hits"]:
         v = api["videos"][h["video_id"]]
         assert v["rel_path"] == h["rel_path"] and 0 <= h["start_sec"] < h["end_sec"] <= v["duration_sec"]
-        assert h["start"].count(":") == 2  # hh:mm:ss.s, core.spans.format_timestamp
+        assert h["start"].count(":") == 2  # hh:mm:ss.s, groundzero.data.spans.format_timestamp
 
 
 def test_paging_walks_the_ranked_list(client):

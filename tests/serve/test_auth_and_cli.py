@@ -12,9 +12,9 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from cli.main import app
-from core.errors import ConfigError
-from search.service.config import ServeConfig, is_loopback_host
+from groundzero.cli.main import app
+from groundzero.errors import ConfigError
+from groundzero.search.service.config import ServeConfig, is_loopback_host
 from tests.serve.conftest import TOKEN
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -37,14 +37,18 @@ def test_non_loopback_needs_a_token():
         ServeConfig(index_dir="x", token="short").validate()
     with pytest.raises(ConfigError, match="letters"):
         ServeConfig(index_dir="x", token="has spaces in it").validate()
-    with pytest.raises(ConfigError, match="--port"):
+    with pytest.raises(ConfigError, match="port must be") as e:
         ServeConfig(index_dir="x", port=70000).validate()
+    assert e.value.field == "port"
 
 
 def test_cli_refuses_open_host_without_token(tmp_path, monkeypatch):
     monkeypatch.delenv("GROUNDZERO_TOKEN", raising=False)
     r = CliRunner().invoke(app, ["serve", "--index", str(tmp_path), "--host", "0.0.0.0"])
-    assert r.exit_code == 2 and "token" in r.stderr and r.stderr.count("\n") == 1, r.output
+    assert r.exit_code == 2 and "--token" in r.stderr and r.stderr.count("\n") == 1, r.output
+    assert r.stderr.startswith("error: --host 0.0.0.0 is reachable"), r.stderr
+    r = CliRunner().invoke(app, ["serve", "--index", str(tmp_path), "--port", "70000"])
+    assert r.exit_code == 2 and "error: --port must be in [0, 65535]" in r.stderr, r.output
     r = CliRunner().invoke(app, ["serve", "--index", str(tmp_path / "none")])
     assert r.exit_code == 1 and "does not exist" in r.stderr, r.output
 
@@ -83,7 +87,7 @@ def test_page_with_token_sets_the_cookie(token_url):
 @pytest.mark.e2e
 def test_serve_command_prints_its_address_and_serves(index_dir):
     env = {**os.environ, "GROUNDZERO_TOKEN": "", "PYTHONUNBUFFERED": "1"}
-    p = subprocess.Popen([sys.executable, "-m", "cli.main", "serve", "--index", str(index_dir), "--port", "0",
+    p = subprocess.Popen([sys.executable, "-m", "groundzero.cli.main", "serve", "--index", str(index_dir), "--port", "0",
                           "--device", "cpu"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                          text=True)
     try:

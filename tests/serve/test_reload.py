@@ -11,13 +11,13 @@ import time
 import httpx
 import pytest
 
-from core.proposals import make_windows, zero_shot_tokens
-from core.store import tables
-from core.store.manifest import require_manifest
-from core.store.writer import IndexWriter, VideoEntry, video_id_for
-from search.service.app import create_app
-from search.service.server import BackgroundServer
-from search.service.state import IndexState
+from groundzero.data.proposals import make_windows, zero_shot_tokens
+from groundzero.store import tables
+from groundzero.store.manifest import require_manifest
+from groundzero.store.writer import IndexWriter, VideoEntry, video_id_for
+from groundzero.search.service.app import create_app
+from groundzero.search.service.server import BackgroundServer
+from groundzero.search.service.state import IndexState
 from tests.serve.conftest import copy_index, make_cfg
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]

@@ -6,10 +6,10 @@ from datetime import date
 
 import pytest
 
-from core.errors import ConfigError
-from search.results import Hit, SearchResult
-from search.service.guards import invalid_utf8_param
-from search.service.media import (
+from groundzero.errors import ConfigError
+from groundzero.search.results import Hit, SearchResult
+from groundzero.search.service.guards import invalid_utf8_param
+from groundzero.search.service.media import (
     ByteRange,
     RangeNotSatisfiable,
     Thumbnailer,
@@ -19,8 +19,8 @@ from search.service.media import (
     parse_range,
     presigned_url,
 )
-from search.service.query import Filters, page_of
-from search.service.state import folder_of
+from groundzero.search.service.query import Filters, page_of
+from groundzero.search.service.state import folder_of
 
 
 @pytest.mark.parametrize("header, want", [

@@ -5,14 +5,14 @@ import sys
 import numpy as np
 import pytest
 
-from core.errors import IndexLockedError, IndexMismatchError
-from core.model.backbone import read_identity
-from core.proposals import ProposalConfig, make_windows, zero_shot_tokens
-from core.store import tables
-from core.store.catalog import connect, read_catalog
-from core.store.manifest import IndexParams, read_manifest, require_manifest
-from core.store.vectors import ContextIndex, decode_ids, encode_ids
-from core.store.writer import IndexWriter, VideoEntry
+from groundzero.errors import IndexLockedError, IndexMismatchError
+from groundzero.model.identity import read_identity
+from groundzero.data.proposals import ProposalConfig, make_windows, zero_shot_tokens
+from groundzero.store import tables
+from groundzero.store.catalog import connect, read_catalog
+from groundzero.store.manifest import IndexParams, read_manifest, require_manifest
+from groundzero.store.vectors import ContextIndex, decode_ids, encode_ids
+from groundzero.store.writer import IndexWriter, VideoEntry
 from tests.planted import unit
 
 
@@ -133,8 +133,8 @@ def test_second_writer_is_refused(tmp_path, tiny_model_dir):
         with pytest.raises(IndexLockedError, match="being written by another run"):
             IndexWriter.open(tmp_path, ident, _params(ident))
         # also from another process
-        code = ("import sys; from core.store.writer import IndexWriter; from core.model.backbone import read_identity;"
-                "from core.store.manifest import IndexParams; from core.proposals import ProposalConfig;"
+        code = ("import sys; from groundzero.store.writer import IndexWriter; from groundzero.model.identity import read_identity;"
+                "from groundzero.store.manifest import IndexParams; from groundzero.data.proposals import ProposalConfig;"
                 f"_, i = read_identity({str(tiny_model_dir)!r});"
                 f"IndexWriter.open({str(tmp_path)!r}, i, IndexParams(1.0, i.image_size, ProposalConfig()))")
         r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
@@ -144,7 +144,7 @@ def test_second_writer_is_refused(tmp_path, tiny_model_dir):
 
 
 def test_other_model_or_params_are_refused(tmp_path, tiny_model_dir):
-    from core.model.tiny import TinySiglipConfig, build_tiny_siglip
+    from groundzero.model.tiny import TinySiglipConfig, build_tiny_siglip
 
     _, ident = read_identity(str(tiny_model_dir))
     with IndexWriter.open(tmp_path / "idx", ident, _params(ident)) as w:

@@ -8,13 +8,13 @@ import faiss
 import numpy as np
 import pytest
 
-from core.errors import ConfigError
-from core.model.backbone import read_identity
-from core.proposals import ProposalConfig, make_windows
-from core.store.check import verify_index
-from core.store.manifest import IndexParams, require_manifest
-from core.store.vectors import ContextIndex, GrowthPolicy, VectorState, plan_structure
-from core.store.writer import IndexWriter, VideoEntry
+from groundzero.errors import ConfigError
+from groundzero.model.identity import read_identity
+from groundzero.data.proposals import ProposalConfig, make_windows
+from groundzero.store.check import verify_index
+from groundzero.store.manifest import IndexParams, require_manifest
+from groundzero.store.vectors import ContextIndex, GrowthPolicy, VectorState, plan_structure
+from groundzero.store.writer import IndexWriter, VideoEntry
 from tests.planted import unit
 
 D, T = 32, 240  # tiny model's dim; 240 s videos -> 9 proposals x 6 tokens = 54 vectors each
@@ -38,9 +38,9 @@ def _queries(n=60, seed=7):
 
 def _exact(index_dir, q, k=10):
     """Exact top-k ids by brute force over the stored proposals' tokens."""
-    from core.store import tables
-    from core.store.catalog import read_catalog
-    from core.store.vectors import encode_ids
+    from groundzero.store import tables
+    from groundzero.store.catalog import read_catalog
+    from groundzero.store.vectors import encode_ids
 
     layout, m = require_manifest(index_dir)
     ids, vecs = [], []
@@ -119,9 +119,9 @@ def test_flat_then_ivf_then_incremental_adds_then_retraining(tmp_path, writer_ar
     # compaction changes the lists, not the answers: the un-retrained index (the same vectors
     # added to the old IVF) and the retrained one agree with each other as well as with exact search
     layout, _ = require_manifest(tmp_path)
-    from core.store import tables
-    from core.store.catalog import read_catalog
-    from core.store.vectors import encode_ids
+    from groundzero.store import tables
+    from groundzero.store.catalog import read_catalog
+    from groundzero.store.vectors import encode_ids
 
     for r in read_catalog(layout, m4):
         if int(r["video_seq"]) >= 18:
@@ -154,7 +154,7 @@ def test_index_written_before_growth_loads_and_grows(tmp_path, writer_args):
     s, _, m2 = _state(tmp_path)
     assert s.factory.startswith("IVF") and m2.n_tokens == 11 * 54 and m2.faiss_factory == SPEC
     assert verify_index(tmp_path, deep=True) == []
-    from search.searcher import Searcher
+    from groundzero.search.searcher import Searcher
 
     hits = Searcher(tmp_path, device="cpu").search("a red circle", top_k=3).hits  # searches the IVF
     assert hits and all(h.rel_path.startswith("v0") for h in hits)

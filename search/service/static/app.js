@@ -9,7 +9,7 @@ const MINUTE_FIELDS = ["min_duration", "max_duration"]; // minutes on the page, 
 let offset = 0;
 let current = null; // {video_id, start, end, duration}
 
-function fmt(sec) { // same as core.spans.format_timestamp: hh:mm:ss.s
+function fmt(sec) { // same as groundzero.data.spans.format_timestamp: hh:mm:ss.s
   const tenths = Math.round(sec * 10);
   const h = Math.floor(tenths / 36000), m = Math.floor((tenths % 36000) / 600), s = tenths % 600;
   const pad = (n) => String(n).padStart(2, "0");

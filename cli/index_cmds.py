@@ -1,0 +1,111 @@
+"""``groundzero index`` and ``groundzero reindex``: build an index, renew its context tokens."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from groundzero.cli import render
+from groundzero.cli.common import (
+    EXIT_SOME_FAILED,
+    S3_FLAGS,
+    CacheDir,
+    EndpointUrl,
+    Verbose,
+    json_flag,
+    opt_str,
+    reported,
+    setup_logging,
+)
+from groundzero.errors import ConfigError
+
+#: IndexConfig / ProposalConfig / S3Config field -> flag of `index`
+INDEX_FLAGS = {"fps": "--fps", "window_sec": "--window", "stride_sec": "--stride",
+               "tokens_per_proposal": "--tokens-per-proposal", "embed_batch_size": "--batch-size",
+               "embed_actors": "--workers", **S3_FLAGS}
+
+
+def index(
+    archive: Annotated[str, typer.Argument(
+        help="Folder of videos (searched recursively), or s3://bucket/prefix.")],
+    index_dir: Annotated[str, typer.Option(
+        "--index", help="Index directory (created if missing), or s3://bucket/prefix.")],
+    model: Annotated[str | None, typer.Option(
+        help="SigLIP checkpoint dir or hub id, e.g. google/siglip2-so400m-patch14-384 "
+        "(default: demo, the synthetic archive's bundled model).")] = None,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda[:n], for the image tower.")] = "auto",
+    fps: Annotated[float, typer.Option(help="Frames sampled per second of video.")] = 1.0,
+    window: Annotated[float, typer.Option(help="Proposal window length, seconds.")] = 48.0,
+    stride: Annotated[float, typer.Option(help="Hop between proposal windows, seconds.")] = 24.0,
+    tokens_per_proposal: Annotated[int, typer.Option(
+        "--tokens-per-proposal", help="Context tokens per proposal.")] = 6,
+    batch_size: Annotated[int, typer.Option(help="Frames per image-tower batch.")] = 32,
+    workers: Annotated[int, typer.Option(help="Embedding actors (one GPU each on CUDA).")] = 1,
+    exclude: Annotated[list[str] | None, typer.Option(
+        metavar="GLOB", help="Leave out matching files (repeatable), e.g. '*.json'.")] = None,
+    retry_failed: Annotated[bool, typer.Option(
+        "--retry-failed", help="Retry unchanged files that failed before.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only print what the run would do.")] = False,
+    head: Annotated[Path | None, typer.Option(
+        help="Grounding head whose context tokens the index uses (default: the one reindex "
+        "recorded, else zero-shot).")] = None,
+    endpoint_url: EndpointUrl = None,
+    cache_dir: CacheDir = None,
+    tmp_dir: Annotated[str | None, typer.Option(
+        help="Where decode tasks download S3 videos (default: the system temp dir).")] = None,
+    json_out: Annotated[bool, json_flag("the run report")] = False,
+    verbose: Verbose = False,
+) -> None:
+    """Index the videos under ARCHIVE into --index, incrementally.
+
+    ARCHIVE and --index may be local or s3://bucket/prefix (AWS credential chain).
+    Exit status 3: finished, but some files failed (`groundzero catalog failed`).
+    """
+    setup_logging(verbose)
+    from groundzero.data.proposals import ProposalConfig
+    from groundzero.indexer.config import IndexConfig
+    from groundzero.indexer.pipeline import plan_index, run_index
+    from groundzero.store.s3 import S3Config
+
+    with reported(INDEX_FLAGS):
+        cfg = IndexConfig(
+            archive=archive, index_dir=index_dir, device=device, fps=fps,
+            proposals=ProposalConfig(window, stride, tokens_per_proposal), embed_batch_size=batch_size,
+            embed_actors=workers, exclude=tuple(exclude or ()), retry_failed=retry_failed,
+            dry_run=dry_run, head=opt_str(head), s3=S3Config(endpoint_url=endpoint_url),
+            cache_dir=cache_dir, tmp_dir=tmp_dir, **({"model": model} if model else {}))
+        if dry_run:
+            render.index_plan(plan_index(cfg), json_out)
+            return
+        with render.LazyProgress("indexing", disable=json_out) as bar:
+            report = run_index(cfg, lambda p: bar.update(
+                p.indexed + p.failed, p.total, f"{p.frames} frames embedded, {p.failed} failed  {p.last}"))
+    render.index_report(report, index_dir, json_out)
+    if report.record.n_failed:
+        raise typer.Exit(EXIT_SOME_FAILED)
+
+
+def reindex(
+    index_dir: Annotated[Path, typer.Option("--index", help="Index to update.")],
+    head: Annotated[Path | None, typer.Option(
+        help="Grounding head whose learned context tokens to use.")] = None,
+    zero_shot: Annotated[bool, typer.Option(
+        "--zero-shot", help="Go back to zero-shot context tokens.")] = False,
+    device: Annotated[str, typer.Option(help="cpu | cuda[:n].")] = "cpu",
+    json_out: Annotated[bool, json_flag("the new snapshot's manifest")] = False,
+) -> None:
+    """Recompute context tokens from stored embeddings (no decoding)."""
+    setup_logging(False)
+    from groundzero.indexer.reindex import reindex as run_reindex
+
+    with reported():
+        if (head is None) == (not zero_shot):
+            raise ConfigError("pass exactly one of --head HEAD or --zero-shot")
+        m = run_reindex(index_dir, opt_str(head), device)
+    if json_out:
+        render.print_json(m.to_dict())
+    else:
+        render.stdout().print(f"snapshot {m.version}: {m.n_videos} videos, {m.n_tokens} "
+                              f"{m.params.token_kind} context tokens -> {index_dir}")

@@ -1,1 +1,0 @@
-"""Synthetic video archives with known answers: drawn scenes, H.264 videos, QVHighlights jsonl."""

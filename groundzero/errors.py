@@ -1,0 +1,79 @@
+"""Typed errors. Every message says what happened, where, and what to do.
+
+Library code raises these; only ``cli`` turns them into one line on stderr and
+an exit status. Nothing here prints or exits.
+"""
+
+from __future__ import annotations
+
+
+class GroundZeroError(Exception):
+    """Base class of every error a user can act on."""
+
+    exit_code: int = 1
+
+
+class ConfigError(GroundZeroError):
+    """A flag or config value is out of range or inconsistent.
+
+    ``field`` names the config field at fault (e.g. ``"fps"``), and the message
+    calls it by that name; the CLI shows each field under its own flag
+    (``fps`` -> ``--fps``). None when no single field is at fault.
+    """
+
+    exit_code = 2
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class EmptyQueryError(ConfigError):
+    """The search sentence is empty or only whitespace."""
+
+
+class ModelNotFoundError(GroundZeroError):
+    """A model directory or hub id could not be loaded."""
+
+
+class UnsupportedModelError(GroundZeroError):
+    """The checkpoint loads, but is not an architecture GroundZero can use."""
+
+
+class IndexNotFoundError(GroundZeroError):
+    """The index directory does not exist or holds no committed index."""
+
+
+class IndexMismatchError(GroundZeroError):
+    """An index was built with another model (or other parameters) than the one in use."""
+
+
+class IndexLockedError(GroundZeroError):
+    """Another process is writing to this index directory."""
+
+
+class FFmpegNotFoundError(GroundZeroError):
+    """The ffmpeg / ffprobe executables are not on PATH."""
+
+
+class DecodeError(GroundZeroError):
+    """One video could not be decoded. The run records it and goes on.
+
+    ``reason`` is a short stable code stored in the catalog (``empty_file``,
+    ``unreadable``, ``not_video``, ``no_video_stream``, ``truncated``,
+    ``decode_failed``, and ``fetch_failed`` for an S3 object that could not be
+    downloaded); the message is the human explanation.
+    """
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class RemoteStoreError(GroundZeroError):
+    """An S3 (or S3-compatible) archive or index could not be listed, read or written.
+
+    Raised for problems of the run as a whole (bucket missing, access denied,
+    endpoint unreachable, retries exhausted on a commit); a single video that
+    cannot be downloaded is a :class:`DecodeError` with reason ``fetch_failed``.
+    """

@@ -1,0 +1,148 @@
+"""Which model built an index: resolving a checkpoint and fingerprinting its weights (torch-free).
+
+A model is named by a local directory (``save_pretrained`` output), a Hugging Face hub id
+(resolved through the local cache, downloading only when the network allows), or a name
+registered by a plugin (:func:`groundzero.plugins.named_model`, e.g. ``demo``).
+The store records a :class:`ModelIdentity` in every manifest; search refuses a query model
+whose fingerprint differs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from groundzero.errors import ModelNotFoundError, UnsupportedModelError
+from groundzero.plugins import model_names, named_model
+
+#: The real backbone for real archives (needs the network once, or a local copy).
+SO400M_ID = "google/siglip2-so400m-patch14-384"
+
+_WEIGHT_SUFFIXES = (".safetensors", ".bin")
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
+
+
+@dataclass(frozen=True)
+class ModelIdentity:
+    """What an index records about the model that built it.
+
+    ``fingerprint`` is a SHA-256 over the weight files' names and bytes, so two
+    copies of the same checkpoint agree and any retrained or different model
+    does not. ``name`` is what the user passed (hub id or path), for messages.
+    """
+
+    name: str
+    fingerprint: str
+    embed_dim: int
+    image_size: int
+    text_max_len: int
+
+    def to_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "fingerprint": self.fingerprint,
+            "embed_dim": self.embed_dim,
+            "image_size": self.image_size,
+            "text_max_len": self.text_max_len,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelIdentity":
+        return cls(
+            name=str(d["name"]),
+            fingerprint=str(d["fingerprint"]),
+            embed_dim=int(d["embed_dim"]),
+            image_size=int(d["image_size"]),
+            text_max_len=int(d["text_max_len"]),
+        )
+
+
+def resolve_model_dir(name_or_path: str) -> Path:
+    """Return a local directory holding the checkpoint.
+
+    A registered model name (:func:`groundzero.plugins.named_model`) gives its backbone
+    directory. A path that exists is used as is. Anything else is treated as a hub id and
+    resolved with ``huggingface_hub.snapshot_download`` (which reads the local
+    cache first, so ``HF_HUB_OFFLINE=1`` works once the model is cached).
+    """
+    if not name_or_path or not name_or_path.strip():
+        raise ModelNotFoundError("no model given: pass --model with a directory or a hub id")
+    bundle = named_model(name_or_path) if "/" not in name_or_path else None
+    p = bundle.backbone_dir if bundle is not None else Path(name_or_path).expanduser()
+    if p.exists():
+        if not p.is_dir():
+            raise ModelNotFoundError(
+                f"model path {p} is a file; pass the checkpoint directory "
+                "(the one holding config.json and model.safetensors)"
+            )
+        if not (p / "config.json").is_file():
+            raise ModelNotFoundError(
+                f"model directory {p} has no config.json; pass a directory written by "
+                "save_pretrained (config.json + model.safetensors + tokenizer files)"
+            )
+        return p
+    if not _HUB_ID.fullmatch(name_or_path):
+        raise ModelNotFoundError(
+            f"model directory {name_or_path} does not exist; pass an existing checkpoint "
+            f"directory, a hub id such as {SO400M_ID}, or a model name ({', '.join(model_names()) or 'none'})"
+        )
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(repo_id=name_or_path))
+    except Exception as e:  # network, auth, missing repo: all actionable the same way
+        raise ModelNotFoundError(
+            f"{name_or_path!r} is not a local directory, and loading it as a hub id from the "
+            "Hugging Face hub or its local cache failed "
+            f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); on a machine "
+            "without network, copy the checkpoint directory here and pass its path with --model"
+        ) from e
+
+
+def fingerprint_weights(model_dir: Path) -> str:
+    """SHA-256 over (file name, bytes) of every weight file, in name order."""
+    files = sorted(f for f in model_dir.iterdir() if f.is_file() and f.name.endswith(_WEIGHT_SUFFIXES))
+    if not files:
+        raise ModelNotFoundError(f"model directory {model_dir} holds no weight files (*.safetensors)")
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f.name.encode())
+        with open(f, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 22), b""):
+                h.update(block)
+    return h.hexdigest()
+
+
+def read_identity(name_or_path: str) -> tuple[Path, "ModelIdentity"]:
+    """Resolve a checkpoint and read its identity without loading the weights.
+
+    Refuses architectures GroundZero cannot use (see the module docstring).
+    """
+    from transformers import AutoConfig
+
+    model_dir = resolve_model_dir(name_or_path)
+    try:
+        config = AutoConfig.from_pretrained(model_dir)
+    except Exception as e:
+        raise ModelNotFoundError(f"cannot read the model config in {model_dir}: {e}") from e
+    if config.model_type != "siglip":
+        hint = (" (NaFlex checkpoints are not supported yet; use a fixed-resolution one)"
+                if config.model_type == "siglip2" else "")
+        raise UnsupportedModelError(
+            f"model {name_or_path} is a {config.model_type!r} checkpoint; GroundZero needs a "
+            f"fixed-resolution SigLIP / SigLIP 2 dual encoder such as {SO400M_ID}{hint}"
+        )
+    vc, tc = config.vision_config, config.text_config
+    is_local = Path(name_or_path).expanduser().exists() and named_model(name_or_path) is None
+    identity = ModelIdentity(
+        name=str(model_dir.resolve()) if is_local else name_or_path,  # a hub id or a model name as given
+        fingerprint=fingerprint_weights(model_dir),
+        embed_dim=int(getattr(tc, "projection_size", None) or tc.hidden_size),
+        image_size=int(vc.image_size),
+        text_max_len=int(tc.max_position_embeddings),
+    )
+    return model_dir, identity
+
+

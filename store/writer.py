@@ -1,0 +1,406 @@
+"""The one writer of an index directory: stage videos, then commit a snapshot.
+
+Usage (the indexer's driver is the only caller)::
+
+    with IndexWriter.open(index_dir, identity, params) as w:
+        w.put_indexed(entry, timestamps, embeddings)   # writes this video's Parquet files
+        w.put_failed(entry, reason, error)
+        w.remove(uri)
+        w.commit(run_id)                              # atomically publishes all of the above
+
+Nothing staged is visible to readers until :meth:`commit` swaps the manifest;
+a crash before that (or during it) leaves the previous snapshot whole. What a
+killed run leaves behind is cleaned up by the next writer:
+
+* its files — per-video Parquet, catalog / FAISS files of an unfinished commit,
+  ``.*.tmp`` files — are unreferenced, and :func:`groundzero.store.gc.collect_garbage`
+  deletes them after the next commit (also old snapshots beyond retention);
+* its run record still says ``running``: the next writer marks it ``aborted``
+  (it holds the lock, so that run cannot still be alive);
+* its lock: see :mod:`groundzero.store.lock` (flock: freed by the kernel at once;
+  lease: expires after ``lease_sec``).
+
+The context-token vectors of staged videos are kept in memory and applied to
+the FAISS index at commit: all removals in one pass, then all additions (for
+an IVF index a removal pass scans every list, so one per commit, not one per
+video). At commit the growth policy (:mod:`groundzero.store.vectors`) may rebuild the
+index from the store's proposal files (Flat -> IVF, or retraining).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from groundzero.data.proposals import make_windows
+from groundzero.errors import IndexMismatchError
+from groundzero.model.identity import ModelIdentity
+from groundzero.store import tables
+from groundzero.store.catalog import read_catalog, write_catalog
+from groundzero.store.gc import RetentionPolicy, collect_garbage
+from groundzero.store.layout import IndexLayout
+from groundzero.store.lock import LockConfig, WriterLock, acquire_writer_lock
+from groundzero.store.manifest import (
+    IndexParams,
+    Manifest,
+    atomic_write,
+    check_model,
+    read_manifest,
+    write_manifest,
+)
+from groundzero.store.vectors import (
+    ContextIndex,
+    VectorState,
+    encode_ids,
+    nprobe_for,
+    plan_structure,
+    training_size,
+    validate_spec,
+)
+
+log = logging.getLogger(__name__)
+
+
+def video_id_for(uri: str) -> str:
+    """Stable id of a video location (sha1 of its uri, 16 hex digits)."""
+    return hashlib.sha1(uri.encode()).hexdigest()[:16]
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True)
+class VideoEntry:
+    """What the archive listing and the decoder know about one video file."""
+
+    uri: str
+    rel_path: str
+    size_bytes: int
+    mtime_ns: int
+    content_hash: str = ""
+    duration_sec: float = 0.0
+    width: int = 0
+    height: int = 0
+    content_id: str = ""  #: "etag:<ETag>" for S3 objects, "sha256:<hex>" for local files; "" unknown
+
+
+class IndexWriter:
+    """Stages changes to one index directory under the writer's lock (see module docstring)."""
+
+    def __init__(self, layout: IndexLayout, identity: ModelIdentity, params: IndexParams,
+                 faiss_factory: str, lock: WriterLock, retention: RetentionPolicy | None = None):
+        self.layout = layout
+        self.identity = identity
+        self.params = params
+        self.faiss_factory = faiss_factory  #: "auto[:...]" growth policy or a fixed FAISS factory string
+        self.lock = lock
+        self.retention = retention or RetentionPolicy()
+        self.manifest = read_manifest(layout)
+        self.rows: dict[str, dict] = {r["uri"]: r for r in read_catalog(layout, self.manifest)}
+        if self.manifest is not None and self.manifest.faiss_file:
+            self.vectors = ContextIndex.load(layout.path(self.manifest.faiss_file))
+        else:
+            self.vectors = ContextIndex.create(identity.embed_dim, "Flat")
+        self.extra: dict = dict(self.manifest.extra) if self.manifest else {}
+        self.vector_state = VectorState.from_dict(self.extra.get("vectors"), self.vectors)
+        self._next_seq = 1 + max((r["video_seq"] for r in self.rows.values()), default=-1)
+        # what self.vectors holds per video: seq -> n_proposals, times _committed_k tokens each
+        self._committed_k = self.manifest.params.proposals.tokens_per_proposal if self.manifest else 0
+        self._committed = self._proposals_by_seq()
+        self._pending_add: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # seq -> (ids, vectors)
+        self._pending_remove: set[int] = set()  # seqs whose committed vectors must go
+        self._rebuild = False  # retokenize: build the vectors afresh from the proposal files
+        self._dirty = False
+
+    @classmethod
+    def open(cls, index_dir: str | Path, identity: ModelIdentity, params: IndexParams,
+             faiss_factory: str = "Flat", retokenize: bool = False, lock: LockConfig | None = None,
+             retention: RetentionPolicy | None = None) -> IndexWriter:
+        """Take the writer lock and check the index matches the model and parameters.
+
+        With ``retokenize`` the context-token kind and count may differ (the caller
+        then rewrites every proposal with :meth:`retokenize`); nothing else may.
+        ``faiss_factory``: ``"auto"`` (grow Flat -> IVF, :class:`~groundzero.store.vectors.GrowthPolicy`)
+        or a fixed FAISS factory string. Raises :class:`~groundzero.errors.IndexLockedError` when
+        another run holds the lock.
+        """
+        layout = IndexLayout(Path(index_dir).expanduser())
+        layout.root.mkdir(parents=True, exist_ok=True)
+        layout.make_dirs()
+        held = acquire_writer_lock(layout.root, lock)
+        try:
+            m = read_manifest(layout)
+            if m is not None:
+                check_model(m, identity, layout.root)
+                same = (replace(m.params, token_kind="", proposals=replace(m.params.proposals, tokens_per_proposal=0))
+                        == replace(params, token_kind="", proposals=replace(params.proposals, tokens_per_proposal=0))
+                        if retokenize else m.params == params)
+                if not same:
+                    raise IndexMismatchError(
+                        f"index {layout.root} was built with {m.params.to_dict()}, this run asks for "
+                        f"{params.to_dict()}; use the same settings or a new --index directory"
+                    )
+            validate_spec(faiss_factory, identity.embed_dim)
+            mark_dead_runs(layout, held.holder)
+            return cls(layout, identity, params, faiss_factory, held, retention)
+        except BaseException:
+            held.release()
+            raise
+
+    def close(self) -> None:
+        self.lock.release()
+
+    def __enter__(self) -> IndexWriter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- staging ---------------------------------------------------------------
+
+    def previous(self, uri: str) -> dict | None:
+        """The committed (or staged) catalog row of a uri, if any."""
+        return self.rows.get(uri)
+
+    def uris(self) -> set[str]:
+        return set(self.rows)
+
+    def _seq_for(self, uri: str) -> int:
+        old = self.rows.get(uri)
+        if old is not None:
+            return int(old["video_seq"])
+        seq, self._next_seq = self._next_seq, self._next_seq + 1
+        return seq
+
+    def _drop_vectors(self, seq: int) -> None:
+        self._pending_add.pop(seq, None)
+        if seq in self._committed:
+            self._pending_remove.add(seq)
+
+    def put_indexed(self, entry: VideoEntry, run_id: str, timestamps_sec: np.ndarray,
+                    embeddings: np.ndarray, windows: np.ndarray, tokens: np.ndarray) -> dict:
+        """Write one video's frames and proposals; stage its catalog row and vectors.
+
+        Args:
+            timestamps_sec: float64 (T,) in frame order; embeddings: float32 (T, D).
+            windows: int64 (P, 2) proposal frame ranges; tokens: float32 (P, K, D) context tokens.
+        """
+        vid, seq = video_id_for(entry.uri), self._seq_for(entry.uri)
+        p = self.params
+        stem = f"videos/{vid}-{run_id}"
+        frames_file, props_file = f"{stem}.frames.parquet", f"{stem}.proposals.parquet"
+        tables.write_frames(self.layout.path(frames_file), vid, timestamps_sec, embeddings)
+        tables.write_proposals(self.layout.path(props_file), vid, windows, timestamps_sec, p.fps, tokens)
+        self._drop_vectors(seq)
+        self._pending_add[seq] = (encode_ids(seq, len(windows), tokens.shape[1]),
+                                  np.ascontiguousarray(tokens.reshape(-1, tokens.shape[-1]), np.float32))
+        row = self._row(entry, vid, seq, run_id, status="indexed", n_frames=len(timestamps_sec),
+                        n_proposals=len(windows), frames_file=frames_file, proposals_file=props_file)
+        self.rows[entry.uri] = row
+        self._dirty = True
+        return row
+
+    def put_failed(self, entry: VideoEntry, run_id: str, reason: str, error: str) -> dict:
+        """Record a failure. A video that failed no longer matches what was indexed, so it
+        leaves search; its earlier data files stay on disk with the earlier snapshots."""
+        vid, seq = video_id_for(entry.uri), self._seq_for(entry.uri)
+        self._drop_vectors(seq)
+        row = self._row(entry, vid, seq, run_id, status="failed", reason=reason, error=error)
+        self.rows[entry.uri] = row
+        self._dirty = True
+        return row
+
+    def remove(self, uri: str) -> None:
+        """Forget a video that is no longer in the archive."""
+        row = self.rows.pop(uri, None)
+        if row is not None:
+            self._drop_vectors(int(row["video_seq"]))
+            self._dirty = True
+
+    def refresh(self, entry: VideoEntry) -> None:
+        """Record new listing metadata (mtime, content id) of a video whose content is unchanged,
+        so the next run's fast size + mtime check matches again."""
+        row = self.rows.get(entry.uri)
+        if row is not None:
+            self.rows[entry.uri] = {**row, "mtime_ns": entry.mtime_ns,
+                                    "content_id": entry.content_id or row.get("content_id", "")}
+            self._dirty = True
+
+    def _row(self, e: VideoEntry, vid: str, seq: int, run_id: str, *, status: str, reason: str = "",
+             error: str = "", n_frames: int = 0, n_proposals: int = 0, frames_file: str = "",
+             proposals_file: str = "") -> dict:
+        return {
+            "video_id": vid, "video_seq": seq, "uri": e.uri, "rel_path": e.rel_path,
+            "size_bytes": e.size_bytes, "mtime_ns": e.mtime_ns, "content_hash": e.content_hash,
+            "duration_sec": float(e.duration_sec), "width": e.width, "height": e.height,
+            "n_frames": n_frames, "n_proposals": n_proposals, "status": status, "reason": reason,
+            "error": error, "frames_file": frames_file, "proposals_file": proposals_file,
+            "run_id": run_id, "updated_at": utc_now(), "content_id": e.content_id,
+        }
+
+    def retokenize(self, params: IndexParams, make_tokens, run_id: str) -> int:
+        """Recompute every indexed video's context tokens from its stored frames (no decoding).
+
+        ``make_tokens(frame_emb (T, D), windows (P, 2)) -> (P, K, D)``. The FAISS index is
+        rebuilt at :meth:`commit` from the new proposal files; returns the number of videos
+        rewritten. Visible after :meth:`commit`.
+        """
+        self.params = params
+        n = 0
+        for uri, row in sorted(self.rows.items(), key=lambda kv: kv[1]["video_seq"]):
+            if row["status"] != "indexed":
+                continue
+            ts, emb = tables.read_frames(self.layout.path(row["frames_file"]))
+            windows = make_windows(len(ts), params.fps, params.proposals)
+            tokens = make_tokens(emb, windows)
+            props_file = f"videos/{row['video_id']}-{run_id}.proposals.parquet"
+            tables.write_proposals(self.layout.path(props_file), row["video_id"], windows, ts, params.fps, tokens)
+            self.rows[uri] = {**row, "proposals_file": props_file, "n_proposals": len(windows),
+                              "run_id": run_id, "updated_at": utc_now()}
+            n += 1
+        self._pending_add.clear()
+        self._pending_remove.clear()
+        self._rebuild = True
+        self._dirty = True
+        return n
+
+    # -- commit ----------------------------------------------------------------
+
+    @property
+    def dirty(self) -> bool:
+        return self._dirty
+
+    def commit(self, run_id: str) -> Manifest:
+        """Publish everything staged so far as a new snapshot (atomic for readers).
+
+        Order: vectors brought up to date (maybe rebuilt, see growth) -> catalog file ->
+        FAISS file -> versioned manifest -> ``manifest.json`` swapped (the commit point)
+        -> garbage collection. Killed anywhere before the swap, readers and the next
+        writer see the previous snapshot; after it, the new one.
+        """
+        self.lock.check()
+        version = (self.manifest.version if self.manifest else 0) + 1
+        self._update_vectors()
+        cat_file = self.layout.catalog_file(version)
+        rows = sorted(self.rows.values(), key=lambda r: r["video_seq"])
+        write_catalog(self.layout.path(cat_file), rows)
+        faiss_file = self.layout.faiss_file(version)
+        self.vectors.save(self.layout.path(faiss_file))
+        self.extra["vectors"] = self.vector_state.to_dict()
+        m = Manifest(
+            version=version, created_at=utc_now(), run_id=run_id, model=self.identity,
+            params=self.params, catalog_file=cat_file, faiss_file=faiss_file,
+            faiss_factory=self.faiss_factory,
+            n_videos=sum(r["status"] == "indexed" for r in rows), n_tokens=self.vectors.ntotal,
+            extra=dict(self.extra),
+        )
+        self.lock.check()  # a lease lost meanwhile must not overwrite its successor's snapshot
+        write_manifest(self.layout, m)
+        self.manifest = m
+        self._dirty = False
+        log.info("committed snapshot %d: %d videos, %d tokens (%s)", version, m.n_videos, m.n_tokens,
+                 self.vector_state.factory)
+        try:
+            collect_garbage(self.layout, m, self.retention)
+        except Exception as e:  # never fail a published commit over cleanup; the next one retries
+            log.warning("garbage collection after snapshot %d skipped: %s", version, e)
+        return m
+
+    def _update_vectors(self) -> None:
+        """Apply staged removals and additions, or rebuild per the growth policy."""
+        removed = sum(self._committed[s] * self._committed_k for s in self._pending_remove)
+        n = self.vectors.ntotal - removed + sum(len(ids) for ids, _ in self._pending_add.values())
+        if self._rebuild:
+            n = self._count_store_tokens()
+        target = plan_structure(self.faiss_factory, n, self.identity.embed_dim, self.vector_state)
+        if target is None and self._rebuild:
+            target = self.vector_state.factory
+        if target is not None:
+            self._build_from_store(target, n)
+        else:
+            if self._pending_remove:
+                self.vectors.remove_ids(np.concatenate(
+                    [encode_ids(s, self._committed[s], self._committed_k) for s in self._pending_remove]))
+            if self._pending_add:
+                ids, vecs = zip(*self._pending_add.values())
+                self.vectors.add(np.concatenate(ids), np.concatenate(vecs))
+        self._pending_add.clear()
+        self._pending_remove.clear()
+        self._rebuild = False
+        self._committed_k = self.params.proposals.tokens_per_proposal
+        self._committed = self._proposals_by_seq()
+
+    def _build_from_store(self, factory: str, n: int) -> None:
+        """A fresh index of structure ``factory`` over every indexed video's stored tokens."""
+        idx = ContextIndex.create(self.identity.embed_dim, factory)
+        trained_on = 0
+        if not idx.is_trained:
+            idx.train(self._training_sample(training_size(self.faiss_factory, factory, n)))
+            trained_on = n
+        for ids, vecs in self._store_tokens(self._indexed_rows()):
+            idx.add(ids, vecs)
+        idx.nprobe = nprobe_for(self.faiss_factory, factory)
+        log.info("built %s over %d vectors (was %s)", factory, idx.ntotal, self.vector_state.factory)
+        self.vectors = idx
+        self.vector_state = VectorState(factory=idx.factory, trained_on=trained_on, nprobe=idx.nprobe)
+
+    def _indexed_rows(self) -> list[dict]:
+        return sorted((r for r in self.rows.values() if r["status"] == "indexed"), key=lambda r: r["video_seq"])
+
+    def _count_store_tokens(self) -> int:
+        k = self.params.proposals.tokens_per_proposal
+        return sum(int(r["n_proposals"]) * k for r in self._indexed_rows())
+
+    def _store_tokens(self, rows: list[dict]):
+        """Yield (ids (P*K,), vectors (P*K, D)) per video, read from its proposals file."""
+        d = self.identity.embed_dim
+        for r in rows:
+            tok = tables.read_proposals(self.layout.path(r["proposals_file"]))["tokens"]
+            vecs = np.ascontiguousarray(tok.reshape(-1, d), np.float32)
+            yield encode_ids(int(r["video_seq"]), len(tok), tok.shape[1] // d), vecs
+
+    def _training_sample(self, size: int) -> np.ndarray:
+        """float32 (size, D): all tokens of randomly chosen videos, then subsampled to ``size``."""
+        rows = self._indexed_rows()
+        rng = np.random.default_rng(len(rows))
+        order = rng.permutation(len(rows))
+        got, parts = 0, []
+        for _, vecs in self._store_tokens([rows[i] for i in order]):
+            parts.append(vecs)
+            got += len(vecs)
+            if got >= 4 * size:  # spread over enough videos, then subsample
+                break
+        x = np.concatenate(parts)
+        return x[np.sort(rng.choice(len(x), size=min(size, len(x)), replace=False))]
+
+    def _proposals_by_seq(self) -> dict[int, int]:
+        """seq -> n_proposals of every indexed video in the catalog rows (no FAISS scan)."""
+        return {int(r["video_seq"]): int(r["n_proposals"]) for r in self.rows.values() if r["status"] == "indexed"}
+
+
+def mark_dead_runs(layout: IndexLayout, finder: dict) -> list[str]:
+    """Run records still ``running`` belong to runs that died (the caller holds the lock):
+    mark them ``aborted``. Returns their run ids."""
+    dead = []
+    for p in sorted(layout.runs_dir.glob("*.json")):
+        try:
+            rec = json.loads(p.read_text())
+        except (OSError, ValueError):
+            continue
+        if rec.get("status") == "running":
+            rec.update(status="aborted", finished_at=rec.get("finished_at") or "",
+                       message=(f"the run's process ended without finishing (killed or crashed); its work "
+                                f"up to its last commit is kept. Found at {utc_now()} by pid "
+                                f"{finder.get('pid')} on {finder.get('host')}"))
+            atomic_write(p, json.dumps(rec, indent=2))
+            dead.append(str(rec.get("run_id", p.stem)))
+    if dead:
+        log.warning("runs %s died before finishing; marked aborted", ", ".join(dead))
+    return dead

@@ -42,9 +42,11 @@ class Backbone:
     """A frozen SigLIP dual encoder, in eval mode, on one device.
 
     Args:
-        name_or_path: local checkpoint directory or hub id.
+        name_or_path: local checkpoint directory, hub id or registered model name.
         device: "auto" (CUDA if present), "cpu", "cuda", "cuda:1", ...
-        dtype: None -> bfloat16 on CUDA, float32 on CPU.
+        dtype: None -> bfloat16 on CUDA, float32 on CPU. The towers run in ``dtype``; SigLIP's
+            ``logit_scale`` and ``logit_bias`` are read in float32 before the cast, so
+            :meth:`match_probability` (and "not found") does not depend on the device.
     """
 
     def __init__(self, name_or_path: str, device: str | None = "auto", dtype: torch.dtype | None = None):
@@ -54,10 +56,17 @@ class Backbone:
         self.device = pick_device(device)
         self.dtype = dtype or (torch.bfloat16 if self.device.type == "cuda" else torch.float32)
         try:
-            self.model = AutoModel.from_pretrained(model_dir, dtype=self.dtype).to(self.device).eval()
+            model = AutoModel.from_pretrained(model_dir, dtype=torch.float32)
             self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
         except Exception as e:
             raise ModelNotFoundError(f"cannot load the model or tokenizer from {model_dir}: {e}") from e
+        # exp(scale) in bf16 is off by ~1.3% (109.95 -> 108.5), enough to flip "not found"
+        self._logit_scale = float(model.logit_scale.detach().float().exp())
+        self._logit_bias = float(model.logit_bias.detach().float())
+        self.model = model.to(device=self.device, dtype=self.dtype).eval()
+        # SigLIP pools the last position and was trained right-padded; some tokenizer configs
+        # (Gemma's, SigLIP 2's) default to left padding, so the side is set here, not left to the files
+        self.tokenizer.padding_side = "right"
         self.model.requires_grad_(False)
         self.model_dir = model_dir
         self.image_size: int = self.identity.image_size
@@ -73,8 +82,8 @@ class Backbone:
 
     @property
     def logit_scale_bias(self) -> tuple[float, float]:
-        """SigLIP's learned (scale, bias): p(match) = sigmoid(scale * cos + bias)."""
-        return float(self.model.logit_scale.exp()), float(self.model.logit_bias)
+        """SigLIP's learned (scale, bias), float32 whatever the towers' dtype: p(match) = sigmoid(scale * cos + bias)."""
+        return self._logit_scale, self._logit_bias
 
     def match_probability(self, cos: np.ndarray) -> np.ndarray:
         """SigLIP's own calibrated pairwise probability for cosine similarities."""

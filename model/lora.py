@@ -65,11 +65,19 @@ class LoraImageEncoder(nn.Module):
         return self.backbone.image_features(frames, model=self.peft_model)
 
     def save_merged(self, out_dir) -> None:
+        """Merge the adapters into the tower and save the checkpoint, in the backbone's dtype.
+
+        The merge ``W + (alpha / r) B A`` is computed in float32 and rounded to the backbone's
+        dtype once: merged in bf16, the small LoRA update would be rounded away or distorted.
+        """
         import shutil
         from pathlib import Path
 
+        import torch
+
         out = Path(out_dir)
-        merged = self.peft_model.merge_and_unload()
+        dtype = next(self.peft_model.parameters()).dtype
+        merged = self.peft_model.to(torch.float32).merge_and_unload().to(dtype)
         merged.save_pretrained(out)
         self.backbone.tokenizer.save_pretrained(out)
         pre = Path(self.backbone.model_dir) / "preprocessor_config.json"

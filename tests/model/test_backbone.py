@@ -90,3 +90,70 @@ def test_fingerprint_changes_with_the_weights(tmp_path, tiny_model_dir):
 def test_bundled_model_loads():
     b = Backbone("demo", device="cpu")  # a registered model name (groundzero.plugins)
     assert b.embed_images(np.zeros((2, b.image_size, b.image_size, 3), np.uint8)).shape == (2, b.embed_dim)
+
+
+def _gemma_tokenized_copy(tiny_model_dir, dest):
+    """The tiny model with a Gemma-class tokenizer that pads on the left and does not lowercase."""
+    import shutil
+
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import GemmaTokenizerFast
+
+    shutil.copytree(tiny_model_dir, dest)
+    for f in dest.glob("*token*"):
+        f.unlink()
+    words = "a red circle moving left the witness is handed exhibit".split()
+    tok = Tokenizer(models.WordLevel(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()  # case-sensitive: no Lowercase normalizer
+    tok.train_from_iterator([" ".join(words), " ".join(w.upper() for w in words)],
+                            trainers.WordLevelTrainer(special_tokens=["<pad>", "<unk>", "</s>", "<bos>"]))
+    gemma = GemmaTokenizerFast(tokenizer_object=tok, pad_token="<pad>", unk_token="<unk>", eos_token="</s>",
+                               bos_token="<bos>", padding_side="left", add_bos_token=False, add_eos_token=False)
+    gemma.save_pretrained(dest)
+    assert GemmaTokenizerFast.from_pretrained(dest).padding_side == "left"
+    return dest
+
+
+def test_text_is_what_the_processor_gives_right_padded_and_lowercased(tiny_model_dir, tmp_path):
+    """The checkpoint's own tokenizer called the documented way: lowercased, padding="max_length",
+    max_length = the text tower's length, right-padded even when the tokenizer config says left."""
+    from transformers import AutoTokenizer
+
+    model_dir = _gemma_tokenized_copy(tiny_model_dir, tmp_path / "gemma")
+    b = Backbone(str(model_dir), device="cpu")
+    texts = ["A RED circle moving LEFT", "the witness"]
+    ids = b.tokenize(texts)["input_ids"].numpy()
+    ref = AutoTokenizer.from_pretrained(model_dir)
+    ref.padding_side = "right"
+    want = ref([t.lower() for t in texts], padding="max_length", max_length=16, truncation=True)["input_ids"]
+    assert ids.tolist() == want
+    assert ids.shape == (2, b.text_max_len) and (ids[:, 0] != ref.pad_token_id).all()  # real tokens first
+    assert ids[1, -1] == ref.pad_token_id
+    # the tokenizer itself is case-sensitive; the adapter lower-cases, as the processor is called for SigLIP 2
+    assert ref(["A RED"])["input_ids"] != ref(["a red"])["input_ids"]
+    assert b.tokenize(["A RED"])["input_ids"].tolist() == b.tokenize(["a red"])["input_ids"].tolist()
+
+
+def test_match_probability_does_not_depend_on_the_towers_dtype(tiny_model_dir, tmp_path):
+    """logit_scale / logit_bias are read in float32, so "not found" is the same in bf16 and fp32."""
+    import math
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    model_dir = tmp_path / "so400m-like"
+    shutil.copytree(tiny_model_dir, model_dir)
+    weights = load_file(str(model_dir / "model.safetensors"))
+    weights["logit_scale"] = torch.tensor([math.log(109.95)])  # So400m's learned values
+    weights["logit_bias"] = torch.tensor([-16.5])
+    save_file(weights, str(model_dir / "model.safetensors"), metadata={"format": "pt"})
+    fp32 = Backbone(str(model_dir), device="cpu")
+    bf16 = Backbone(str(model_dir), device="cpu", dtype=torch.bfloat16)
+    assert next(bf16.model.vision_model.parameters()).dtype == torch.bfloat16
+    cos = np.linspace(-0.2, 0.4, 61)
+    np.testing.assert_allclose(bf16.match_probability(cos), fp32.match_probability(cos), atol=1e-3)
+    # what a bf16 logit_scale would have given: off by more than the tolerance near the threshold
+    scale_bf16 = float(torch.tensor(math.log(109.95)).to(torch.bfloat16).float().exp())
+    naive = 1 / (1 + np.exp(-(scale_bf16 * cos - 16.5)))
+    assert np.abs(naive - fp32.match_probability(cos)).max() > 1e-3

@@ -52,6 +52,8 @@ class TrainConfig:
     retrieval_group: int | None = None
     neg_fraction: float = 0.2  #: share of positive queries served as a negative window (GroundingDataset)
     save_every: int = 1  #: write the resumable checkpoint every this many epochs (and after the last)
+    #: on CUDA, run forward passes and losses under bf16 autocast (weights and optimizer stay float32)
+    amp: bool = True
     device: str = "cpu"
 
     def validate(self) -> TrainConfig:
@@ -116,11 +118,12 @@ def train(model: GroundingModel, data: GroundingDataset, cfg: TrainConfig, out_d
         sums: dict[str, float] = {}
         n = 0
         for batch in loader:
-            if image_encoder is not None:
-                batch = _embed_frames(image_encoder, batch)
-            losses = _step_losses(model, criterion, batch, dev, cfg)
-            total = criterion.total({k: v for k, v in losses.items() if k != "loss_context_tokens"})
-            total = total + cfg.context_token_weight * losses.get("loss_context_tokens", 0.0)
+            with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=dev.type == "cuda" and cfg.amp):
+                if image_encoder is not None:
+                    batch = _embed_frames(image_encoder, batch)
+                losses = _step_losses(model, criterion, batch, dev, cfg)
+                total = criterion.total({k: v for k, v in losses.items() if k != "loss_context_tokens"})
+                total = total + cfg.context_token_weight * losses.get("loss_context_tokens", 0.0)
             opt.zero_grad(set_to_none=True)
             total.backward()
             if cfg.grad_clip > 0:

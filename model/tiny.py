@@ -38,14 +38,14 @@ class TinySiglipConfig:
     seed: int = 0
 
     @classmethod
-    def so400m(cls) -> "TinySiglipConfig":
+    def so400m(cls) -> TinySiglipConfig:
         """SigLIP 2 So400m's shapes (patch 14 at 384 px, 27 blocks of width 1152): random weights of the
         real size, for speed checks (``bench/gpu_check.py``); a tokenizer of the test vocabulary."""
         return cls(image_size=384, patch_size=14, hidden_size=1152, intermediate_size=4304, num_layers=27,
                    num_heads=16, text_max_len=64, seed=0)
 
     @classmethod
-    def bench(cls) -> "TinySiglipConfig":
+    def bench(cls) -> TinySiglipConfig:
         """The benchmarks' model: 64 px images, 16 px patches, 64-d embeddings, 2 layers, seed 0."""
         return cls(image_size=64, patch_size=16, hidden_size=64, intermediate_size=128, num_layers=2,
                    num_heads=2, text_max_len=16, seed=0)

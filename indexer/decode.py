@@ -3,11 +3,18 @@
 :func:`probe` reads a file's metadata with ffprobe and classifies what is wrong
 with files that are not decodable videos; :func:`iter_frames` runs ::
 
-    ffmpeg -i VIDEO -filter_complex "[0:V:0]fps=FPS:round=near:start_time=0:eof_action=pass,
-           scale=S:S:flags=bicubic,format=rgb24" -f rawvideo pipe:
+    ffmpeg -i VIDEO -filter_complex "[0:N]fps=FPS:round=near:start_time=0:eof_action=pass,
+           format=rgb24,scale=S:S:flags=RESAMPLE" -f rawvideo pipe:
 
 and yields fixed-size chunks of frames as they arrive, so memory stays bounded
 whatever the video's length.
+
+Which stream. ``N`` is the one video stream indexed: the largest picture
+(width x height) among the file's video streams that are not cover art
+(``disposition.attached_pic``), the first of equals. A file with several such
+streams (an mkv with a picture-in-picture or preview track) gets a note saying
+which stream was indexed and which were not (:attr:`VideoInfo.note`), which the
+catalog keeps; cover art is never indexed and never noted.
 
 Timestamps. Sampled frame ``k`` has timestamp ``k / fps`` (seconds from the
 start of the file) and stands for the interval ``[k / fps, (k + 1) / fps)``. Its
@@ -25,8 +32,12 @@ video of ``D`` seconds gives ``ceil(D * fps)`` frames, all timestamped below
 Rotation. ffmpeg applies the display matrix (phone videos), so frames come out
 upright; :class:`VideoInfo` reports the size after rotation.
 
-Frames are resized to ``size x size`` without keeping the aspect ratio, like
-SigLIP's image processor, with bicubic interpolation.
+Frames are what the checkpoint's own image processor gives for the decoded RGB frame: converted
+to RGB at full resolution first, then resized to ``size x size`` without keeping the aspect
+ratio, with the processor's interpolation (``resample`` in its ``preprocessor_config.json``:
+bilinear for the fixed-resolution SigLIP 2 checkpoints, bicubic for SigLIP 1; see
+:func:`groundzero.model.identity.image_resample`). Scaling the YUV planes before the RGB
+conversion instead would shift colours at edges.
 """
 
 from __future__ import annotations
@@ -58,12 +69,18 @@ _PROBE_TIMEOUT_S = 120
 _REENCODE = "re-encode it (ffmpeg -i {p} -c:v libx264 fixed.mp4) or add it to --exclude"
 
 
+#: ffmpeg scalers that match PIL's resampling filters (nearest, bilinear, bicubic, lanczos, box)
+RESAMPLERS = ("neighbor", "bilinear", "bicubic", "lanczos", "area")
+
+
 @dataclass(frozen=True)
 class DecodeConfig:
     """How frames are sampled."""
 
     fps: float = 1.0  #: sampling rate, frames per second of video; 0 < fps <= 30
     size: int = 384  #: output frames are size x size RGB (the backbone's input side)
+    #: interpolation of the resize, an ffmpeg scaler: the checkpoint processor's (model.identity.image_resample)
+    resample: str = "bicubic"
     chunk_frames: int = 32  #: frames per yielded chunk (bounds memory)
     threads: int = 1  #: ffmpeg decoder threads (0 = ffmpeg's choice)
     min_coverage: float = 0.9  #: decoded duration below this fraction of the probed one -> "truncated"
@@ -73,6 +90,9 @@ class DecodeConfig:
             raise ConfigError(f"fps must be in (0, 30] frames per second, got {self.fps}", field="fps")
         if self.size < 1:
             raise ConfigError(f"frame size must be a positive number of pixels, got {self.size}")
+        if self.resample not in RESAMPLERS:
+            raise ConfigError(f"resample must be one of {', '.join(RESAMPLERS)}, got {self.resample!r}",
+                              field="resample")
         if self.chunk_frames < 1:
             raise ConfigError(f"chunk_frames must be at least 1, got {self.chunk_frames}")
         if self.threads < 0:
@@ -83,7 +103,7 @@ class DecodeConfig:
 
 @dataclass(frozen=True)
 class VideoInfo:
-    """What ffprobe says about a file's (first non-cover-art) video stream."""
+    """What ffprobe says about the video stream a file is indexed by (see "Which stream")."""
 
     duration_sec: float  #: stream duration, else the container's; nan when neither is known
     width: int  #: display width in pixels, after rotation
@@ -91,6 +111,11 @@ class VideoInfo:
     rotation_deg: int  #: clockwise rotation a player applies: 0, 90, 180 or 270
     codec: str  #: ffprobe codec_name, e.g. "h264"
     avg_fps: float | None  #: average frame rate; None when unknown
+    #: the stream decoded: ffprobe's stream index (as in ``-map 0:N``); None: the first video stream
+    stream_index: int | None = None
+    #: other video streams, not indexed (e.g. "2 video streams; indexed stream 0 (1280x720 h264),
+    #: ignored stream 1 (640x360 h264)"); "" when the file holds one
+    note: str = ""
 
 
 @dataclass(frozen=True)
@@ -185,8 +210,37 @@ def _looks_like_mp4(path: str) -> bool:
     return head[4:8] in (b"ftyp", b"moov", b"mdat", b"free", b"skip", b"wide", b"pnot")
 
 
+def _display_size(stream: dict) -> tuple[int, int]:
+    """Width and height of a stream's picture as shown (after rotation); 0 when unknown."""
+    w, h = int(stream.get("width") or 0), int(stream.get("height") or 0)
+    return (h, w) if _rotation_cw(stream) in (90, 270) else (w, h)
+
+
+def _describe(stream: dict) -> str:
+    """``stream 1 (640x360 h264)``: ffprobe's index, the displayed size, the codec."""
+    w, h = _display_size(stream)
+    codec = stream.get("codec_name", "unknown")
+    what = f"{w}x{h} {codec}" if w > 0 and h > 0 else f"{codec}, no picture size"
+    return f"stream {stream.get('index', '?')} ({what})"
+
+
+def choose_stream(videos: list[dict]) -> tuple[dict, str]:
+    """The video stream to index among ``videos`` (ffprobe streams, cover art already left out),
+    and the note on the others ("" when there is only one): the largest picture, the first of
+    equals."""
+    def area(s: dict) -> int:
+        w, h = _display_size(s)
+        return w * h if w > 0 and h > 0 else -1
+
+    chosen = max(videos, key=area)  # max() keeps the first of equals
+    if len(videos) == 1:
+        return chosen, ""
+    ignored = ", ".join(f"ignored {_describe(s)}" for s in videos if s is not chosen)
+    return chosen, f"{len(videos)} video streams; indexed {_describe(chosen)}, {ignored}"
+
+
 def probe(path: str) -> VideoInfo:
-    """Metadata of ``path``'s first video stream (cover art is skipped).
+    """Metadata of the video stream of ``path`` that is indexed (see "Which stream" above).
 
     Raises :class:`DecodeError` with reason ``unreadable``, ``empty_file``,
     ``not_video``, ``no_video_stream`` or ``truncated`` (an mp4 whose index is
@@ -228,16 +282,15 @@ def probe(path: str) -> VideoInfo:
                                                  "remove it or add it to --exclude (e.g. --exclude '*.m4a')")
         raise DecodeError("not_video", f"{path} ({fmt_name or 'unknown format'}) holds no video stream; "
                                        "remove it or add it to --exclude")
-    v = videos[0]
-    rot = _rotation_cw(v)
-    w, h = int(v.get("width") or 0), int(v.get("height") or 0)
+    v, note = choose_stream(videos)
+    w, h = _display_size(v)
     if w <= 0 or h <= 0:
         raise DecodeError("not_video", f"{path}: its video stream ({v.get('codec_name')}) has no "
                                        "picture size; " + _REENCODE.format(p=path))
-    if rot in (90, 270):
-        w, h = h, w
-    return VideoInfo(duration_sec=_duration(v, fmt), width=w, height=h, rotation_deg=rot,
-                     codec=str(v.get("codec_name", "unknown")), avg_fps=_rate(v.get("avg_frame_rate")))
+    index = v.get("index")
+    return VideoInfo(duration_sec=_duration(v, fmt), width=w, height=h, rotation_deg=_rotation_cw(v),
+                     codec=str(v.get("codec_name", "unknown")), avg_fps=_rate(v.get("avg_frame_rate")),
+                     stream_index=int(index) if isinstance(index, int) else None, note=note)
 
 
 def decoded_duration_ok(n_frames: int, fps: float, duration_sec: float, min_coverage: float) -> bool:
@@ -293,12 +346,14 @@ def iter_frames(path: str, cfg: DecodeConfig, info: VideoInfo | None = None) -> 
     info = info if info is not None else probe(path)
     rate = Fraction(cfg.fps).limit_denominator(1_000_000)
     frame_bytes = cfg.size * cfg.size * 3
+    # the stream probe() chose; without its index, the first video stream that is not cover art
+    selector = "V:0" if info.stream_index is None else str(info.stream_index)
     stream = (
-        ffmpeg.input(path, threads=cfg.threads)["V:0"]  # first video stream that is not cover art
+        ffmpeg.input(path, threads=cfg.threads)[selector]
         .filter("fps", fps=f"{rate.numerator}/{rate.denominator}", round="near", start_time=0,
                 eof_action="pass")
-        .filter("scale", cfg.size, cfg.size, flags="bicubic")
-        .filter("format", "rgb24")
+        .filter("format", "rgb24")  # RGB at full resolution first, as the processor sees the frame
+        .filter("scale", cfg.size, cfg.size, flags=cfg.resample)
         .output("pipe:", format="rawvideo", vsync="passthrough")  # one raw frame per fps-filter frame
     )
     cmd = [tools["ffmpeg"], "-nostdin", "-hide_banner", "-nostats", "-loglevel", "error"]

@@ -146,3 +146,23 @@ def read_identity(name_or_path: str) -> tuple[Path, "ModelIdentity"]:
     return model_dir, identity
 
 
+
+
+#: PIL resampling codes (``preprocessor_config.json`` ``resample``) -> the ffmpeg scaler closest to each
+_PIL_TO_FFMPEG = {0: "neighbor", 1: "lanczos", 2: "bilinear", 3: "bicubic", 4: "area", 5: "bilinear"}
+
+
+def image_resample(model_dir: Path) -> str:
+    """The interpolation the checkpoint's image processor resizes with, as an ffmpeg scaler name.
+
+    Read from ``preprocessor_config.json`` (``resample``, a PIL code: 2 bilinear for the
+    fixed-resolution SigLIP 2 checkpoints, 3 bicubic for SigLIP 1); bicubic, the SigLIP image
+    processor's default, when the file or the key is absent.
+    """
+    import json
+
+    path = Path(model_dir) / "preprocessor_config.json"
+    code = json.loads(path.read_text()).get("resample", 3) if path.is_file() else 3
+    if code not in _PIL_TO_FFMPEG:
+        raise ModelNotFoundError(f"{path}: resample={code!r} is not a PIL resampling filter (0-5)")
+    return _PIL_TO_FFMPEG[code]

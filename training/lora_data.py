@@ -33,6 +33,7 @@ def lora_frames_loader(archive: str | Path | None) -> FramesLoader:
 
     def load(backbone, vids: set[str], fps: float):
         from groundzero.indexer.decode import DecodeConfig, iter_frames
+        from groundzero.model.identity import image_resample
         from groundzero.indexer.sources import list_local
         from groundzero.model.lora import LoraImageEncoder
 
@@ -42,7 +43,8 @@ def lora_frames_loader(archive: str | Path | None) -> FramesLoader:
             if vid not in files:
                 raise ConfigError(f"LoRA: video {vid} is in the index but not under archive {root}",
                                   field="archive")
-            chunks = list(iter_frames(files[vid], DecodeConfig(fps=fps, size=backbone.image_size)))
+            dcfg = DecodeConfig(fps=fps, size=backbone.image_size, resample=image_resample(backbone.model_dir))
+            chunks = list(iter_frames(files[vid], dcfg))  # the frames indexing gave the backbone
             frames[vid] = np.concatenate([c.frames for c in chunks])  # (T, S, S, 3) uint8
         return LoraImageEncoder(backbone), frames
 

@@ -26,6 +26,7 @@ import argparse
 import json
 import logging
 import time
+from dataclasses import replace
 from pathlib import Path
 
 ROWS = (
@@ -53,6 +54,9 @@ def main() -> None:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--window-score", default=None, choices=("retrieval", "retrieval_confidence"),
                     help="how the head ranks proposals (default: SearchConfig's)")
+    ap.add_argument("--refine", action="store_true",
+                    help="also evaluate the head with coarse-to-fine refinement (SearchConfig.refine) and "
+                         "report its latency cost per search")
     ap.add_argument("--reuse", action="store_true", help="reuse WORKDIR's archive and index")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
@@ -85,11 +89,21 @@ def main() -> None:
     cfg = SearchConfig() if args.window_score is None else SearchConfig(window_score=args.window_score)
     t_index = time.perf_counter() - t0
     results = {}
-    for name, h in (("zero-shot", None), ("head", head)):  # the index keeps the head's tokens
+    fine = replace(cfg, refine=True)
+    runs = [("zero-shot", None, cfg), ("head", head, cfg)]  # the last run leaves the head's tokens in the index
+    if args.refine:
+        runs = [("zero-shot", None, cfg), ("zero-shot+refine", None, fine), ("head", head, cfg),
+                ("head+refine", head, fine)]
+    for name, h, c in runs:
         t = time.perf_counter()
         reindex(index, h)
-        ev = evaluate(Searcher(index, device=args.device, head=h, cfg=cfg), queries)
-        results[name] = {**ev.metrics, "n_queries": ev.n_queries, "eval_s": round(time.perf_counter() - t, 1)}
+        searcher = Searcher(index, device=args.device, head=h, cfg=c)
+        ev = evaluate(searcher, queries)
+        t_search = time.perf_counter()
+        for q in queries:
+            searcher.search(q.query)
+        results[name] = {**ev.metrics, "n_queries": ev.n_queries, "eval_s": round(t_search - t, 1),
+                         "search_ms_per_query": round((time.perf_counter() - t_search) * 1000 / len(queries), 1)}
     n_pos = sum(1 for q in queries if q.windows)  # with a moment in their own video (within-video metrics)
     n_nowhere = sum(1 for q in queries if not q.corpus_truth())  # with none in any video: "not found" is right
     report = {"model": model, "head": head, "window_score": cfg.window_score, "videos": args.videos, "minutes": args.minutes,
@@ -101,11 +115,12 @@ def main() -> None:
         return
     print(f"test split: {args.videos} videos x {args.minutes:g} min, {len(queries)} queries ({n_pos} with a "
           f"moment in their own video, {n_nowhere} with none anywhere in the split); model {model}; head {head}")
-    print(f"{'metric':<22}{'zero-shot':>12}{'head':>12}")
-    for label, key in ROWS:
+    names = list(results)
+    print(f"{'metric':<22}" + "".join(f"{n:>14}" for n in names))
+    for label, key in (*ROWS, ("search ms / query", "search_ms_per_query")):
         scale = 0.01 if key.startswith("MR-") else 1.0  # the official QVHighlights figures are percents
-        vals = [results[n].get(key, float("nan")) * scale for n in ("zero-shot", "head")]
-        print(f"{label:<22}" + "".join(f"{v:>12.3f}" for v in vals))
+        vals = [results[n].get(key, float("nan")) * scale for n in names]
+        print(f"{label:<22}" + "".join(f"{v:>14.3f}" for v in vals))
 
 
 if __name__ == "__main__":

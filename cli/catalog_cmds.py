@@ -29,7 +29,7 @@ def catalog() -> None:
 
 
 def _open(index_dir: str, endpoint_url: str | None, cache_dir: str | None, level: str = "catalog"):
-    from groundzero.store.catalog import open_catalog
+    from groundzero.store.queries import open_catalog
     from groundzero.store.s3 import S3Config
 
     return open_catalog(index_dir, S3Config(endpoint_url=endpoint_url), cache_dir, level)
@@ -43,11 +43,11 @@ def _title(cat) -> str:
 def list_videos(index_dir: IndexOpt, endpoint_url: EndpointUrl = None, cache_dir: CacheDir = None,
                 json_out: JsonRows = False) -> None:
     """Every video: status, length, frames, and why it failed."""
-    from groundzero.store import catalog
+    from groundzero.store import queries
 
     with reported(S3_FLAGS):
         cat = _open(index_dir, endpoint_url, cache_dir)
-        rows, counts = catalog.list_videos(cat.con), catalog.video_counts(cat.con)
+        rows, counts = queries.list_videos(cat.con), queries.video_counts(cat.con)
     render.video_list(_title(cat), rows, counts, cat.manifest.model.name, json_out)
 
 
@@ -55,7 +55,7 @@ def list_videos(index_dir: IndexOpt, endpoint_url: EndpointUrl = None, cache_dir
 def failed(index_dir: IndexOpt, endpoint_url: EndpointUrl = None, cache_dir: CacheDir = None,
            json_out: JsonRows = False) -> None:
     """Only the videos that failed, with the reason and the error."""
-    from groundzero.store.catalog import failed_videos
+    from groundzero.store.queries import failed_videos
 
     with reported(S3_FLAGS):
         cat = _open(index_dir, endpoint_url, cache_dir)
@@ -67,7 +67,7 @@ def failed(index_dir: IndexOpt, endpoint_url: EndpointUrl = None, cache_dir: Cac
 def summary(index_dir: IndexOpt, endpoint_url: EndpointUrl = None, cache_dir: CacheDir = None,
             json_out: Annotated[bool, json_flag("the summary")] = False) -> None:
     """Hours indexed, and the last run: its counts, what failed and why."""
-    from groundzero.store.catalog import summary as catalog_summary
+    from groundzero.store.queries import summary as catalog_summary
 
     with reported(S3_FLAGS):
         cat = _open(index_dir, endpoint_url, cache_dir)
@@ -79,7 +79,7 @@ def summary(index_dir: IndexOpt, endpoint_url: EndpointUrl = None, cache_dir: Ca
 def verify(index_dir: IndexOpt, endpoint_url: EndpointUrl = None, cache_dir: CacheDir = None,
            json_out: Annotated[bool, json_flag("the problems")] = False) -> None:
     """Check that manifest, catalog, Parquet, FAISS agree; exit 1 if not."""
-    from groundzero.store.catalog import check_index
+    from groundzero.store.queries import check_index
     from groundzero.store.s3 import S3Config
 
     with reported(S3_FLAGS):
@@ -91,11 +91,12 @@ def verify(index_dir: IndexOpt, endpoint_url: EndpointUrl = None, cache_dir: Cac
 
 @app.command()
 def sql(query: Annotated[str, typer.Argument(
-            help="DuckDB SQL over the views videos, runs, run_failures, frames, proposals.")],
+            help="DuckDB SQL over the views videos, runs, run_failures, frames, proposals "
+                 "(read-only: no COPY, ATTACH, INSTALL/LOAD, settings, or files outside the index).")],
         index_dir: IndexOpt, endpoint_url: EndpointUrl = None, cache_dir: CacheDir = None,
         json_out: JsonRows = False) -> None:
-    """Run QUERY over the store; exit 2 when it fails."""
-    from groundzero.store.catalog import run_sql, sql_level
+    """Run read-only QUERY over the store; exit 2 when it fails or is refused."""
+    from groundzero.store.queries import run_sql, sql_level
 
     with reported(S3_FLAGS):
         # an s3:// index is pulled first; its per-video files only when the query reads them

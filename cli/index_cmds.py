@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 from typing import Annotated
 
@@ -14,6 +15,7 @@ from groundzero.cli.common import (
     CacheDir,
     EndpointUrl,
     Verbose,
+    error,
     json_flag,
     opt_str,
     reported,
@@ -24,7 +26,8 @@ from groundzero.errors import ConfigError
 #: IndexConfig / ProposalConfig / S3Config field -> flag of `index`
 INDEX_FLAGS = {"fps": "--fps", "window_sec": "--window", "stride_sec": "--stride",
                "tokens_per_proposal": "--tokens-per-proposal", "embed_batch_size": "--batch-size",
-               "embed_actors": "--workers", **S3_FLAGS}
+               "embed_actors": "--workers", "commit_every": "--commit-every",
+               "commit_every_sec": "--commit-every-sec", **S3_FLAGS}
 
 
 def index(
@@ -33,8 +36,9 @@ def index(
     index_dir: Annotated[str, typer.Option(
         "--index", help="Index directory (created if missing), or s3://bucket/prefix.")],
     model: Annotated[str | None, typer.Option(
-        help="SigLIP checkpoint dir or hub id, e.g. google/siglip2-so400m-patch14-384 "
-        "(default: demo, the synthetic archive's bundled model).")] = None,
+        help="SigLIP checkpoint dir, hub id, or 'demo' (the synthetic demo model). Default: the "
+        "index's model; for a new index google/siglip2-so400m-patch14-384 on a GPU, "
+        "google/siglip2-base-patch16-224 on a CPU.")] = None,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda[:n], for the image tower.")] = "auto",
     fps: Annotated[float, typer.Option(help="Frames sampled per second of video.")] = 1.0,
     window: Annotated[float, typer.Option(help="Proposal window length, seconds.")] = 48.0,
@@ -55,33 +59,48 @@ def index(
     cache_dir: CacheDir = None,
     tmp_dir: Annotated[str | None, typer.Option(
         help="Where decode tasks download S3 videos (default: the system temp dir).")] = None,
+    commit_every: Annotated[int, typer.Option(
+        "--commit-every", help="Publish a snapshot after this many finished videos...")] = 50,
+    commit_every_sec: Annotated[float, typer.Option(
+        "--commit-every-sec", help="...or this many seconds, whichever comes first.")] = 600.0,
     json_out: Annotated[bool, json_flag("the run report")] = False,
     verbose: Verbose = False,
 ) -> None:
     """Index the videos under ARCHIVE into --index, incrementally.
 
     ARCHIVE and --index may be local or s3://bucket/prefix (AWS credential chain).
-    Exit status 3: finished, but some files failed (`groundzero catalog failed`).
+    Exit status 3: finished, but some files failed (`groundzero catalog failed`); 1: the run
+    failed (e.g. the disk is full); 130 / 143: stopped by Ctrl-C / SIGTERM. Whatever stops a
+    run, what it committed is kept and the next run carries on.
     """
     setup_logging(verbose)
     from groundzero.data.proposals import ProposalConfig
     from groundzero.indexer.config import IndexConfig
-    from groundzero.indexer.pipeline import plan_index, run_index
+    from groundzero.indexer.pipeline import run_index
+    from groundzero.indexer.plan import plan_index
+    from groundzero.indexer.stops import RunStopped, stop_on_signals
     from groundzero.store.s3 import S3Config
 
-    with reported(INDEX_FLAGS):
-        cfg = IndexConfig(
-            archive=archive, index_dir=index_dir, device=device, fps=fps,
-            proposals=ProposalConfig(window, stride, tokens_per_proposal), embed_batch_size=batch_size,
-            embed_actors=workers, exclude=tuple(exclude or ()), retry_failed=retry_failed,
-            dry_run=dry_run, head=opt_str(head), s3=S3Config(endpoint_url=endpoint_url),
-            cache_dir=cache_dir, tmp_dir=tmp_dir, **({"model": model} if model else {}))
-        if dry_run:
-            render.index_plan(plan_index(cfg), json_out)
-            return
-        with render.LazyProgress("indexing", disable=json_out) as bar:
-            report = run_index(cfg, lambda p: bar.update(
-                p.indexed + p.failed, p.total, f"{p.frames} frames embedded, {p.failed} failed  {p.last}"))
+    try:
+        with stop_on_signals(), reported(INDEX_FLAGS):
+            cfg = IndexConfig(
+                archive=archive, index_dir=index_dir, device=device, fps=fps,
+                proposals=ProposalConfig(window, stride, tokens_per_proposal), embed_batch_size=batch_size,
+                embed_actors=workers, exclude=tuple(exclude or ()), retry_failed=retry_failed,
+                dry_run=dry_run, head=opt_str(head), s3=S3Config(endpoint_url=endpoint_url),
+                cache_dir=cache_dir, tmp_dir=tmp_dir, commit_every=commit_every,
+                commit_every_sec=commit_every_sec, **({"model": model} if model else {}))
+            if dry_run:
+                render.index_plan(plan_index(cfg), json_out)
+                return
+            with render.LazyProgress("indexing", disable=json_out) as bar:
+                report = run_index(cfg, lambda p: bar.update(
+                    p.indexed + p.failed, p.total, f"{p.frames} frames embedded, {p.failed} failed  {p.last}"))
+    except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (RunStopped): Ray shuts down as the process exits
+        signum = e.signum if isinstance(e, RunStopped) else signal.SIGINT
+        error(f"the run was stopped by {signal.Signals(signum).name}; the videos it committed are kept, "
+              "run it again to index the rest")
+        raise typer.Exit(128 + signum) from None
     render.index_report(report, index_dir, json_out)
     if report.record.n_failed:
         raise typer.Exit(EXIT_SOME_FAILED)

@@ -173,7 +173,7 @@ def video_list(title: str, result, counts: dict, model: str, json_out: bool) -> 
 
 
 def catalog_summary(d: dict, json_out: bool) -> None:
-    """``groundzero.store.catalog.summary``: hours indexed, the last run, what failed and why."""
+    """``groundzero.store.queries.summary``: hours indexed, the last run, what failed and why."""
     if json_out:
         print_json(d)
         return
@@ -201,7 +201,7 @@ def catalog_summary(d: dict, json_out: bool) -> None:
 
 
 def check_report(report, json_out: bool) -> None:
-    """``groundzero.store.catalog.check_index``: each problem, then the counts."""
+    """``groundzero.store.queries.check_index``: each problem, then the counts."""
     if json_out:
         print_json([p.__dict__ for p in report.problems])
         return

@@ -21,7 +21,7 @@ from groundzero.cli.common import (
 )
 
 #: SearchConfig field -> flag of `search`
-SEARCH_FLAGS = {"top_k": "--top"}
+SEARCH_FLAGS = {"top_k": "--top", "refine_fps": "--refine"}
 #: ServeConfig field -> flag of `serve`
 SERVE_FLAGS = {"host": "--host", "port": "--port", "token": "--token"}
 
@@ -39,16 +39,20 @@ def search(
     model: ModelOpt = None,
     device: Device = "auto",
     head: HeadOpt = None,
+    refine: Annotated[bool, typer.Option(
+        "--refine/--no-refine", help="Re-ground the top hits' edges from the video at 4 fps "
+        "(needs the videos; off by default: docs/RESULTS.md).")] = False,
     json_out: Annotated[bool, json_flag("the results")] = False,
     verbose: Verbose = False,
 ) -> None:
     """Find the moments that match QUERY across the whole archive."""
     setup_logging(verbose)
     from groundzero.search.config import SearchConfig
-    from groundzero.search.searcher import Searcher
+    from groundzero.search.searcher import Searcher, normalize_query
 
     with reported(SEARCH_FLAGS):
-        searcher = Searcher(index_dir, model=model, device=device, cfg=SearchConfig(top_k=top),
+        query = normalize_query(query)  # a query that can never be searched is refused before the model loads
+        searcher = Searcher(index_dir, model=model, device=device, cfg=SearchConfig(top_k=top, refine=refine),
                             head=opt_str(head))
         result = searcher.search(query)
     if json_out:

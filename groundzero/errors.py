@@ -77,3 +77,37 @@ class RemoteStoreError(GroundZeroError):
     endpoint unreachable, retries exhausted on a commit); a single video that
     cannot be downloaded is a :class:`DecodeError` with reason ``fetch_failed``.
     """
+
+
+class IndexDamagedError(GroundZeroError):
+    """A file of the index is damaged (truncated, not what it should be, bit rot), missing, or
+    named by the manifest or catalog at a path outside the index directory (tampered with).
+
+    ``path`` is the file at fault (None when not one file); ``missing`` is True when that file
+    does not exist. The message names the file and says what to do (``catalog verify``, then
+    re-index or restore). Exit status 4.
+    """
+
+    exit_code = 4
+
+    def __init__(self, message: str, *, path: str | None = None, missing: bool = False) -> None:
+        super().__init__(message)
+        self.path = path
+        self.missing = missing
+
+
+class DiskFullError(GroundZeroError):
+    """The disk (or the user's quota) holding the index ran out of space during a run.
+
+    The run has deleted what it wrote since its last commit and recorded itself ``failed``;
+    every snapshot committed before stays whole. ``path`` is the file being written (None when
+    unknown), ``written_bytes`` what the run had written, ``needed_bytes`` about how much more
+    it needs (0 when unknown).
+    """
+
+    def __init__(self, message: str, *, path: str | None = None, written_bytes: int = 0,
+                 needed_bytes: int = 0) -> None:
+        super().__init__(message)
+        self.path = path
+        self.written_bytes = written_bytes
+        self.needed_bytes = needed_bytes

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from groundzero.errors import ConfigError
 from groundzero.data.proposals import ProposalConfig
+from groundzero.errors import ConfigError
 from groundzero.store.s3 import S3Config, S3Url, is_s3_url
 
 
@@ -14,8 +14,9 @@ class IndexConfig:
     archive: str  #: local folder of videos, or s3://bucket/prefix
     index_dir: str  #: where the index lives (created if missing): a local directory, or s3://bucket/prefix
     #: checkpoint directory, hub id, or registered model name (:mod:`groundzero.plugins`; "demo": the
-    #: synthetic demo model, which knows only coloured shapes)
-    model: str = "demo"
+    #: synthetic demo model, which knows only coloured shapes). "auto": the index's own model when it
+    #: has one, else SigLIP 2 So400m on a CUDA device and SigLIP 2 base-224 on a CPU (model.backbone.default_model)
+    model: str = "auto"
     device: str = "auto"  #: embed device: auto (CUDA if present) | cpu | cuda[:n]
     fps: float = 1.0  #: frames sampled per second of video
     proposals: ProposalConfig = field(default_factory=ProposalConfig)
@@ -26,19 +27,27 @@ class IndexConfig:
     faiss_factory: str = "auto"  #: "auto": exact Flat, then IVF as the corpus grows (groundzero.store.vectors); or a FAISS factory string
     exclude: tuple[str, ...] = ()  #: glob patterns of files to leave out (e.g. "*.json")
     retry_failed: bool = False  #: re-try unchanged files that failed in an earlier run
-    commit_every: int = 50  #: publish a snapshot after this many finished videos
+    #: publish a snapshot once this many videos finished since the last one, or once
+    #: ``commit_every_sec`` passed, whichever comes first; and at the end of the run
+    commit_every: int = 50
+    #: publish a snapshot at least this often, in seconds (600: every 10 minutes; checked as each
+    #: batch of frames arrives), so a run killed after hours keeps all but its last minutes of work
+    commit_every_sec: float = 600.0
     dry_run: bool = False  #: only print the plan
     head: str | None = None  #: grounding head whose learned context tokens the index uses (see reindex)
     s3: S3Config = field(default_factory=S3Config)  #: endpoint, retries, page size for s3:// locations
     cache_dir: str | None = None  #: local working copy of an s3:// index (default: see groundzero.store.s3_index)
     tmp_dir: str | None = None  #: where decode tasks download S3 videos (default: the system temp dir)
 
-    def validate(self) -> "IndexConfig":
+    def validate(self) -> IndexConfig:
         if not 0 < self.fps <= 30:
             raise ConfigError(f"fps must be in (0, 30], got {self.fps}", field="fps")
         for name in ("embed_batch_size", "embed_actors", "decode_threads", "chunk_frames", "commit_every"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}", field=name)
+        if not self.commit_every_sec > 0:
+            raise ConfigError(f"commit_every_sec must be > 0 seconds, got {self.commit_every_sec}",
+                              field="commit_every_sec")
         self.proposals.validate()
         self.s3.validate()
         for where in (self.archive, self.index_dir):

@@ -24,7 +24,12 @@ class EmbedFrames:
     """
 
     def __init__(self, model: str, device: str = "auto", max_batch: int = 64):
-        self.backbone = Backbone(model, device=device)
+        import ray
+
+        from groundzero.indexer.ray_runtime import actor_device
+
+        gpus = ray.get_gpu_ids() if ray.is_initialized() else []  # inside an actor: the GPU Ray gave it
+        self.backbone = Backbone(model, device=actor_device(device, gpus))
         self.max_batch = max_batch
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -37,7 +37,14 @@ from contextlib import contextmanager
 from pathlib import PurePosixPath
 
 from groundzero.errors import DecodeError
-from groundzero.store.s3 import S3Config, error_code, is_s3_url, make_client, split_uri, transfer_config
+from groundzero.store.s3 import (
+    S3Config,
+    error_code,
+    is_s3_url,
+    make_client,
+    split_uri,
+    transfer_config,
+)
 
 log = logging.getLogger(__name__)
 

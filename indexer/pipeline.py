@@ -7,7 +7,7 @@
         │  .map_batches(decode_rows)      CPU tasks: ffmpeg -> frame rows (streamed)
         │  .map_batches(EmbedFrames)      actor pool (GPU when present): frames -> embeddings
         ▼  .iter_batches()                driver: VideoAssembler -> proposals + tokens -> IndexWriter
-    commit (every ``commit_every`` videos and at the end): one atomic snapshot
+    commit (every ``commit_every`` videos or ``commit_every_sec`` seconds, and at the end): one atomic snapshot
 
 Ray is local by default; with ``RAY_ADDRESS`` set, ``ray.init()`` joins that
 cluster instead, with no code change.
@@ -17,80 +17,45 @@ downloaded inside the decode tasks (:mod:`groundzero.indexer.fetch`); an S3 inde
 pulled into a local working copy first and each commit is then published to S3
 (:mod:`groundzero.store.s3_index`).
 
-Incremental runs skip a video whose content is unchanged (:func:`make_plan`):
-
-* S3 object: same size and same ETag (``content_id``); LastModified alone moving
-  (a metadata-only copy) changes nothing.
-* local file: same size and mtime is the fast check. When the mtime moved but
-  the size did not, the file is hashed (SHA-256 of all its bytes) and compared
-  with the hash the catalog recorded when it was indexed: equal means a
-  ``touch`` or a copy that kept the bytes, and the video is not re-indexed (its
-  new mtime is recorded, so the next run takes the fast path again). A full hash
-  rather than a sample of head and tail: an in-place edit that keeps the size
-  (a patched header, a fixed block) must not be missed, and the cost is paid only
-  for files whose mtime moved.
-
-A video that failed to download (``fetch_failed``: throttling, a network error)
-is retried by the next run without ``--retry-failed``.
+Incremental runs: :mod:`groundzero.indexer.plan` decides which videos to (re)index.
 """
 
 from __future__ import annotations
 
+import json
 import logging
-import secrets
+import os
 import time
 import warnings
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from groundzero.errors import RemoteStoreError
-from groundzero.model.identity import read_identity
-from groundzero.plugins import named_model
 from groundzero.data.proposals import make_windows
-from groundzero.store.catalog import RunRecord, read_catalog
+from groundzero.errors import DiskFullError, GroundZeroError, RemoteStoreError
+from groundzero.indexer.config import IndexConfig
+from groundzero.indexer.decode import DecodeConfig
+from groundzero.indexer.embed import EmbedFrames
+from groundzero.indexer.plan import Plan, make_plan, new_run_id
+from groundzero.indexer.rows import AssembledVideo, VideoAssembler, decode_rows
+from groundzero.indexer.sources import list_archive
+from groundzero.indexer.stops import disk_full_error, is_disk_full, uninterrupted
+from groundzero.indexer.tokens import ZERO_SHOT, TokenMaker, head_token_kind
+from groundzero.model.identity import image_resample, read_identity
+from groundzero.plugins import named_model
+from groundzero.store.catalog import RunRecord
+from groundzero.store.cleanup import utc_now
 from groundzero.store.layout import IndexLayout
 from groundzero.store.manifest import IndexParams, read_manifest
 from groundzero.store.s3 import is_s3_url
 from groundzero.store.s3_index import S3Index
-from groundzero.store.writer import IndexWriter, VideoEntry, utc_now, video_id_for
-from groundzero.indexer.config import IndexConfig
-from groundzero.indexer.decode import DecodeConfig
-from groundzero.indexer.embed import EmbedFrames
-from groundzero.indexer.rows import AssembledVideo, VideoAssembler, decode_rows, file_sha256
-from groundzero.indexer.sources import list_archive
-from groundzero.indexer.tokens import ZERO_SHOT, TokenMaker, head_token_kind
+from groundzero.store.writer import IndexWriter, VideoEntry, video_id_for
 
 log = logging.getLogger(__name__)
 
 #: Ray memory reservation of one decode task, bytes.
 DECODE_TASK_MEMORY = 256 * 1024 * 1024
-
-#: failure reasons worth trying again on the next run even when the file did not change
-TRANSIENT_REASONS = frozenset({"fetch_failed"})
-
-
-@dataclass
-class Plan:
-    """What a run will do with each listed file."""
-
-    new: list[VideoEntry] = field(default_factory=list)
-    changed: list[VideoEntry] = field(default_factory=list)
-    retry: list[VideoEntry] = field(default_factory=list)
-    unchanged: list[VideoEntry] = field(default_factory=list)
-    removed: list[str] = field(default_factory=list)  #: uris in the catalog, gone from the archive
-    #: unchanged videos whose listing metadata moved (mtime, LastModified): recorded, not re-indexed
-    touched: list[VideoEntry] = field(default_factory=list)
-
-    @property
-    def todo(self) -> list[VideoEntry]:
-        return self.new + self.changed + self.retry
-
-    def counts(self) -> dict[str, int]:
-        return {"new": len(self.new), "changed": len(self.changed), "retry": len(self.retry),
-                "unchanged": len(self.unchanged), "removed": len(self.removed)}
 
 
 @dataclass
@@ -112,61 +77,6 @@ class RunReport:
     failures: list[dict]  #: catalog rows of the videos that failed in this run
 
 
-def make_plan(entries: list[VideoEntry], previous: dict[str, dict], retry_failed: bool,
-              hash_file: Callable[[str], str] = file_sha256) -> Plan:
-    """Compare the listing with the catalog by content identity (see module docstring)."""
-    plan = Plan()
-    for e in entries:
-        old = previous.get(e.uri)
-        if old is None:
-            plan.new.append(e)
-            continue
-        same, e = same_content(old, e, hash_file)
-        if not same:
-            plan.changed.append(e)
-        elif old["status"] == "failed" and (retry_failed or old.get("reason") in TRANSIENT_REASONS):
-            plan.retry.append(e)
-        else:
-            plan.unchanged.append(e)
-            if old["mtime_ns"] != e.mtime_ns:
-                plan.touched.append(e)
-    listed = {e.uri for e in entries}
-    plan.removed = sorted(u for u in previous if u not in listed)
-    return plan
-
-
-def same_content(old: dict, e: VideoEntry, hash_file: Callable[[str], str]) -> tuple[bool, VideoEntry]:
-    """Whether listed ``e`` holds the content of catalog row ``old``; also returns ``e`` with its
-    ``content_id`` filled in when a local file had to be hashed."""
-    if old["size_bytes"] != e.size_bytes:
-        return False, e
-    if e.content_id:  # S3: the ETag; a row without one (unknown) counts as changed
-        return old.get("content_id") == e.content_id, e
-    if old["mtime_ns"] == e.mtime_ns:
-        return True, e
-    known = old.get("content_hash") or ""
-    if not known:  # never decoded successfully, so never hashed
-        return False, e
-    try:
-        digest = hash_file(e.uri)
-    except OSError:
-        return False, e  # unreadable now: let the decoder record why
-    return digest == known, replace(e, content_id=f"sha256:{digest}")
-
-
-def new_run_id() -> str:
-    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
-
-
-def plan_index(cfg: IndexConfig) -> Plan:
-    """The plan of a run without running it (``--dry-run``); takes no lock, loads no model."""
-    cfg.validate()
-    remote = _remote(cfg)
-    layout = remote.pull("catalog") if remote else IndexLayout(Path(cfg.index_dir).expanduser())
-    previous = {r["uri"]: r for r in read_catalog(layout, read_manifest(layout))} if layout.root.is_dir() else {}
-    return make_plan(list_archive(cfg.archive, cfg.exclude, cfg.s3), previous, cfg.retry_failed)
-
-
 def _remote(cfg: IndexConfig) -> S3Index | None:
     return S3Index.open(cfg.index_dir, cfg.s3, cfg.cache_dir) if is_s3_url(cfg.index_dir) else None
 
@@ -176,16 +86,35 @@ def run_index(cfg: IndexConfig, on_progress: Callable[[Progress], None] | None =
 
     Failures of single videos never stop the run: they are recorded in the
     catalog with a reason. Raises only for problems of the run as a whole
-    (bad configuration, model missing, index locked or built with another model).
+    (bad configuration, model missing, index locked or built with another model,
+    :class:`~groundzero.errors.DiskFullError` when the index's disk or quota is full).
+
+    The run commits a snapshot once ``cfg.commit_every`` videos finished since the last one or
+    ``cfg.commit_every_sec`` seconds passed, whichever comes first, and at the end. Stopped by
+    an exception (or KeyboardInterrupt, :class:`~groundzero.indexer.stops.RunStopped`), it publishes what finished and
+    records itself ``aborted``; stopped by a full disk it deletes what it wrote since its last
+    commit instead and records itself ``failed`` (every committed snapshot stays whole).
     """
+    try:
+        return _run_index(cfg, on_progress)
+    except GroundZeroError:
+        raise
+    except Exception as e:  # a full disk before the writer was writing (lock, run record, S3 cache)
+        if not is_disk_full(e, None):
+            raise
+        raise disk_full_error(e, cfg.index_dir) from e
+
+
+def _run_index(cfg: IndexConfig, on_progress: Callable[[Progress], None] | None) -> RunReport:
     cfg.validate()
-    _, identity = read_identity(cfg.model)
+    entries = list_archive(cfg.archive, cfg.exclude, cfg.s3)  # first: a wrong archive path is the likeliest slip
     remote = _remote(cfg)
     root = remote.pull("writer", repair=True).root if remote else Path(cfg.index_dir).expanduser()
+    cfg = _with_model(cfg, root)
+    model_dir, identity = read_identity(cfg.model)
     tokens = _token_maker(cfg, root)
     params = IndexParams(fps=cfg.fps, frame_size=identity.image_size, token_kind=tokens.kind,
                          proposals=replace(cfg.proposals, tokens_per_proposal=tokens.k))
-    entries = list_archive(cfg.archive, cfg.exclude, cfg.s3)
     with IndexWriter.open(root, identity, params, cfg.faiss_factory) as writer:
         if remote:
             _best_effort(remote.push_finished_runs, "updating run records on S3")
@@ -198,37 +127,46 @@ def run_index(cfg: IndexConfig, on_progress: Callable[[Progress], None] | None =
             n_unchanged=len(plan.unchanged), n_removed=len(plan.removed), index=str(cfg.index_dir),
             n_retry=len(plan.retry),
         )
-        _save_record(record, writer.layout, remote)
-        for entry in plan.touched:
-            writer.refresh(entry)
-        if tokens.head_dir:  # later runs without --head keep using it
-            writer.extra["head"] = tokens.head_dir
-        for uri in plan.removed:
-            writer.remove(uri)
         progress = Progress(total=len(plan.todo))
-        if on_progress:
-            on_progress(progress)
         failures: list[dict] = []
         reasons: Counter[str] = Counter()
+        commits = _Commits(cfg, writer, run_id, remote, record, progress, reasons)
+
+        def tick(p: Progress) -> None:  # frames arrived, no video finished: maybe time to commit
+            commits.maybe()
+            if on_progress:
+                on_progress(p)
+
         try:
-            for video, entry in _embed_all(cfg, plan.todo, identity.image_size, progress, on_progress):
+            _save_record(record, writer.layout, remote)
+            for entry in plan.touched:
+                writer.refresh(entry)
+            if tokens.head_dir:  # later runs without --head keep using it
+                writer.extra["head"] = tokens.head_dir
+            for uri in plan.removed:
+                writer.remove(uri)
+            if on_progress:
+                on_progress(progress)
+            for video, entry in _embed_all(cfg, plan.todo, identity.image_size, image_resample(model_dir), progress,
+                                           tick):
                 _store(writer, cfg, run_id, video, entry, record, reasons, failures, tokens)
                 progress.indexed, progress.failed = record.n_indexed, record.n_failed
                 progress.last = entry.rel_path
-                if writer.dirty and (record.n_indexed + record.n_failed) % cfg.commit_every == 0:
-                    _commit(writer, run_id, remote, record, progress)
+                commits.maybe()
                 if on_progress:
                     on_progress(progress)
             if writer.dirty or writer.manifest is None:
-                _commit(writer, run_id, remote, record, progress)
+                commits.commit()
         except BaseException as e:
-            # Keep (and publish) everything finished so far, then report the run as aborted.
-            if writer.dirty:
-                _best_effort(lambda: _commit(writer, run_id, remote, record, progress),
-                             "publishing the work done before the run stopped")
-            record.status, record.message = "aborted", f"{type(e).__name__}: {e}"
-            record.finished_at, record.failures_by_reason = utc_now(), dict(reasons)
-            _save_record(record, writer.layout, remote)
+            with uninterrupted(raise_deferred=False):  # a second signal must not cut this short
+                if isinstance(e, Exception) and is_disk_full(e, writer):
+                    raise _stop_disk_full(e, commits, len(plan.todo)) from e
+                # Keep (and publish) everything finished so far, then report the run as aborted.
+                if writer.dirty:
+                    _best_effort(commits.commit, "publishing the work done before the run stopped")
+                record.status, record.message = "aborted", f"{type(e).__name__}: {e}"
+                record.finished_at, record.failures_by_reason = utc_now(), dict(reasons)
+                _save_record(record, writer.layout, remote)
             raise
         if remote:  # once per run, not per commit: it lists the whole prefix
             _best_effort(lambda: remote.collect_garbage(writer.retention), "deleting old snapshots' objects on S3")
@@ -239,14 +177,76 @@ def run_index(cfg: IndexConfig, on_progress: Callable[[Progress], None] | None =
     return RunReport(record=record, plan=plan, failures=failures)
 
 
+@dataclass
+class _Commits:
+    """When a run commits: once ``commit_every`` videos finished since its last commit, or once
+    ``commit_every_sec`` seconds passed, whichever comes first; and what its record said then."""
+
+    cfg: IndexConfig
+    writer: IndexWriter
+    run_id: str
+    remote: S3Index | None
+    record: RunRecord
+    progress: Progress
+    reasons: Counter
+    at: float = field(default_factory=time.monotonic)  #: time of the last commit (or of the start)
+    done: int = 0  #: videos finished (indexed or failed) at the last commit
+    #: the record's n_indexed, n_failed, video_seconds_indexed, failures_by_reason at the last commit
+    kept: tuple[int, int, float, dict] = (0, 0, 0.0, {})
+
+    def finished(self) -> int:
+        return self.record.n_indexed + self.record.n_failed
+
+    def maybe(self) -> None:
+        """Commit if the count or the time bound says so (and anything is staged)."""
+        if self.writer.dirty and (self.finished() - self.done >= self.cfg.commit_every
+                                  or time.monotonic() - self.at >= self.cfg.commit_every_sec):
+            self.commit()
+
+    def commit(self) -> None:
+        _commit(self.writer, self.run_id, self.remote, self.record, self.progress)
+        r = self.record
+        self.at, self.done = time.monotonic(), self.finished()
+        self.kept = (r.n_indexed, r.n_failed, r.video_seconds_indexed, dict(self.reasons))
+
+
 def _commit(writer: IndexWriter, run_id: str, remote: S3Index | None, record: RunRecord,
             progress: Progress) -> None:
-    """Commit a snapshot locally and, for an S3 index, publish it (raises if publishing fails)."""
-    m = writer.commit(run_id)
-    if remote:
-        remote.push(m)
-    record.n_commits += 1
-    progress.commits += 1
+    """Commit a snapshot locally and, for an S3 index, publish it (raises if publishing fails).
+    A stop signal arriving meanwhile takes effect once the commit is done
+    (:func:`~groundzero.indexer.stops.stop_on_signals`)."""
+    with uninterrupted():
+        m = writer.commit(run_id)
+        if remote:
+            remote.push(m)
+        record.n_commits += 1
+        progress.commits += 1
+
+
+def _stop_disk_full(e: Exception, commits: _Commits, n_todo: int) -> DiskFullError:
+    """A full disk ends the run: delete what it wrote since its last commit (its files, ``.tmp``
+    files, and earlier runs' garbage), record it ``failed`` with the counts of what it committed,
+    and return the error to raise."""
+    writer, record = commits.writer, commits.record
+    writer.discard_uncommitted()
+    err = disk_full_error(e, writer.layout.root, writer, n_todo - commits.done)
+    record.n_indexed, record.n_failed, record.video_seconds_indexed, reasons = commits.kept
+    record.status, record.message, record.finished_at = "failed", str(err), utc_now()
+    record.failures_by_reason = dict(reasons)
+    _save_record_anyway(record, writer.layout, commits.remote)
+    return err
+
+
+def _save_record_anyway(record: RunRecord, layout: IndexLayout, remote: S3Index | None) -> None:
+    """Save a failed run's record even on a full disk: atomically if there is room, else over
+    its earlier version in place (the blocks it already has)."""
+    try:
+        _save_record(record, layout, remote)
+    except Exception as e:  # noqa: BLE001 - the run is failing already: its error is what matters
+        try:
+            (layout.runs_dir / f"{record.run_id}.json").write_text(json.dumps(asdict(record), indent=2))
+        except OSError:
+            log.warning("could not record run %s as %s: %s", record.run_id, record.status, e)
 
 
 def _save_record(record: RunRecord, layout: IndexLayout, remote: S3Index | None) -> None:
@@ -261,8 +261,18 @@ def _best_effort(fn: Callable[[], object], doing: str) -> None:
         fn()
     except (RemoteStoreError, OSError) as e:
         log.warning("%s failed: %s", doing, e)
-    except Exception as e:  # e.g. IndexLockedError while already reporting another error
+    except Exception as e:  # noqa: BLE001 - e.g. IndexLockedError while already reporting another error
         log.error("%s failed: %s: %s", doing, type(e).__name__, e)
+
+
+def _with_model(cfg: IndexConfig, root: Path) -> IndexConfig:
+    """``cfg`` with ``model="auto"`` made concrete: the index's own model, else the device's default."""
+    if cfg.model != "auto":
+        return cfg
+    m = read_manifest(IndexLayout(root))
+    from groundzero.model.backbone import default_model
+
+    return replace(cfg, model=m.model.name if m is not None else default_model(cfg.device))
 
 
 def _token_maker(cfg: IndexConfig, root: Path) -> TokenMaker:
@@ -287,7 +297,8 @@ def _store(writer: IndexWriter, cfg: IndexConfig, run_id: str, video: AssembledV
     digest = m.get("content_hash", "")
     entry = replace(entry, content_hash=digest, duration_sec=float(m.get("duration_sec", 0.0)),
                     width=int(m.get("width", 0)), height=int(m.get("height", 0)),
-                    content_id=entry.content_id or (f"sha256:{digest}" if digest else ""))
+                    content_id=entry.content_id or (f"sha256:{digest}" if digest else ""),
+                    note=m.get("note", ""))
     if video.ok:
         windows = make_windows(len(video.timestamps_sec), cfg.fps, cfg.proposals)
         tokens = make_tokens(video.embeddings, windows)
@@ -300,20 +311,21 @@ def _store(writer: IndexWriter, cfg: IndexConfig, run_id: str, video: AssembledV
         record.n_failed += 1
 
 
-def _embed_all(cfg: IndexConfig, todo: list[VideoEntry], image_size: int, progress: Progress,
+def _embed_all(cfg: IndexConfig, todo: list[VideoEntry], image_size: int, resample: str, progress: Progress,
                on_progress: Callable[[Progress], None] | None):
     """Yield (AssembledVideo, VideoEntry) for every video in ``todo`` as each completes."""
     if not todo:
         return
     import ray
 
-    from groundzero.indexer.ray_runtime import embed_actor_options, embed_device, init_ray
+    from groundzero.indexer.ray_runtime import embed_actor_options, embed_device, gpu_index, init_ray
 
-    init_ray()
+    init_ray(gpu=gpu_index(cfg.device) if not os.environ.get("RAY_ADDRESS") else None)
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False  # the CLI draws one bar for the whole run
     by_id = {video_id_for(e.uri): e for e in todo}
-    dcfg = DecodeConfig(fps=cfg.fps, size=image_size, chunk_frames=cfg.chunk_frames, threads=cfg.decode_threads)
+    dcfg = DecodeConfig(fps=cfg.fps, size=image_size, resample=resample, chunk_frames=cfg.chunk_frames,
+                        threads=cfg.decode_threads)
     device = embed_device(cfg.device)  # the cluster's GPUs count, not only the driver's
     ds = ray.data.from_items(
         [{"video_id": vid, "path": e.uri, "content_id": e.content_id} for vid, e in by_id.items()],

@@ -10,7 +10,9 @@ and all its frames have arrived::
     end row:    video_id, frame_idx = -1, timestamp_sec = 0, frame = zeros, end_meta = JSON
 
 ``end_meta`` says how decoding ended: ``{"ok": true, "n_frames", "duration_sec",
-"width", "height", "content_hash"}`` or ``{"ok": false, "reason", "error", ...}``.
+"width", "height", "content_hash"}`` or ``{"ok": false, "reason", "error", ...}``;
+either may carry a ``"note"`` on what the file holds that was not indexed (other
+video streams, :attr:`groundzero.indexer.probe.VideoInfo.note`), for the catalog.
 A video whose decoding failed part-way has emitted frames before its failing
 end row; the assembler discards them, so a truncated video is never half-indexed.
 Rows repeated by a retried Ray task are deduplicated by ``(video_id, frame_idx)``.
@@ -27,9 +29,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from groundzero.errors import DecodeError
-from groundzero.store.s3 import S3Config
-from groundzero.indexer.decode import DecodeConfig, iter_frames, probe
+from groundzero.indexer.decode import DecodeConfig, iter_frames
 from groundzero.indexer.fetch import local_copy
+from groundzero.indexer.probe import probe
+from groundzero.store.s3 import S3Config
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +79,8 @@ def _frame_rows(video_id: str, path: str, cfg: DecodeConfig, meta: dict) -> Iter
     """Frame rows of one local file; fills ``meta``; raises :class:`DecodeError` on failure."""
     info = probe(path)
     meta.update(duration_sec=info.duration_sec, width=info.width, height=info.height)
+    if info.note:
+        meta["note"] = info.note
     n = 0
     for chunk in iter_frames(path, cfg, info):
         k = len(chunk.timestamps_sec)

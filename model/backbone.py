@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from groundzero.errors import ConfigError, ModelNotFoundError
-from groundzero.model.identity import read_identity
+from groundzero.model.identity import CPU_MODEL_ID, SO400M_ID, read_identity
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +36,13 @@ def pick_device(device: str | None = None) -> torch.device:
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"device {device!r} asked for, but torch sees no CUDA device; use cpu")
     return torch.device(device)
+
+
+def default_model(device: str | None = "auto") -> str:
+    """The model a new index uses when none is named: SigLIP 2 So400m where the embed device is a
+    CUDA GPU, else SigLIP 2 base at 224 px, a size a CPU can index."""
+    gpu = str(device or "auto").startswith("cuda") or (device in (None, "", "auto") and torch.cuda.is_available())
+    return SO400M_ID if gpu else CPU_MODEL_ID
 
 
 class Backbone:

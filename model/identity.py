@@ -17,8 +17,10 @@ from pathlib import Path
 from groundzero.errors import ModelNotFoundError, UnsupportedModelError
 from groundzero.plugins import model_names, named_model
 
-#: The real backbone for real archives (needs the network once, or a local copy).
+#: The real backbone for real archives (needs the network once, or a local copy): the default on a GPU.
 SO400M_ID = "google/siglip2-so400m-patch14-384"
+#: The default on a CPU-only machine: SigLIP 2 base at 224 px, a size a CPU can index (README: its cost).
+CPU_MODEL_ID = "google/siglip2-base-patch16-224"
 
 _WEIGHT_SUFFIXES = (".safetensors", ".bin")
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
@@ -93,12 +95,24 @@ def resolve_model_dir(name_or_path: str) -> Path:
 
         return Path(snapshot_download(repo_id=name_or_path))
     except Exception as e:  # network, auth, missing repo: all actionable the same way
-        raise ModelNotFoundError(
-            f"{name_or_path!r} is not a local directory, and loading it as a hub id from the "
-            "Hugging Face hub or its local cache failed "
-            f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); on a machine "
-            "without network, copy the checkpoint directory here and pass its path with --model"
-        ) from e
+        raise ModelNotFoundError(_hub_failure(name_or_path, e)) from e
+
+
+def _hub_failure(hub_id: str, e: Exception) -> str:
+    """What went wrong fetching ``hub_id``, and what to do: offline and not cached is the usual case."""
+    import os
+
+    from huggingface_hub import constants
+
+    offline = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+    cause = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+    how = (f"on a machine with network run `hf download {hub_id} --local-dir DIR` and copy DIR here, then "
+           "pass --model DIR (any directory written by save_pretrained works); or use --model demo, the "
+           "synthetic demo model")
+    if offline or "offline" in cause.lower() or "connect" in cause.lower() or "resolve" in cause.lower():
+        return (f"model {hub_id} is not in the Hugging Face cache ({constants.HF_HUB_CACHE}) and the hub cannot "
+                f"be reached ({'HF_HUB_OFFLINE is set' if offline else 'offline'}; {cause}); {how}")
+    return f"model {hub_id!r} could not be loaded from the Hugging Face hub or its cache ({cause}); {how}"
 
 
 def fingerprint_weights(model_dir: Path) -> str:

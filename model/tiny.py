@@ -45,6 +45,12 @@ class TinySiglipConfig:
                    num_heads=16, text_max_len=64, seed=0)
 
     @classmethod
+    def siglip2_base(cls) -> TinySiglipConfig:
+        """SigLIP 2 base's shapes at 224 px (patch 16, 12 blocks of width 768): the CPU default's size."""
+        return cls(image_size=224, patch_size=16, hidden_size=768, intermediate_size=3072, num_layers=12,
+                   num_heads=12, text_max_len=64, seed=0)
+
+    @classmethod
     def bench(cls) -> TinySiglipConfig:
         """The benchmarks' model: 64 px images, 16 px patches, 64-d embeddings, 2 layers, seed 0."""
         return cls(image_size=64, patch_size=16, hidden_size=64, intermediate_size=128, num_layers=2,

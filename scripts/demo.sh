@@ -14,7 +14,7 @@ export HF_HUB_OFFLINE=1
 $GZ synth "$OUT/archive" --train-videos 0 --val-videos 0 --test-videos 3 --minutes 5 --queries-per-video 5
 printf 'not a video\n' > "$OUT/archive/test/README.txt"   # shows how a bad file is reported
 set +e
-$GZ index "$OUT/archive/test" --index "$OUT/index"
+$GZ index "$OUT/archive/test" --index "$OUT/index" --model demo
 rc=$?
 set -e
 [ $rc -eq 0 ] || [ $rc -eq 3 ] || exit $rc   # 3 = indexed, but some files failed (README.txt)

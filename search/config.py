@@ -22,8 +22,17 @@ class SearchConfig:
     #: with a head, how proposals are ranked: "retrieval" (RGNet's σ(r)) or "retrieval_confidence"
     #: (σ(r)·σ(c); see groundzero.model.inference)
     window_score: str = "retrieval_confidence"
+    #: coarse to fine: re-ground the edges of the top ``refine_hits`` hits from the video itself at
+    #: ``refine_fps`` (``search.refine``); off where the bench showed no gain (docs/RESULTS.md)
+    refine: bool = False
+    refine_hits: int = 3
+    refine_fps: float = 4.0
+    refine_pad_sec: float = 2.0  #: how far around a hit's coarse span the video is read again
 
-    def validate(self) -> "SearchConfig":
+    def validate(self) -> SearchConfig:
+        if self.refine_hits < 0 or not 0 < self.refine_fps <= 30 or self.refine_pad_sec < 0:
+            raise ConfigError(f"refine needs refine_hits >= 0, refine_fps in (0, 30] and refine_pad_sec >= 0; got "
+                              f"{self.refine_hits}, {self.refine_fps}, {self.refine_pad_sec}", field="refine_fps")
         if not 1 <= self.top_k <= 1000:
             raise ConfigError(f"top_k must be in [1, 1000], got {self.top_k}", field="top_k")
         for name in ("shortlist_tokens", "shortlist_proposals"):

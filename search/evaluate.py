@@ -16,7 +16,7 @@ For every annotated query whose video is in the index:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +53,8 @@ def evaluate(searcher: Searcher, queries: list[MomentQuery], corpus_top_k: int =
         seq = stems[q.vid]
         windows = searcher.proposal_ranges(seq)
         g = searcher.ground(q.query, {seq: windows})[0]
+        if searcher.cfg.refine:  # the same coarse-to-fine step as search, on the video's top hits
+            g = replace(g, hits=searcher.refine(g.hits, searcher.backbone.embed_texts([q.query])[0]))
         preds.append({"qid": q.qid, "query": q.query, "vid": q.vid,
                       "pred_relevant_windows": [[h.start_sec, h.end_sec, h.score] for h in g.hits]})
         within.append([(h.start_sec, h.end_sec) for h in g.hits])

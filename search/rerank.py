@@ -14,7 +14,7 @@ import numpy as np
 
 from groundzero.model.grounder import GroundingModel
 from groundzero.model.inference import Grounding, ground_many
-from groundzero.search.results import Hit
+from groundzero.search.results import Hit, clamp_span
 
 
 def rerank_and_ground(model: GroundingModel, words: np.ndarray, word_mask: np.ndarray, fps: float,
@@ -24,7 +24,8 @@ def rerank_and_ground(model: GroundingModel, words: np.ndarray, word_mask: np.nd
         words: float32 (L, Dt) the query's word states; word_mask: bool (L,).
         videos: per video (catalog row, frame embeddings (T, D), windows (P, 2)).
     Returns:
-        per video, in order: its hits (best first, ends clipped to the video's duration) and
+        per video, in order: its hits (best first, each span inside the video's duration:
+        :func:`~groundzero.search.results.clamp_span`) and
         the head's :class:`~groundzero.model.inference.Grounding`.
     """
     if not videos:
@@ -33,9 +34,9 @@ def rerank_and_ground(model: GroundingModel, words: np.ndarray, word_mask: np.nd
                              top_windows=top_windows, nms_iou=nms_iou, window_score=window_score)
     out = []
     for (row, _, _), g in zip(videos, groundings):
-        dur = float(row["duration_sec"])
-        hits = [Hit(video_id=row["video_id"], uri=row["uri"], rel_path=row["rel_path"], start_sec=float(s),
-                    end_sec=float(min(e, dur) if dur > s else e), score=float(sc), found_prob=g.found_prob)
-                for (s, e), sc in zip(g.spans, g.scores)]
+        spans = [clamp_span(s, e, row["duration_sec"], 1.0 / fps) for s, e in g.spans]
+        hits = [Hit(video_id=row["video_id"], uri=row["uri"], rel_path=row["rel_path"], start_sec=s, end_sec=e,
+                    score=float(sc), found_prob=g.found_prob)
+                for (s, e), sc in zip(spans, g.scores)]
         out.append((hits, g))
     return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -58,3 +59,30 @@ class VideoGrounding:
     video_seq: int
     hits: list[Hit]
     window_rank: np.ndarray
+
+
+def clamp_span(start: float, end: float, duration: float | None, min_sec: float) -> tuple[float, float]:
+    """``(start, end)`` moved inside a video of ``duration`` seconds, never empty: ``0 <= start < end <= duration``.
+
+    Every grounding path (zero-shot and head) passes its spans through here. The end is cut at the
+    video's end; a span that is empty once cut (it starts at or past the end: a short clip's one
+    sampled frame stands for a whole ``1 / fps`` interval, or a head predicted past it) becomes the
+    ``min(min_sec, duration)`` seconds up to the end. ``min_sec`` is the sampling interval,
+    ``1 / fps``. When ``duration`` is 0, negative or unknown (None, NaN), the span is returned as given.
+
+    >>> clamp_span(0.764, 0.86, 0.4, 1.0), clamp_span(7.0, 8.0, 7.5, 1.0), clamp_span(3.0, 4.0, 10.0, 1.0)
+    ((0.0, 0.4), (7.0, 7.5), (3.0, 4.0))
+    >>> clamp_span(9.0, 9.0, 10.0, 1.0), clamp_span(0.764, 0.86, 0.0, 1.0)
+    ((9.0, 10.0), (0.764, 0.86))
+    """
+    start, end = float(start), float(end)
+    if duration is None or math.isnan(duration) or duration <= 0:
+        return start, end
+    duration = float(duration)
+    start = min(max(start, 0.0), duration)
+    end = min(max(end, start), duration)
+    if end > start:
+        return start, end
+    width = min(max(min_sec, 0.0), duration) or duration  # min_sec 0: the whole (short) video
+    end = min(start + width, duration)
+    return max(0.0, min(start, end - width)), end

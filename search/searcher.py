@@ -19,31 +19,125 @@ so an index run going on meanwhile is invisible to it.
 from __future__ import annotations
 
 import logging
+import re
 import time
+import unicodedata
 from collections import OrderedDict, defaultdict
 from dataclasses import replace
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 
 from groundzero.errors import EmptyQueryError, IndexMismatchError, ModelNotFoundError
-from groundzero.plugins import Rescorer, load_rescorer
 from groundzero.model.backbone import Backbone
 from groundzero.model.identity import read_identity
+from groundzero.plugins import Rescorer, load_rescorer
+from groundzero.search.config import SearchConfig
+from groundzero.search.ground_zeroshot import ground_region, merge_ranges
+from groundzero.search.merge import merge_hits
+from groundzero.search.results import Hit, SearchResult, VideoGrounding, clamp_span
+from groundzero.search.shortlist import shortlist
 from groundzero.store import tables
 from groundzero.store.catalog import read_catalog
 from groundzero.store.manifest import check_model, require_manifest
 from groundzero.store.s3_index import resolve_index_dir
 from groundzero.store.vectors import ContextIndex
-from groundzero.search.config import SearchConfig
-from groundzero.search.ground_zeroshot import ground_region, merge_ranges
-from groundzero.search.merge import merge_hits
-from groundzero.search.results import Hit, SearchResult, VideoGrounding
-from groundzero.search.shortlist import shortlist
 
 log = logging.getLogger(__name__)
 
 MAX_QUERY_CHARS = 1000
+#: format characters kept inside a query: they join (ZWJ) or keep apart (ZWNJ) letters in Persian and
+#: Indic scripts and in emoji sequences; every other Cf character is invisible noise and is dropped
+_KEPT_FORMAT = frozenset("\u200c\u200d")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_EXAMPLE = "e.g. \"the lecturer writes the chain rule on the board\""
+
+
+class InvalidQueryTextError(EmptyQueryError):
+    """The query is not valid Unicode text (a lone surrogate, or bytes that are not UTF-8).
+
+    An :class:`EmptyQueryError`, so every refused query is caught alike.
+    """
+
+
+def normalize_query(text: object, max_chars: int = MAX_QUERY_CHARS) -> str:
+    r"""The query as it is searched, or a one-line :class:`EmptyQueryError` saying why none can be.
+
+    The one text policy of every query path (``Searcher.search``, hence the CLI and the service):
+
+    * ``bytes`` must be UTF-8; a ``str`` may not hold lone UTF-16 surrogates (a surrogate *pair*
+      is joined into its character). Text that is not valid is **refused**, never guessed at:
+      :class:`InvalidQueryTextError` names the position (0-based) and the byte or code unit, e.g.
+      the undecodable byte a terminal in Latin-1 passes as ``\udce9`` (Python's surrogateescape).
+    * Control characters (Cc: NUL, escapes, C1) become spaces; format characters (Cf: zero-width
+      space, BOM, soft hyphen, bidi marks...) are dropped, except the zero-width (non-)joiner;
+      whitespace runs become one space, and the ends are trimmed.
+    * What is left must hold a visible character (not only whitespace and Cf) and at most
+      ``max_chars`` characters.
+
+    >>> normalize_query("  the\u200b  red\x00car\n"), normalize_query("\ud83d\ude00 grin")
+    ('the red car', '\U0001f600 grin')
+    """
+    if text is None:
+        text = ""
+    if isinstance(text, (bytes, bytearray)):
+        try:
+            text = bytes(text).decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise InvalidQueryTextError(_not_text(e.start, f"the undecodable byte 0x{text[e.start]:02X}")) from None
+    if not isinstance(text, str):
+        raise InvalidQueryTextError(f"the query must be text, got {type(text).__name__}")
+    if len(text) > 10 * max_chars:  # refused before any per-character work, however much of it is blank
+        _too_long(len(text), max_chars)
+    if _SURROGATE.search(text):
+        text = _join_surrogate_pairs(text)
+    text = " ".join("".join(_clean_char(c) for c in text).split())
+    if all(unicodedata.category(c) == "Cf" for c in text):
+        raise EmptyQueryError(f"the query is empty; describe the moment in a sentence, {_EXAMPLE}")
+    if len(text) > max_chars:
+        _too_long(len(text), max_chars)
+    return text
+
+
+def _too_long(n: int, max_chars: int) -> NoReturn:
+    raise EmptyQueryError(f"the query is {n} characters long; keep it under {max_chars} "
+                          "(the text tower reads only its first few dozen tokens)")
+
+
+def _clean_char(c: str) -> str:
+    """A control character as a space, a dropped format character as '', any other as itself."""
+    cat = unicodedata.category(c)
+    if cat == "Cc":
+        return " "
+    if cat == "Cf" and c not in _KEPT_FORMAT:
+        return ""
+    return c
+
+
+def _join_surrogate_pairs(text: str) -> str:
+    """``text`` with each high+low surrogate pair joined into its character; a lone one is refused."""
+    out: list[str] = []
+    i, n = 0, len(text)
+    while i < n:
+        c = text[i]
+        if "\ud800" <= c <= "\udbff" and i + 1 < n and "\udc00" <= text[i + 1] <= "\udfff":
+            out.append(chr(0x10000 + ((ord(c) - 0xD800) << 10) + (ord(text[i + 1]) - 0xDC00)))
+            i += 2
+            continue
+        if "\ud800" <= c <= "\udfff":
+            code = ord(c)
+            what = f"the undecodable byte 0x{code - 0xDC00:02X}" if 0xDC80 <= code <= 0xDCFF \
+                else f"a lone UTF-16 surrogate U+{code:04X}"
+            raise InvalidQueryTextError(_not_text(i, what))
+        out.append(c)
+        i += 1
+    return "".join(out)
+
+
+def _not_text(pos: int, what: str) -> str:
+    return (f"the query is not valid text: at position {pos} it holds {what}; pass the query as UTF-8 text "
+            "(on a terminal, set a UTF-8 locale, e.g. LANG=C.UTF-8)")
 
 
 class Searcher:
@@ -95,10 +189,11 @@ class Searcher:
             if self.head is not None and head_meta.get("rescorer") else None
         self._cache: OrderedDict[int, tuple[tables.FrameReader, np.ndarray]] = OrderedDict()
         self._cache_size = cache_videos
+        self._refiner = None  # built on first use (search.refine)
 
     def _load_head(self, head: str, identity):
-        from groundzero.model.checkpoint import load_model, read_config
         from groundzero.indexer.tokens import head_token_kind
+        from groundzero.model.checkpoint import load_model, read_config
 
         meta = read_config(head)
         if meta.get("backbone", {}).get("fingerprint") != identity.fingerprint:
@@ -146,13 +241,12 @@ class Searcher:
         return sum(r.groups_read for r in readers), sum(r.n_groups for r in readers)
 
     def search(self, query: str, top_k: int | None = None) -> SearchResult:
-        query = (query or "").strip()
-        if not query:
-            raise EmptyQueryError("the query is empty; describe the moment in a sentence, "
-                                  "e.g. \"the lecturer writes the chain rule on the board\"")
-        if len(query) > MAX_QUERY_CHARS:
-            raise EmptyQueryError(f"the query is {len(query)} characters long; keep it under "
-                                  f"{MAX_QUERY_CHARS} (the text tower reads {self.backbone.text_max_len} tokens)")
+        """The ``top_k`` best moments for ``query`` across the index.
+
+        ``query`` goes through :func:`normalize_query` first (refused with an
+        :class:`EmptyQueryError` when empty, too long, or not valid text).
+        """
+        query = normalize_query(query)
         top_k = top_k or self.cfg.top_k
         timings: dict[str, float] = {}
         t = time.perf_counter()
@@ -167,10 +261,30 @@ class Searcher:
         candidates = [h for g in self.ground(query, windows, q) for h in g.hits]
         timings["ground"], t = _ms(t), time.perf_counter()
         hits = merge_hits(candidates, top_k, self.cfg.nms_iou)
-        timings["merge"] = _ms(t)
+        timings["merge"], t = _ms(t), time.perf_counter()
+        if self.cfg.refine:
+            hits = self.refine(hits, q)
+            timings["refine"] = _ms(t)
         found_prob = max((h.found_prob for h in candidates), default=0.0)
         return SearchResult(query=query, hits=hits, found=found_prob >= self.found_threshold, timings_ms=timings,
                             found_prob=found_prob, found_threshold=self.found_threshold)
+
+    def refine(self, hits: list[Hit], q: np.ndarray) -> list[Hit]:
+        """The first ``cfg.refine_hits`` hits with their edges re-grounded from the videos at
+        ``cfg.refine_fps`` (:mod:`groundzero.search.refine`); the rest as they are.
+
+        Args: hits best first; q float32 (D,) the query's sentence embedding.
+        """
+        if self._refiner is None:
+            from groundzero.model.identity import image_resample
+            from groundzero.search.refine import Refiner
+
+            self._refiner = Refiner(self.backbone, self.manifest.params.frame_size,
+                                    image_resample(self.backbone.model_dir), fps=self.cfg.refine_fps,
+                                    pad_sec=self.cfg.refine_pad_sec, smooth_frames=self.cfg.smooth_frames)
+        dur = {r["video_id"]: float(r["duration_sec"]) for r in self.videos.values()}
+        n = self.cfg.refine_hits
+        return [self._refiner.refine(h, q, dur.get(h.video_id, 0.0)) for h in hits[:n]] + list(hits[n:])
 
     def ground(self, query: str, windows: dict[int, np.ndarray], q: np.ndarray | None = None
                ) -> list[VideoGrounding]:
@@ -185,6 +299,7 @@ class Searcher:
             q: float32 (D,) the query's sentence embedding, when already computed.
         Returns: one :class:`VideoGrounding` per video, hits best first.
         """
+        query = normalize_query(query)
         q = self.backbone.embed_texts([query])[0] if q is None else q
         windows = {s: np.asarray(w, np.int64).reshape(-1, 2) for s, w in windows.items() if s in self.videos}
         if self.head is None:
@@ -220,12 +335,11 @@ class Searcher:
         hits: list[Hit] = []
         for a, b in regions:
             for c in ground_region(emb[a:b], q, a, self.cfg.smooth_frames, self.cfg.spans_per_region):
-                end = float(ts[c.last_frame] + 1.0 / fps)
-                if row["duration_sec"] > ts[c.first_frame]:
-                    end = min(end, float(row["duration_sec"]))
+                start, end = clamp_span(float(ts[c.first_frame]), float(ts[c.last_frame] + 1.0 / fps),
+                                        row["duration_sec"], 1.0 / fps)
                 hits.append(Hit(
                     video_id=row["video_id"], uri=row["uri"], rel_path=row["rel_path"],
-                    start_sec=float(ts[c.first_frame]), end_sec=end, score=c.mean_cos,
+                    start_sec=start, end_sec=end, score=c.mean_cos,
                     found_prob=float(self.backbone.match_probability(c.peak_cos)),
                 ))
         hits.sort(key=lambda h: -h.score)

@@ -14,16 +14,17 @@ views over the snapshot's files make the whole store queryable:
 DuckDB only ever reads here, so searches and catalog queries never contend
 with the one writer.
 
-Older catalogs stay readable: a column added since (``content_id``) reads as
-"" — unknown — from a snapshot written before it existed, and run records
-lacking newer fields read with their defaults.
+Older catalogs stay readable: a column added since reads with its default from
+a snapshot written before it existed (``content_id``: "", unknown; ``note``:
+NULL, nothing noted), and run records lacking newer fields read with their
+defaults.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import re
+import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -31,10 +32,8 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from groundzero.errors import ConfigError
-from groundzero.store.layout import IndexLayout
-from groundzero.store.manifest import Manifest, atomic_write
-from groundzero.store.s3 import S3Config
+from groundzero.store.layout import IndexLayout, damaged, read_error
+from groundzero.store.manifest import Manifest, atomic_write, write_hashed
 
 log = logging.getLogger(__name__)
 
@@ -60,10 +59,12 @@ CATALOG_SCHEMA = pa.schema([
     ("updated_at", pa.string()),      # ISO-8601 UTC
     ("content_id", pa.string()),      # what the listing identifies content by: "etag:<ETag>" (S3),
                                       # "sha256:<hex>" (local); "" unknown (and in catalogs before it)
+    ("note", pa.string()),            # what the file holds that was not indexed, e.g. "2 video streams;
+                                      # indexed stream 0 (...), ignored stream 1 (...)"; NULL: nothing
 ])
 
 #: values of columns missing from catalogs written by older versions
-_DEFAULTS = {"content_id": ""}
+_DEFAULTS = {"content_id": "", "note": None}
 
 
 @dataclass
@@ -75,7 +76,7 @@ class RunRecord:
     model: str
     started_at: str  #: ISO-8601 UTC
     finished_at: str = ""  #: ISO-8601 UTC; "" while running (or when the process died)
-    status: str = "running"  #: running | completed | completed_with_failures | aborted
+    status: str = "running"  #: running | completed | completed_with_failures | aborted | failed (disk full)
     n_listed: int = 0  #: candidate files in the archive listing
     n_new: int = 0
     n_changed: int = 0
@@ -96,7 +97,7 @@ class RunRecord:
         return path
 
     @classmethod
-    def from_dict(cls, d: dict) -> "RunRecord":
+    def from_dict(cls, d: dict) -> RunRecord:
         """Tolerant of records from older or newer versions (missing fields take defaults)."""
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in known})
@@ -113,11 +114,25 @@ def read_runs(layout: IndexLayout) -> list[RunRecord]:
     return sorted(out, key=lambda r: (r.started_at, r.run_id))
 
 
+#: columns every catalog has had (a catalog without one is not a catalog)
+_REQUIRED = [f.name for f in CATALOG_SCHEMA if f.name not in _DEFAULTS]
+
+
 def read_catalog(layout: IndexLayout, manifest: Manifest | None) -> list[dict]:
-    """Rows of the snapshot's catalog (empty before the first commit)."""
+    """Rows of the snapshot's catalog (empty before the first commit).
+
+    Raises IndexDamagedError, naming the file, for a catalog that is missing, truncated, damaged,
+    outside the index directory, or lacks columns.
+    """
     if manifest is None:
         return []
-    rows = pq.read_table(layout.path(manifest.catalog_file)).to_pylist()
+    path = layout.path(manifest.catalog_file)
+    with layout.reading(path):
+        table = pq.read_table(path, page_checksum_verification=True)
+    missing = [c for c in _REQUIRED if c not in table.column_names]
+    if missing:
+        raise damaged(path, f"not a catalog: it lacks the column(s) {', '.join(missing)}", layout.root)
+    rows = table.to_pylist()
     for r in rows:
         for k, v in _DEFAULTS.items():
             if r.get(k) is None:
@@ -126,19 +141,26 @@ def read_catalog(layout: IndexLayout, manifest: Manifest | None) -> list[dict]:
 
 
 def write_catalog(path: Path, rows: list[dict]) -> None:
+    """Written under a temporary name and renamed; hashed as written (for the manifest)."""
     table = pa.Table.from_pylist(rows, schema=CATALOG_SCHEMA)
-    tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(table, tmp)
-    tmp.replace(path)
+    with write_hashed(path) as f:
+        pq.write_table(table, f, write_page_checksum=True)
 
 
 def connect(layout: IndexLayout, manifest: Manifest) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB connection with the store's views (see module docstring)."""
+    """An in-memory DuckDB connection with the store's views (see module docstring), sandboxed:
+    it reads files of this index only, and cannot write files, attach databases, or install or
+    load extensions (:func:`_sandbox`; :func:`run_sql` also refuses such statements)."""
     con = duckdb.connect(":memory:")
+    root = Path(os.path.abspath(layout.root))  # the sandbox compares path strings
+    layout = IndexLayout(root)
     cat_path = layout.path(manifest.catalog_file)
-    have = set(pq.read_schema(cat_path).names)
-    missing = "".join(f", {_sql_str(v)} AS {k}" for k, v in _DEFAULTS.items() if k not in have)
-    con.execute(f"CREATE VIEW videos AS SELECT *{missing} FROM read_parquet({_sql_str(cat_path)})")
+    with layout.reading(cat_path, also=(duckdb.Error,)):  # damaged: IndexDamagedError naming the file
+        have = set(pq.read_schema(cat_path).names)
+        missing = "".join(f", {_sql_value(v)} AS {k}" for k, v in _DEFAULTS.items() if k not in have)
+        con.execute(f"CREATE VIEW videos AS SELECT *{missing} FROM read_parquet({_sql_str(cat_path)})")
+        # reads the path columns whole: a damaged catalog fails here, not in a later query
+        rows = con.execute("SELECT frames_file, proposals_file FROM videos WHERE status = 'indexed'").fetchall()
     runs = read_runs(layout)
     con.register("runs_arrow", runs_table(runs))
     con.execute("CREATE VIEW runs AS SELECT * FROM runs_arrow ORDER BY started_at, run_id")
@@ -148,14 +170,45 @@ def connect(layout: IndexLayout, manifest: Manifest) -> duckdb.DuckDBPyConnectio
         "n": pa.array([int(v) for r in runs for v in r.failures_by_reason.values()], pa.int64()),
     }))
     con.execute("CREATE VIEW run_failures AS SELECT * FROM run_failures_arrow")
-    rows = con.execute("SELECT frames_file, proposals_file FROM videos WHERE status = 'indexed'").fetchall()
     for i, view in enumerate(("frames", "proposals")):
-        paths = [layout.path(r[i]) for r in rows]
+        paths = [layout.path(r[i]) for r in rows]  # each confined to the index directory
         # a partial copy of an S3 index (groundzero.store.s3_index) may lack per-video files: no view then
         if paths and all(p.exists() for p in paths):
             files = "[" + ", ".join(_sql_str(p) for p in paths) + "]"
-            con.execute(f"CREATE VIEW {view} AS SELECT * FROM read_parquet({files})")
+            try:
+                con.execute(f"CREATE VIEW {view} AS SELECT * FROM read_parquet({files})")
+            except duckdb.Error as e:  # binding the view reads a file's footer
+                raise read_error(_named_file(e, paths), e, layout.root) from e
+    _sandbox(con, root)
     return con
+
+
+def _named_file(e: Exception, paths: list[Path]) -> Path | str:
+    """The file of ``paths`` a DuckDB error names (else: one of them, unknown which)."""
+    hit = next((p for p in paths if str(p) in str(e)), None)
+    return hit if hit is not None else f"(one of the {len(paths)} files {paths[0].parent}/*.parquet)"
+
+
+def _sandbox(con: duckdb.DuckDBPyConnection, root: Path) -> None:
+    """Lock ``con`` down to reading files under ``root``.
+
+    The views read their Parquet files lazily, at query time, so external access stays
+    allowed for ``root`` (``allowed_directories``) and is off for every other path: no
+    ``read_csv('/etc/passwd')``, ``COPY ... TO`` elsewhere, ``ATTACH 'file.db'``, ``INSTALL``
+    (DuckDB's extension directory is outside ``root``), persistent secrets. Extensions are never
+    auto-installed or auto-loaded, Python variables are not scanned as tables, and the
+    configuration is locked, so no ``SET`` turns any of it back on. Writing inside ``root`` is
+    refused by :func:`run_sql`'s statement check.
+    """
+    allowed = str(root).rstrip(os.sep) + os.sep  # a directory prefix: not a sibling "root2"
+    for setting, value in (("allowed_directories", f"[{_sql_str(allowed)}]"),
+                           ("enable_external_access", "false"),
+                           ("autoinstall_known_extensions", "false"),
+                           ("autoload_known_extensions", "false"),
+                           ("allow_community_extensions", "false"),
+                           ("python_enable_replacements", "false"),
+                           ("lock_configuration", "true")):  # last: nothing can be SET after it
+        con.execute(f"SET {setting} = {value}")
 
 
 def runs_table(runs: list[RunRecord]) -> pa.Table:
@@ -176,137 +229,5 @@ def _sql_str(p: Path | str) -> str:
     return "'" + str(p).replace("'", "''") + "'"
 
 
-# ------------------------------------------------------------- reading (`groundzero catalog`)
-
-
-@dataclass
-class Catalog:
-    """An index opened for catalog queries: its snapshot and a DuckDB connection with the views."""
-
-    index: str  #: the index as given (local directory or s3://bucket/prefix)
-    layout: IndexLayout  #: the local directory read (for s3://, the pulled cache)
-    manifest: Manifest
-    con: duckdb.DuckDBPyConnection
-
-
-@dataclass
-class Rows:
-    """A query's result: column names and row tuples."""
-
-    columns: list[str]
-    rows: list[tuple]
-
-    def dicts(self) -> list[dict]:
-        return [dict(zip(self.columns, r)) for r in self.rows]
-
-
-def open_index(index: str | Path, s3: S3Config | None = None, cache_dir: str | Path | None = None,
-               level: str = "catalog") -> tuple[IndexLayout, Manifest]:
-    """The committed snapshot of a local or ``s3://`` index (pulled to ``level``, see ``s3_index``).
-
-    Raises IndexNotFoundError for a missing or never-committed index.
-    """
-    from groundzero.store.manifest import require_manifest
-    from groundzero.store.s3_index import resolve_index_dir
-
-    return require_manifest(resolve_index_dir(index, s3, cache_dir, level))
-
-
-def open_catalog(index: str | Path, s3: S3Config | None = None,
-                 cache_dir: str | Path | None = None, level: str = "catalog") -> Catalog:
-    """:func:`open_index`, then :func:`connect`. ``level="all"`` (or :func:`sql_level`) pulls an S3
-    index's per-video files too, which the ``frames`` and ``proposals`` views read."""
-    layout, manifest = open_index(index, s3, cache_dir, level)
-    return Catalog(str(index), layout, manifest, connect(layout, manifest))
-
-
-def sql_level(sql: str) -> str:
-    """How much of an S3 index ``sql`` needs pulled: "all" if it reads ``frames``, ``proposals``."""
-    return "all" if re.search(r"\b(frames|proposals)\b", sql, re.IGNORECASE) else "catalog"
-
-
-def run_sql(con: duckdb.DuckDBPyConnection, sql: str) -> Rows | None:
-    """Any DuckDB SQL over the views; None for a statement without a result (e.g. SET).
-
-    Raises ConfigError ("SQL failed: ..." with DuckDB's first line) for a bad query.
-    """
-    try:
-        rel = con.sql(sql)
-        return None if rel is None else Rows(list(rel.columns), rel.fetchall())
-    except duckdb.Error as e:
-        raise ConfigError(f"SQL failed: {str(e).splitlines()[0]}") from None
-
-
-def list_videos(con: duckdb.DuckDBPyConnection) -> Rows:
-    """Every video of the snapshot: the indexed ones, then the failed ones, each by path."""
-    return run_sql(con, "SELECT rel_path AS video, status, round(duration_sec, 1) AS seconds, "
-                        "n_frames AS frames, reason FROM videos ORDER BY status DESC, rel_path")
-
-
-def failed_videos(con: duckdb.DuckDBPyConnection, run_id: str | None = None) -> Rows:
-    """The failed videos (only run ``run_id``'s when given), with reason and error."""
-    where = "" if run_id is None else " AND run_id = ?"
-    rel = con.execute(f"SELECT rel_path, reason, error FROM videos WHERE status = 'failed'{where} "
-                      "ORDER BY rel_path", [] if run_id is None else [run_id])
-    return Rows([c[0] for c in rel.description], rel.fetchall())
-
-
-def video_counts(con: duckdb.DuckDBPyConnection) -> dict:
-    """``videos_indexed``, ``videos_failed`` and ``hours_indexed`` of the snapshot."""
-    n_ok, n_failed, seconds = con.execute(
-        "SELECT count(*) FILTER (status='indexed'), count(*) FILTER (status='failed'), "
-        "coalesce(sum(duration_sec) FILTER (status='indexed'), 0) FROM videos").fetchone()
-    return {"videos_indexed": n_ok, "videos_failed": n_failed,
-            "hours_indexed": round(seconds / 3600, 4)}
-
-
-def last_run(con: duckdb.DuckDBPyConnection) -> dict | None:
-    """The latest run record (a :class:`RunRecord` as a dict); None before the first run."""
-    cur = con.execute("SELECT * FROM runs ORDER BY started_at DESC, run_id DESC LIMIT 1")
-    row = cur.fetchone()
-    if row is None:
-        return None
-    d = dict(zip([c[0] for c in cur.description], row))
-    d["failures_by_reason"] = dict(d.get("failures_by_reason") or {})
-    return d
-
-
-def summary(con: duckdb.DuckDBPyConnection, manifest: Manifest) -> dict:
-    """Hours and videos indexed, the last run, and what failed in it (with the reason).
-
-    Keys: ``snapshot``, ``model``, ``videos_indexed``, ``videos_failed``, ``hours_indexed``,
-    ``last_run`` (dict or None) and ``last_run_failures`` (``rel_path``, ``reason``, ``error``).
-    """
-    last = last_run(con)
-    failed = failed_videos(con, last["run_id"]) if last else Rows([], [])
-    return {"snapshot": manifest.version, "model": manifest.model.name, **video_counts(con),
-            "last_run": last, "last_run_failures": failed.dicts()}
-
-
-@dataclass
-class CheckReport:
-    """What ``verify`` found in an index's committed snapshot (``groundzero.store.check``)."""
-
-    index: str
-    snapshot: int
-    problems: list  #: of ``groundzero.store.check.Problem``
-
-    @property
-    def n_errors(self) -> int:
-        return sum(p.severity == "error" for p in self.problems)
-
-    @property
-    def n_warnings(self) -> int:
-        return len(self.problems) - self.n_errors
-
-
-def check_index(index: str | Path, s3: S3Config | None = None,
-                cache_dir: str | Path | None = None) -> CheckReport:
-    """Check that manifest, catalog, Parquet files and FAISS agree (deep: the vectors too).
-
-    An ``s3://`` index is pulled whole first. Raises IndexNotFoundError for a missing index.
-    """
-    from groundzero.store.check import verify_index
-
-    layout, manifest = open_index(index, s3, cache_dir, "all")
-    return CheckReport(str(index), manifest.version, verify_index(layout.root, deep=True))
+def _sql_value(v: str | None) -> str:
+    return "NULL::VARCHAR" if v is None else _sql_str(v)

@@ -1,15 +1,19 @@
 """Consistency check of an index directory: manifest, catalog, Parquet files and FAISS agree.
 
 ``verify_index(index_dir)`` returns a list of :class:`Problem` (empty when the
-committed snapshot is consistent). Errors are things a search could trip on;
-warnings are harmless left-overs (orphan files of a killed run, which the next
-commit's garbage collection deletes). Checks, for the current snapshot:
+committed snapshot is consistent); it never raises: a damaged file is a finding
+that names it. Errors are things a search could trip on; warnings are harmless
+left-overs (orphan files of a killed run, which the next commit's garbage
+collection deletes) or checks that could not be made. Checks, for the current snapshot:
 
-* ``manifest.json`` parses, its versioned copy exists, its catalog and FAISS files exist;
-* catalog: one row per uri, unique ``video_id`` and ``video_seq``; every indexed row's
-  frames / proposals files exist, hold ``n_frames`` / ``n_proposals`` rows of that video;
-  failed rows name no files;
-* FAISS: dimension = the model's, ``ntotal`` = ``manifest.n_tokens``, no duplicate ids,
+* ``manifest.json`` parses, its versioned copy exists, every file it names lies inside the
+  index directory, its catalog and FAISS files exist;
+* content checksums: every file of the snapshot still has the SHA-256 the manifest recorded
+  at commit (bit rot, an edit); a manifest without checksums (an older index) -> warning;
+* catalog: readable, one row per uri, unique ``video_id`` and ``video_seq``; every indexed row's
+  frames / proposals files exist, are readable (``deep``: every page, with its CRC), hold
+  ``n_frames`` / ``n_proposals`` rows of that video; failed rows name no files;
+* FAISS: readable, dimension = the model's, ``ntotal`` = ``manifest.n_tokens``, no duplicate ids,
   and the id set is exactly the ids the catalog implies (``n_proposals * K`` per indexed
   video, none for failed ones);
 * ``deep``: the stored vectors equal the proposals files' tokens (Flat and IVF-Flat);
@@ -26,10 +30,11 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
+from groundzero.errors import GroundZeroError, IndexDamagedError
 from groundzero.store.catalog import read_catalog
 from groundzero.store.gc import referenced_files
-from groundzero.store.layout import IndexLayout
-from groundzero.store.manifest import Manifest, read_manifest
+from groundzero.store.layout import READ_ERRORS, IndexLayout, describe
+from groundzero.store.manifest import Manifest, read_manifest, sha256_file
 from groundzero.store.vectors import ContextIndex, encode_ids
 
 
@@ -48,67 +53,184 @@ def errors(problems: list[Problem]) -> list[Problem]:
 
 
 def verify_index(index_dir: str | Path, deep: bool = False) -> list[Problem]:
-    """Check the committed snapshot of ``index_dir`` (see module docstring)."""
+    """Check the committed snapshot of ``index_dir`` (see module docstring). Never raises."""
     layout = IndexLayout(Path(index_dir).expanduser())
     out: list[Problem] = []
+    try:
+        _verify(layout, deep, out)
+    except Exception as e:  # noqa: BLE001 - verify reports; whatever stopped it is one more finding
+        out.append(Problem("error", "verify_failed", f"{layout.root}: the check stopped at {type(e).__name__}: "
+                                                     f"{e}; the index is damaged in a way not checked for"))
+    return out
 
+
+def _verify(layout: IndexLayout, deep: bool, out: list[Problem]) -> None:
     def err(code: str, msg: str) -> None:
         out.append(Problem("error", code, msg))
 
     try:
-        m = read_manifest(layout)
-    except (ValueError, KeyError, OSError) as e:
-        return [Problem("error", "manifest_unreadable", f"{layout.manifest}: {e}")]
+        m = read_manifest(layout, confine=False)
+    except GroundZeroError as e:  # damaged, or another format version
+        good = _newest_good_manifest(layout)
+        hint = f"; the newest readable snapshot manifest is {good}" if good else ""
+        err("manifest_unreadable", f"{e}{hint}")
+        return
     if m is None:
-        return [Problem("error", "no_manifest", f"{layout.root} holds no committed snapshot")]
+        err("no_manifest", f"{layout.root} holds no committed snapshot")
+        return
     versioned = layout.versioned_manifest(m.version)
-    if not versioned.is_file() or json.loads(versioned.read_text()) != json.loads(layout.manifest.read_text()):
-        err("versioned_manifest", f"{versioned} is missing or differs from manifest.json")
-    if not layout.path(m.catalog_file).is_file():
-        return out + [Problem("error", "catalog_missing", f"catalog file {m.catalog_file} does not exist")]
-    rows = read_catalog(layout, m)
+    try:
+        same = json.loads(versioned.read_bytes()) == json.loads(layout.manifest.read_bytes())
+    except READ_ERRORS:
+        same = False
+    if not same:
+        err("versioned_manifest", f"{versioned} is missing, unreadable or differs from manifest.json")
 
-    for col in ("uri", "video_id", "video_seq"):
-        dup = [v for v, c in Counter(r[col] for r in rows).items() if c > 1]
-        if dup:
-            err(f"duplicate_{col}", f"{len(dup)} {col} values occur more than once in the catalog, e.g. {dup[0]!r}")
-    indexed = [r for r in rows if r["status"] == "indexed"]
-    if m.n_videos != len(indexed):
-        err("n_videos", f"manifest says {m.n_videos} indexed videos, the catalog has {len(indexed)}")
-    k = m.params.proposals.tokens_per_proposal
-    for r in rows:
-        if r["status"] == "indexed":
-            out += _check_video_files(layout, r)
-        elif r["status"] == "failed":
-            if r["frames_file"] or r["proposals_file"]:
-                err("failed_row_has_files", f"{r['rel_path']} failed but names data files")
+    sums = _Checksums(layout, m, out)
+    cat_path = _confined(layout, m.catalog_file, "catalog_file", out)
+    rows: list[dict] | None = None
+    if cat_path is not None:
+        if not cat_path.is_file():
+            err("catalog_missing", f"catalog file {m.catalog_file} does not exist")
         else:
-            err("bad_status", f"{r['rel_path']} has status {r['status']!r}")
+            sums.ok(m.catalog_file)
+            try:
+                rows = read_catalog(layout, m)
+            except IndexDamagedError as e:
+                err("catalog_unreadable", str(e))
 
+    indexed: list[dict] = []
+    readable: list[dict] = []  # indexed rows whose proposals file can be read
+    if rows is not None:
+        for col in ("uri", "video_id", "video_seq"):
+            dup = [v for v, c in Counter(r[col] for r in rows).items() if c > 1]
+            if dup:
+                err(f"duplicate_{col}", f"{len(dup)} {col} values occur more than once in the catalog, "
+                                        f"e.g. {dup[0]!r}")
+        indexed = [r for r in rows if r["status"] == "indexed"]
+        if m.n_videos != len(indexed):
+            err("n_videos", f"manifest says {m.n_videos} indexed videos, the catalog has {len(indexed)}")
+        for r in rows:
+            if r["status"] == "indexed":
+                found = _check_video_files(layout, r, sums, deep)
+                out += found
+                if not any(p.code.startswith("proposals_file") for p in found):
+                    readable.append(r)
+            elif r["status"] == "failed":
+                if r["frames_file"] or r["proposals_file"]:
+                    err("failed_row_has_files", f"{r['rel_path']} failed but names data files")
+            else:
+                err("bad_status", f"{r['rel_path']} has status {r['status']!r}")
+
+    k = m.params.proposals.tokens_per_proposal
     if m.faiss_file is None:
         if indexed:
             err("faiss_missing", "indexed videos but the manifest names no FAISS file")
-    elif not layout.path(m.faiss_file).is_file():
-        err("faiss_missing", f"FAISS file {m.faiss_file} does not exist")
     else:
-        out += _check_faiss(layout, m, indexed, k, deep)
+        faiss_path = _confined(layout, m.faiss_file, "faiss_file", out)
+        if faiss_path is None:
+            pass
+        elif not faiss_path.is_file():
+            err("faiss_missing", f"FAISS file {m.faiss_file} does not exist")
+        else:
+            sums.ok(m.faiss_file)  # a mismatch is its own finding; the file may still parse: go on
+            try:
+                idx = ContextIndex.load(faiss_path)
+            except IndexDamagedError as e:
+                err("faiss_unreadable", str(e))
+            else:
+                if rows is not None:
+                    out += _check_faiss(layout, m, idx, readable, indexed, k, deep)
+    sums.report_absent()
+    out += _check_orphans(layout, m, per_video=rows is not None)
 
-    out += _check_orphans(layout, m)
-    return out
+
+def _confined(layout: IndexLayout, rel: str, what: str, out: list[Problem]) -> Path | None:
+    """``layout.path(rel)``, or None with a finding for a path outside the index directory."""
+    try:
+        return layout.path(rel)
+    except IndexDamagedError as e:
+        out.append(Problem("error", "path_outside_index", f"{what}: {e}"))
+        return None
 
 
-def _check_video_files(layout: IndexLayout, r: dict) -> list[Problem]:
-    out = []
+def _newest_good_manifest(layout: IndexLayout) -> str | None:
+    """The newest ``manifests/NNNNNN.json`` that parses (what to restore ``manifest.json`` from)."""
+    for p in sorted(layout.manifests_dir.glob("[0-9]*.json"), reverse=True):
+        try:
+            Manifest.from_dict(json.loads(p.read_bytes()))
+            return p.relative_to(layout.root).as_posix()
+        except (*READ_ERRORS, GroundZeroError):
+            continue
+    return None
+
+
+class _Checksums:
+    """The manifest's content checksums, each file hashed at most once."""
+
+    def __init__(self, layout: IndexLayout, m: Manifest, out: list[Problem]):
+        self.layout, self.sums, self.out = layout, m.checksums, out
+        self.absent: list[str] = []
+        self._seen: dict[str, bool] = {}
+        if self.sums is None:
+            out.append(Problem("warning", "checksums_absent",
+                               "the manifest records no content checksums (an index written before GroundZero "
+                               "recorded them): bit rot cannot be found; the next index run records them for "
+                               "the files it writes, re-index into a new --index directory for all"))
+
+    def ok(self, rel: str) -> bool:
+        """False (with a ``checksum_mismatch`` finding) when ``rel``'s bytes differ from its checksum."""
+        if rel in self._seen:
+            return self._seen[rel]
+        good = True
+        if self.sums is not None:
+            want = self.sums.get(rel)
+            if want is None:
+                self.absent.append(rel)
+            else:
+                try:
+                    good = sha256_file(self.layout.path(rel)) == want
+                except (*READ_ERRORS, GroundZeroError):
+                    good = True  # missing or unreadable: the check that reads it reports that
+                if not good:
+                    self.out.append(Problem(
+                        "error", "checksum_mismatch",
+                        f"index file {self.layout.root / rel} is damaged: its content differs from the SHA-256 "
+                        "recorded when it was written (bit rot, or an edit); restore it from a backup or "
+                        "re-index into a new --index directory"))
+        self._seen[rel] = good
+        return good
+
+    def report_absent(self) -> None:
+        if self.absent:
+            self.out.append(Problem("warning", "checksum_absent",
+                                    f"{len(self.absent)} files of the snapshot have no recorded checksum "
+                                    f"(written before checksums were), e.g. {self.absent[0]}"))
+
+
+def _check_video_files(layout: IndexLayout, r: dict, sums: _Checksums, deep: bool) -> list[Problem]:
+    out: list[Problem] = []
     for kind, n_col in (("frames_file", "n_frames"), ("proposals_file", "n_proposals")):
         f = r[kind]
-        path = layout.path(f) if f else None
-        if path is None or not path.is_file():
+        if not f:
             out.append(Problem("error", f"{kind}_missing", f"{r['rel_path']}: {kind} {f!r} does not exist"))
             continue
+        path = _confined(layout, f, f"{r['rel_path']}: {kind}", out)
+        if path is None:
+            continue
+        if not path.is_file():
+            out.append(Problem("error", f"{kind}_missing", f"{r['rel_path']}: {kind} {f!r} does not exist"))
+            continue
+        sums.ok(f)  # a mismatch is its own finding; the file may still parse: go on
         try:
-            t = pq.read_table(path, columns=["video_id"])
-        except (OSError, ValueError) as e:  # a truncated or foreign file (ArrowInvalid is a ValueError)
-            out.append(Problem("error", f"{kind}_unreadable", f"{r['rel_path']}: {f}: {e}"))
+            # deep: every page decoded, its CRC checked (damage a checksum-less older file hides)
+            t = pq.read_table(path, columns=None if deep else ["video_id"], page_checksum_verification=True)
+        except READ_ERRORS as e:  # a truncated or foreign file (ArrowInvalid is a ValueError)
+            out.append(Problem("error", f"{kind}_unreadable",
+                               f"{r['rel_path']}: index file {path} is damaged ({describe(path, e)})"))
+            continue
+        if "video_id" not in t.column_names:
+            out.append(Problem("error", f"{kind}_unreadable", f"{r['rel_path']}: {f} has no video_id column"))
             continue
         if t.num_rows != int(r[n_col]):
             out.append(Problem("error", f"{kind}_rows", f"{r['rel_path']}: {f} has {t.num_rows} rows, "
@@ -118,9 +240,10 @@ def _check_video_files(layout: IndexLayout, r: dict) -> list[Problem]:
     return out
 
 
-def _check_faiss(layout: IndexLayout, m: Manifest, indexed: list[dict], k: int, deep: bool) -> list[Problem]:
+def _check_faiss(layout: IndexLayout, m: Manifest, idx: ContextIndex, readable: list[dict], indexed: list[dict],
+                 k: int, deep: bool) -> list[Problem]:
+    """``indexed``: every indexed row; ``readable``: those whose proposals file can be read."""
     out = []
-    idx = ContextIndex.load(layout.path(m.faiss_file))
     if idx.dim != m.model.embed_dim:
         out.append(Problem("error", "faiss_dim", f"FAISS dimension {idx.dim} != model's {m.model.embed_dim}"))
     if idx.ntotal != m.n_tokens:
@@ -137,7 +260,7 @@ def _check_faiss(layout: IndexLayout, m: Manifest, indexed: list[dict], k: int, 
                            f"FAISS has {len(extra)} ids no indexed video accounts for and lacks {len(missing)} "
                            "that the catalog implies"))
     if deep and not out:
-        out += _check_vectors(layout, idx, indexed, k, m.model.embed_dim)
+        out += _check_vectors(layout, idx, readable, k, m.model.embed_dim)
     return out
 
 
@@ -150,26 +273,33 @@ def _check_vectors(layout: IndexLayout, idx: ContextIndex, indexed: list[dict], 
     ids, vecs = stored
     pos = {int(i): j for j, i in enumerate(ids.tolist())}
     for r in indexed:
-        tok = tables.read_proposals(layout.path(r["proposals_file"]))["tokens"].reshape(-1, d)
+        try:
+            tok = tables.read_proposals(layout.path(r["proposals_file"]))["tokens"].reshape(-1, d)
+        except (*READ_ERRORS, GroundZeroError):
+            continue  # reported by _check_video_files
         rows = [pos[int(i)] for i in encode_ids(int(r["video_seq"]), int(r["n_proposals"]), k)]
         if not np.allclose(vecs[rows], tok, atol=1e-6):
             return [Problem("error", "faiss_vectors", f"{r['rel_path']}: FAISS vectors differ from its proposals file")]
     return []
 
 
-def _check_orphans(layout: IndexLayout, m: Manifest) -> list[Problem]:
-    """Warnings: store files that no kept snapshot (a versioned manifest up to ``m``) uses."""
+def _check_orphans(layout: IndexLayout, m: Manifest, per_video: bool = True) -> list[Problem]:
+    """Warnings: store files that no kept snapshot (a versioned manifest up to ``m``) uses.
+
+    ``per_video`` False (the snapshot's catalog cannot be read, so what it names is unknown):
+    only ``.*.tmp`` files are reported.
+    """
     live: set[str] = set()
     for p in [*layout.manifests_dir.glob("*.json"), layout.manifest]:
         try:
-            snap = Manifest.from_dict(json.loads(p.read_text()))
+            snap = Manifest.from_dict(json.loads(p.read_bytes()))
             if snap.version <= m.version:
                 live |= referenced_files(layout, snap)
-        except (OSError, ValueError, KeyError):  # unreadable manifest or catalog: its files are reported
+        except (*READ_ERRORS, GroundZeroError):  # unreadable manifest or catalog: its files are reported
             continue
     out = []
     for d, pattern in ((layout.videos_dir, "*.parquet"), (layout.vectors_dir, "*.faiss"),
-                       (layout.catalog_dir, "videos-*.parquet")):
+                       (layout.catalog_dir, "videos-*.parquet")) if per_video else ():
         for p in d.glob(pattern):
             rel = p.relative_to(layout.root).as_posix()
             if rel not in live:

@@ -199,3 +199,19 @@ def s3_error(e: BaseException, doing: str, where: str, cfg: S3Config | None = No
                                     "budget (S3Config.max_attempts)")
         return RemoteStoreError(f"{doing} {where}: {code or 'error'}: {msg or e}")
     return RemoteStoreError(f"{doing} {where}: {type(e).__name__}: {e}")
+
+
+def presigned_url(uri: str, expires_sec: int = 3600, client=None) -> str:
+    """An HTTPS link to an ``s3://bucket/key`` object that a browser can fetch for a while.
+
+    Signing is local (no request to S3); it needs AWS credentials in the usual places.
+    """
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    if not bucket or not key:
+        raise ValueError(f"{uri!r} is not an s3://bucket/key uri")
+    if client is None:
+        import boto3
+
+        client = boto3.client("s3")
+    return client.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": key},
+                                         ExpiresIn=expires_sec)

@@ -295,7 +295,7 @@ def _renamed(x, renames: dict[str, str]):
     if isinstance(x, str):
         return renames.get(x, x)
     if isinstance(x, dict):
-        return {k: _renamed(v, renames) for k, v in x.items()}
+        return {renames.get(k, k): _renamed(v, renames) for k, v in x.items()}  # checksums are keyed by name
     if isinstance(x, list):
         return [_renamed(v, renames) for v in x]
     return x

@@ -17,6 +17,12 @@ Frames are written in row groups of ``FRAME_ROW_GROUP`` frames, so search reads 
 the row groups its shortlisted windows cover (:class:`FrameReader`), not a whole
 hour of 1152-d embeddings (17 MB) per shortlisted video. Files written before this
 are one row group and are read whole, as before.
+
+Every data page carries a CRC-32 (Parquet's page checksum), verified when search reads it: a
+flipped bit in a page read raises IndexDamagedError instead of serving damaged embeddings.
+The files' SHA-256 is computed as they are written, for the manifest
+(:func:`groundzero.store.manifest.write_hashed`). Readers raise IndexDamagedError, naming the
+file, for a file that is missing, truncated or damaged.
 """
 
 from __future__ import annotations
@@ -26,6 +32,9 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from groundzero.store.layout import READ_ERRORS, read_error
+from groundzero.store.manifest import write_hashed
 
 FRAME_ROW_GROUP = 256  #: frames per Parquet row group (1.2 MB of 1152-d float32)
 
@@ -66,25 +75,27 @@ def write_proposals(path: Path, video_id: str, windows: np.ndarray, timestamps_s
 
 def _write(table: pa.Table, path: Path, row_group_size: int | None = None) -> None:
     # Written under a temporary name and renamed, so a crash never leaves a
-    # half-written file under a name some manifest could point to.
+    # half-written file under a name some manifest could point to; hashed as written.
     # Embedding columns: no dictionary (float vectors never repeat; pyarrow would write a 1 MB
     # dictionary page per row group and fall back to plain: +50% size), byte-stream-split
     # encoding (float bytes grouped by significance: zstd compresses it better and it decodes faster).
     floats = [f"{f.name}.list.element" for f in table.schema if pa.types.is_fixed_size_list(f.type)]
     strings = [f.name for f in table.schema if pa.types.is_string(f.type)]
-    tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(table, tmp, compression="zstd", row_group_size=row_group_size, use_dictionary=strings,
-                   use_byte_stream_split=floats or False)
-    tmp.replace(path)
+    with write_hashed(path) as f:
+        pq.write_table(table, f, compression="zstd", row_group_size=row_group_size, use_dictionary=strings,
+                       use_byte_stream_split=floats or False, write_page_checksum=True)
 
 
 def read_frames(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """Returns (timestamps_sec float64 (T,), embeddings float32 (T, D)) in frame order."""
-    t = pq.read_table(path, columns=["frame_idx", "timestamp_sec", "embedding"])
-    emb = t.column("embedding").combine_chunks()
-    d = emb.type.list_size
-    e = np.array(emb.values.to_numpy(zero_copy_only=False), np.float32).reshape(-1, d)  # writable copy
-    return np.array(t.column("timestamp_sec").to_numpy(), np.float64), e
+    try:
+        t = pq.read_table(path, columns=["frame_idx", "timestamp_sec", "embedding"], page_checksum_verification=True)
+        emb = t.column("embedding").combine_chunks()
+        d = emb.type.list_size
+        e = np.array(emb.values.to_numpy(zero_copy_only=False), np.float32).reshape(-1, d)  # writable copy
+        return np.array(t.column("timestamp_sec").to_numpy(), np.float64), e
+    except READ_ERRORS as e:  # whatever pyarrow raises: the file is missing or damaged
+        raise read_error(path, e) from e
 
 
 class FrameReader:
@@ -98,12 +109,15 @@ class FrameReader:
 
     def __init__(self, path: Path):
         self.path = Path(path)
-        self._file = pq.ParquetFile(self.path)
-        meta = self._file.metadata
-        sizes = np.array([meta.row_group(i).num_rows for i in range(meta.num_row_groups)], np.int64)
+        try:
+            self._file = pq.ParquetFile(self.path, page_checksum_verification=True)
+            meta = self._file.metadata
+            sizes = np.array([meta.row_group(i).num_rows for i in range(meta.num_row_groups)], np.int64)
+            self.timestamps = np.array(self._file.read(columns=["timestamp_sec"]).column(0).to_numpy(), np.float64)
+            self.dim = self._file.schema_arrow.field("embedding").type.list_size
+        except READ_ERRORS as e:  # missing, truncated, not Parquet, another schema
+            raise read_error(self.path, e) from e
         self._starts = np.concatenate([[0], np.cumsum(sizes)])  # (G + 1,) first frame of each group
-        self.timestamps = np.array(self._file.read(columns=["timestamp_sec"]).column(0).to_numpy(), np.float64)
-        self.dim = self._file.schema_arrow.field("embedding").type.list_size
         self._emb = np.zeros((len(self.timestamps), self.dim), np.float32)
         self._loaded = np.zeros(len(sizes), bool)
 
@@ -134,9 +148,14 @@ class FrameReader:
                 want[max(g0, 0) : min(g1, n_groups)] = True
         todo = np.flatnonzero(want & ~self._loaded)
         if len(todo):
-            table = self._file.read_row_groups(todo.tolist(), columns=["embedding"])
-            col = table.column("embedding").combine_chunks()
-            values = np.asarray(col.values.to_numpy(zero_copy_only=False), np.float32).reshape(-1, self.dim)
+            try:
+                table = self._file.read_row_groups(todo.tolist(), columns=["embedding"])
+                col = table.column("embedding").combine_chunks()
+                values = np.asarray(col.values.to_numpy(zero_copy_only=False), np.float32).reshape(-1, self.dim)
+            except READ_ERRORS as e:  # a damaged page (CRC, decompression), a file cut since
+                raise read_error(self.path, e) from e
+            if len(values) != int(self._starts[todo + 1].sum() - self._starts[todo].sum()):
+                raise read_error(self.path, ValueError("row groups hold fewer embeddings than frames"))
             at = 0
             for g in todo:  # read_row_groups returns the groups in the order asked
                 a, b = int(self._starts[g]), int(self._starts[g + 1])
@@ -149,9 +168,12 @@ class FrameReader:
 def read_proposals(path: Path, tokens: bool = True) -> dict[str, np.ndarray]:
     """Columns as numpy arrays; ``tokens`` (P, K*D) only when asked for."""
     cols = ["proposal_idx", "frame_start", "frame_end", "start_sec", "end_sec"] + (["tokens"] if tokens else [])
-    t = pq.read_table(path, columns=cols)
-    out = {c: t.column(c).to_numpy() for c in cols if c != "tokens"}
-    if tokens:
-        tok = t.column("tokens").combine_chunks()
-        out["tokens"] = tok.values.to_numpy(zero_copy_only=False).reshape(len(t), tok.type.list_size)
-    return out
+    try:
+        t = pq.read_table(path, columns=cols, page_checksum_verification=True)
+        out = {c: t.column(c).to_numpy() for c in cols if c != "tokens"}
+        if tokens:
+            tok = t.column("tokens").combine_chunks()
+            out["tokens"] = tok.values.to_numpy(zero_copy_only=False).reshape(len(t), tok.type.list_size)
+        return out
+    except READ_ERRORS as e:  # whatever pyarrow raises: the file is missing or damaged
+        raise read_error(path, e) from e

@@ -40,6 +40,8 @@ import faiss
 import numpy as np
 
 from groundzero.errors import ConfigError
+from groundzero.store.layout import damaged, read_error
+from groundzero.store.manifest import write_hashed
 
 _TOK_BITS, _PROP_BITS = 6, 18
 _VIDEO_SHIFT = _TOK_BITS + _PROP_BITS
@@ -93,12 +95,23 @@ class ContextIndex:
 
     @classmethod
     def load(cls, path: Path) -> ContextIndex:
-        return cls(faiss.read_index(str(path)))
+        """Raises IndexDamagedError, naming the file, for one that is missing, truncated or not an
+        index of ours."""
+        path = Path(path)
+        if not path.is_file():
+            raise read_error(path, FileNotFoundError(str(path)))
+        try:
+            index = faiss.read_index(str(path))
+        except (RuntimeError, MemoryError) as e:  # FAISS: "read error", "Index type ... not recognized"
+            raise read_error(path, e) from e      # MemoryError: a damaged size field
+        if not isinstance(index, (faiss.IndexIDMap, faiss.IndexIDMap2, faiss.IndexIVF)):
+            raise damaged(path, f"a FAISS {type(index).__name__}, not an index of context tokens with ids")
+        return cls(index)
 
     def save(self, path: Path) -> None:
-        tmp = path.with_name(f".{path.name}.tmp")
-        faiss.write_index(self.index, str(tmp))
-        tmp.replace(path)
+        """Written under a temporary name and renamed; hashed as written (for the manifest)."""
+        with write_hashed(Path(path)) as f:
+            faiss.write_index(self.index, faiss.PyCallbackIOWriter(f.write))
 
     @property
     def ntotal(self) -> int:

@@ -16,9 +16,15 @@ killed run leaves behind is cleaned up by the next writer:
   ``.*.tmp`` files — are unreferenced, and :func:`groundzero.store.gc.collect_garbage`
   deletes them after the next commit (also old snapshots beyond retention);
 * its run record still says ``running``: the next writer marks it ``aborted``
-  (it holds the lock, so that run cannot still be alive);
+  (it holds the lock, so that run cannot still be alive), and deletes the ``.*.tmp``
+  files of its interrupted writes before writing anything (:func:`remove_tmp_files`);
 * its lock: see :mod:`groundzero.store.lock` (flock: freed by the kernel at once;
   lease: expires after ``lease_sec``).
+
+A run that cannot go on (the disk is full: :func:`disk_full_errno`) calls
+:meth:`IndexWriter.discard_uncommitted`, which deletes at once what it wrote since its last
+commit, the ``.*.tmp`` files, and the garbage of earlier runs, so the space is free for the
+next run (which would otherwise fail before its first commit could collect any of it).
 
 The context-token vectors of staged videos are kept in memory and applied to
 the FAISS index at commit: all removals in one pass, then all additions (for
@@ -30,10 +36,10 @@ index from the store's proposal files (Flat -> IVF, or retraining).
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -43,24 +49,28 @@ from groundzero.errors import IndexMismatchError
 from groundzero.model.identity import ModelIdentity
 from groundzero.store import tables
 from groundzero.store.catalog import read_catalog, write_catalog
+from groundzero.store.cleanup import (
+    mark_dead_runs,
+    remove_tmp_files,
+    tmp_files,
+    utc_now,
+)
 from groundzero.store.gc import RetentionPolicy, collect_garbage
 from groundzero.store.layout import IndexLayout
 from groundzero.store.lock import LockConfig, WriterLock, acquire_writer_lock
 from groundzero.store.manifest import (
     IndexParams,
     Manifest,
-    atomic_write,
     check_model,
     read_manifest,
     write_manifest,
 )
+from groundzero.store.rebuild import build_from_store
 from groundzero.store.vectors import (
     ContextIndex,
     VectorState,
     encode_ids,
-    nprobe_for,
     plan_structure,
-    training_size,
     validate_spec,
 )
 
@@ -72,8 +82,6 @@ def video_id_for(uri: str) -> str:
     return hashlib.sha1(uri.encode()).hexdigest()[:16]
 
 
-def utc_now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 @dataclass(frozen=True)
@@ -89,6 +97,7 @@ class VideoEntry:
     width: int = 0
     height: int = 0
     content_id: str = ""  #: "etag:<ETag>" for S3 objects, "sha256:<hex>" for local files; "" unknown
+    note: str = ""  #: the decoder's note on what was not indexed (e.g. other video streams); "" none
 
 
 class IndexWriter:
@@ -118,6 +127,12 @@ class IndexWriter:
         self._pending_remove: set[int] = set()  # seqs whose committed vectors must go
         self._rebuild = False  # retokenize: build the vectors afresh from the proposal files
         self._dirty = False
+        # what this writer wrote: files since its last commit (no snapshot names them), the file
+        # being written when a write failed, bytes in all, and per indexed video (for estimates)
+        self._staged: list[Path] = []
+        self.writing: Path | None = None
+        self.bytes_written = 0
+        self._videos_written, self._video_bytes, self._attempt_bytes = 0, 0, 0
 
     @classmethod
     def open(cls, index_dir: str | Path, identity: ModelIdentity, params: IndexParams,
@@ -148,6 +163,7 @@ class IndexWriter:
                         f"{params.to_dict()}; use the same settings or a new --index directory"
                     )
             validate_spec(faiss_factory, identity.embed_dim)
+            remove_tmp_files(layout)  # first: frees space the run records below may need
             mark_dead_runs(layout, held.holder)
             return cls(layout, identity, params, faiss_factory, held, retention)
         except BaseException:
@@ -157,7 +173,7 @@ class IndexWriter:
     def close(self) -> None:
         self.lock.release()
 
-    def __enter__(self) -> IndexWriter:
+    def __enter__(self) -> IndexWriter:  # noqa: PYI034 - py310 has no typing.Self
         return self
 
     def __exit__(self, *exc) -> None:
@@ -171,6 +187,20 @@ class IndexWriter:
 
     def uris(self) -> set[str]:
         return set(self.rows)
+
+    @contextmanager
+    def _writing(self, path: Path) -> Iterator[Path]:
+        """Around the write of one store file: it counts as staged (deleted by
+        :meth:`discard_uncommitted`) from before its first byte, and ``writing`` names it if the
+        write fails."""
+        self.writing = path
+        self._staged.append(path)
+        yield path
+        self.writing = None
+        try:
+            self.bytes_written += path.stat().st_size
+        except OSError:
+            pass
 
     def _seq_for(self, uri: str) -> int:
         old = self.rows.get(uri)
@@ -196,8 +226,14 @@ class IndexWriter:
         p = self.params
         stem = f"videos/{vid}-{run_id}"
         frames_file, props_file = f"{stem}.frames.parquet", f"{stem}.proposals.parquet"
-        tables.write_frames(self.layout.path(frames_file), vid, timestamps_sec, embeddings)
-        tables.write_proposals(self.layout.path(props_file), vid, windows, timestamps_sec, p.fps, tokens)
+        self._attempt_bytes = timestamps_sec.nbytes + embeddings.nbytes + tokens.nbytes
+        before = self.bytes_written
+        with self._writing(self.layout.path(frames_file)) as path:
+            tables.write_frames(path, vid, timestamps_sec, embeddings)
+        with self._writing(self.layout.path(props_file)) as path:
+            tables.write_proposals(path, vid, windows, timestamps_sec, p.fps, tokens)
+        self._videos_written += 1
+        self._video_bytes += self.bytes_written - before
         self._drop_vectors(seq)
         self._pending_add[seq] = (encode_ids(seq, len(windows), tokens.shape[1]),
                                   np.ascontiguousarray(tokens.reshape(-1, tokens.shape[-1]), np.float32))
@@ -243,6 +279,7 @@ class IndexWriter:
             "n_frames": n_frames, "n_proposals": n_proposals, "status": status, "reason": reason,
             "error": error, "frames_file": frames_file, "proposals_file": proposals_file,
             "run_id": run_id, "updated_at": utc_now(), "content_id": e.content_id,
+            "note": e.note or None,
         }
 
     def retokenize(self, params: IndexParams, make_tokens, run_id: str) -> int:
@@ -261,7 +298,8 @@ class IndexWriter:
             windows = make_windows(len(ts), params.fps, params.proposals)
             tokens = make_tokens(emb, windows)
             props_file = f"videos/{row['video_id']}-{run_id}.proposals.parquet"
-            tables.write_proposals(self.layout.path(props_file), row["video_id"], windows, ts, params.fps, tokens)
+            with self._writing(self.layout.path(props_file)) as path:
+                tables.write_proposals(path, row["video_id"], windows, ts, params.fps, tokens)
             self.rows[uri] = {**row, "proposals_file": props_file, "n_proposals": len(windows),
                               "run_id": run_id, "updated_at": utc_now()}
             n += 1
@@ -290,9 +328,11 @@ class IndexWriter:
         self._update_vectors()
         cat_file = self.layout.catalog_file(version)
         rows = sorted(self.rows.values(), key=lambda r: r["video_seq"])
-        write_catalog(self.layout.path(cat_file), rows)
+        with self._writing(self.layout.path(cat_file)) as path:
+            write_catalog(path, rows)
         faiss_file = self.layout.faiss_file(version)
-        self.vectors.save(self.layout.path(faiss_file))
+        with self._writing(self.layout.path(faiss_file)) as path:
+            self.vectors.save(path)
         self.extra["vectors"] = self.vector_state.to_dict()
         m = Manifest(
             version=version, created_at=utc_now(), run_id=run_id, model=self.identity,
@@ -302,16 +342,53 @@ class IndexWriter:
             extra=dict(self.extra),
         )
         self.lock.check()  # a lease lost meanwhile must not overwrite its successor's snapshot
-        write_manifest(self.layout, m)
+        with self._writing(self.layout.versioned_manifest(version)):  # manifest.json itself is never deleted
+            m = write_manifest(self.layout, m)  # as written: with the snapshot's content checksums
+        self._staged.clear()  # published: every file written so far is named by a snapshot
         self.manifest = m
         self._dirty = False
         log.info("committed snapshot %d: %d videos, %d tokens (%s)", version, m.n_videos, m.n_tokens,
                  self.vector_state.factory)
         try:
             collect_garbage(self.layout, m, self.retention)
-        except Exception as e:  # never fail a published commit over cleanup; the next one retries
+        except Exception as e:  # noqa: BLE001 - never fail a published commit over cleanup; the next one retries
             log.warning("garbage collection after snapshot %d skipped: %s", version, e)
         return m
+
+    def discard_uncommitted(self) -> int:
+        """Delete what this writer wrote since its last commit (no snapshot names any of it),
+        every ``.*.tmp`` file of the store, and the garbage of earlier runs (:func:`collect_garbage`,
+        as after a commit); returns the bytes freed. For a run that cannot go on (a full disk):
+        the space is free at once. What was staged is forgotten: close the writer after this.
+        """
+        freed = 0
+        for p in [*self._staged, *tmp_files(self.layout)]:
+            try:
+                size = p.stat().st_size
+                p.unlink()
+                freed += size
+            except FileNotFoundError:
+                pass
+            except OSError as e:
+                log.warning("could not delete %s: %s", p, e)
+        self._staged.clear()
+        self._pending_add.clear()
+        self._pending_remove.clear()
+        self._dirty = False
+        if self.manifest is not None:
+            try:
+                freed += collect_garbage(self.layout, self.manifest, self.retention).freed_bytes
+            except Exception as e:  # noqa: BLE001 - cleanup only: the files stay for the next commit's collection
+                log.warning("garbage collection skipped: %s", e)
+        return freed
+
+    def space_needed(self, n_videos: int) -> int:
+        """About how many bytes ``n_videos`` more indexed videos and one commit of them take:
+        the mean size of the videos this writer wrote (else the raw size of the one it was
+        writing), plus a new FAISS file of the whole index and a catalog."""
+        per_video = self._video_bytes // self._videos_written if self._videos_written else self._attempt_bytes
+        faiss = 4 * self.identity.embed_dim * self.vectors.ntotal + n_videos * per_video // 4
+        return n_videos * per_video + faiss + 256 * (len(self.rows) + n_videos)
 
     def _update_vectors(self) -> None:
         """Apply staged removals and additions, or rebuild per the growth policy."""
@@ -339,17 +416,9 @@ class IndexWriter:
 
     def _build_from_store(self, factory: str, n: int) -> None:
         """A fresh index of structure ``factory`` over every indexed video's stored tokens."""
-        idx = ContextIndex.create(self.identity.embed_dim, factory)
-        trained_on = 0
-        if not idx.is_trained:
-            idx.train(self._training_sample(training_size(self.faiss_factory, factory, n)))
-            trained_on = n
-        for ids, vecs in self._store_tokens(self._indexed_rows()):
-            idx.add(ids, vecs)
-        idx.nprobe = nprobe_for(self.faiss_factory, factory)
-        log.info("built %s over %d vectors (was %s)", factory, idx.ntotal, self.vector_state.factory)
-        self.vectors = idx
-        self.vector_state = VectorState(factory=idx.factory, trained_on=trained_on, nprobe=idx.nprobe)
+        self.vectors, self.vector_state = build_from_store(self.layout, self._indexed_rows(), self.identity.embed_dim,
+                                                           self.faiss_factory, factory, n)
+        log.info("built %s over %d vectors", factory, self.vectors.ntotal)
 
     def _indexed_rows(self) -> list[dict]:
         return sorted((r for r in self.rows.values() if r["status"] == "indexed"), key=lambda r: r["video_seq"])
@@ -358,49 +427,6 @@ class IndexWriter:
         k = self.params.proposals.tokens_per_proposal
         return sum(int(r["n_proposals"]) * k for r in self._indexed_rows())
 
-    def _store_tokens(self, rows: list[dict]):
-        """Yield (ids (P*K,), vectors (P*K, D)) per video, read from its proposals file."""
-        d = self.identity.embed_dim
-        for r in rows:
-            tok = tables.read_proposals(self.layout.path(r["proposals_file"]))["tokens"]
-            vecs = np.ascontiguousarray(tok.reshape(-1, d), np.float32)
-            yield encode_ids(int(r["video_seq"]), len(tok), tok.shape[1] // d), vecs
-
-    def _training_sample(self, size: int) -> np.ndarray:
-        """float32 (size, D): all tokens of randomly chosen videos, then subsampled to ``size``."""
-        rows = self._indexed_rows()
-        rng = np.random.default_rng(len(rows))
-        order = rng.permutation(len(rows))
-        got, parts = 0, []
-        for _, vecs in self._store_tokens([rows[i] for i in order]):
-            parts.append(vecs)
-            got += len(vecs)
-            if got >= 4 * size:  # spread over enough videos, then subsample
-                break
-        x = np.concatenate(parts)
-        return x[np.sort(rng.choice(len(x), size=min(size, len(x)), replace=False))]
-
     def _proposals_by_seq(self) -> dict[int, int]:
         """seq -> n_proposals of every indexed video in the catalog rows (no FAISS scan)."""
         return {int(r["video_seq"]): int(r["n_proposals"]) for r in self.rows.values() if r["status"] == "indexed"}
-
-
-def mark_dead_runs(layout: IndexLayout, finder: dict) -> list[str]:
-    """Run records still ``running`` belong to runs that died (the caller holds the lock):
-    mark them ``aborted``. Returns their run ids."""
-    dead = []
-    for p in sorted(layout.runs_dir.glob("*.json")):
-        try:
-            rec = json.loads(p.read_text())
-        except (OSError, ValueError):
-            continue
-        if rec.get("status") == "running":
-            rec.update(status="aborted", finished_at=rec.get("finished_at") or "",
-                       message=(f"the run's process ended without finishing (killed or crashed); its work "
-                                f"up to its last commit is kept. Found at {utc_now()} by pid "
-                                f"{finder.get('pid')} on {finder.get('host')}"))
-            atomic_write(p, json.dumps(rec, indent=2))
-            dead.append(str(rec.get("run_id", p.stem)))
-    if dead:
-        log.warning("runs %s died before finishing; marked aborted", ", ".join(dead))
-    return dead

@@ -26,6 +26,7 @@ from email.utils import formatdate
 from pathlib import Path
 from typing import Annotated, Literal
 
+import anyio
 from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.responses import (
     FileResponse,
@@ -35,9 +36,9 @@ from fastapi.responses import (
     StreamingResponse,
 )
 from fastapi.staticfiles import StaticFiles
-from starlette.concurrency import run_in_threadpool
 
 from groundzero.errors import ConfigError, GroundZeroError
+from groundzero.search.searcher import MAX_QUERY_CHARS
 from groundzero.search.service.config import ServeConfig
 from groundzero.search.service.guards import AccessGuard
 from groundzero.search.service.media import (
@@ -47,16 +48,15 @@ from groundzero.search.service.media import (
     content_type,
     iter_file,
     parse_range,
-    presigned_url,
 )
 from groundzero.search.service.query import Filters, page_of, row_time
 from groundzero.search.service.schemas import ErrorOut, FolderOut, HealthOut, SearchOut, VideoOut
 from groundzero.search.service.state import IndexState, Snapshot, folder_of
+from groundzero.store.s3 import presigned_url
 
 log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).parent / "static"
-MAX_QUERY_CHARS = 1000
 _ID = re.compile(r"[0-9A-Za-z_-]{1,128}")
 E404 = {404: {"model": ErrorOut, "description": "no such video in the catalog"}}
 
@@ -68,10 +68,14 @@ def create_app(cfg: ServeConfig, state: IndexState | None = None) -> FastAPI:
         raise ConfigError(f"the search page's files are missing from this install ({STATIC}); install "
                           "GroundZero with its package data (pip install -e . from the repository)")
     state = state or IndexState(cfg)
-    thumbs = Thumbnailer(cfg.thumb_cache, cfg.thumb_timeout_sec)
+    thumbs = Thumbnailer(cfg.thumb_cache, cfg.thumb_timeout_sec, max_procs=cfg.thumb_procs or None)
+    # Thumbnails wait for one of these worker threads on the event loop, outside the thread pool that
+    # the other routes run in: a burst queues here and /api/health and searches still answer at once.
+    thumb_workers = anyio.CapacityLimiter(thumbs.max_procs)
     app = FastAPI(title="GroundZero", version="1", docs_url=None, redoc_url=None,
                   description="Natural-language search inside a video archive: (video, start, end) spans.")
     app.state.gz = state
+    app.state.thumbs = thumbs  # its peak count of ffmpeg processes is read by the tests
     app.add_middleware(AccessGuard, token=cfg.token)
     _add_error_handlers(app)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
@@ -82,10 +86,10 @@ def create_app(cfg: ServeConfig, state: IndexState | None = None) -> FastAPI:
         return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
 
     @app.get("/api/health", response_model=HealthOut)
-    def health() -> dict:
+    async def health() -> dict:  # on the event loop: answers even while every worker thread is busy
         snap = state.snapshot()
         s = snap.searcher
-        return {"status": "ok", "index_dir": str(state.layout.root), "index_version": snap.version,
+        return {"status": "damaged" if state.damage else "ok", "index_dir": str(state.layout.root), "index_version": snap.version,
                 "loaded_at": snap.loaded_at, "checked_at": state.checked_at, "reload_error": state.reload_error,
                 "model": s.manifest.model.name, "head": getattr(s, "head_dir", cfg.head),
                 "grounding": "head" if s.head else "zero-shot", "videos": snap.n_indexed,
@@ -148,7 +152,7 @@ def create_app(cfg: ServeConfig, state: IndexState | None = None) -> FastAPI:
     @app.get("/api/videos/{video_id}/thumbnail", response_class=Response, responses={
         **E404, 200: {"content": {"image/jpeg": {}}, "description": "a JPEG frame"},
         422: {"description": "t outside the video"}})
-    async def thumbnail(
+    async def thumbnail(  # any t in [0, duration] has a frame: the one shown at t
         video_id: str,
         t: Annotated[float, Query(ge=0, allow_inf_nan=False, description="seconds from the start")] = 0.0,
         w: Annotated[int, Query(ge=16, le=1280, description="width in pixels")] = 320,
@@ -157,13 +161,15 @@ def create_app(cfg: ServeConfig, state: IndexState | None = None) -> FastAPI:
         duration = float(row["duration_sec"])
         if t > duration:
             raise HTTPException(422, f"t={t:g} s is past the end of {row['rel_path']} ({duration:.1f} s long)")
-        seek = min(t, max(0.0, duration - 0.5))  # the last half second may hold no frame to grab
         uri = row["uri"]
-        source = _presign(uri) if uri.startswith("s3://") else _local_file(uri)
-        try:
-            data = await run_in_threadpool(thumbs.jpeg, source, seek, w)
-        except ThumbnailError as e:
-            raise HTTPException(404, str(e)) from e
+        local = None if uri.startswith("s3://") else _local_file(uri)  # gone since indexed: 404, cached or not
+        data = thumbs.cached(uri, t, w)
+        if data is None:
+            source = local or _presign(uri)
+            try:
+                data = await anyio.to_thread.run_sync(thumbs.jpeg, uri, t, w, source, limiter=thumb_workers)
+            except ThumbnailError as e:
+                raise HTTPException(404, str(e)) from e
         return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
 
     return app

@@ -28,6 +28,7 @@ class ServeConfig:
     result_cache: int = 64  #: searches remembered per snapshot, so paging does not search again
     thumb_cache: int = 512  #: thumbnails kept in memory
     thumb_timeout_sec: float = 20.0  #: ffmpeg budget per thumbnail
+    thumb_procs: int = 0  #: ffmpeg processes making thumbnails at once (0: one per CPU); more requests queue
     max_k: int = 200  #: most moments one search may rank
     max_limit: int = 100  #: most results (or groups) per page
 
@@ -56,6 +57,9 @@ class ServeConfig:
         if not 1 <= self.max_k <= 1000 or not 1 <= self.max_limit <= self.max_k:
             raise ConfigError(f"max_k must be in [1, 1000] and max_limit in [1, max_k], "
                               f"got {self.max_k} and {self.max_limit}", field="max_k")
+        if self.thumb_procs < 0:
+            raise ConfigError(f"thumb_procs must be >= 0 (0: one per CPU), got {self.thumb_procs}",
+                              field="thumb_procs")
         self.search.validate()
         return self
 

@@ -24,14 +24,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 
-from groundzero.errors import GroundZeroError
+from groundzero.errors import GroundZeroError, IndexDamagedError
 from groundzero.model.backbone import Backbone
-from groundzero.store.catalog import read_catalog
-from groundzero.store.layout import IndexLayout
-from groundzero.store.manifest import read_manifest
 from groundzero.search.results import SearchResult
 from groundzero.search.searcher import Searcher
 from groundzero.search.service.config import ServeConfig
+from groundzero.store.catalog import read_catalog
+from groundzero.store.layout import IndexLayout
+from groundzero.store.manifest import read_manifest
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +59,7 @@ class Snapshot:
     catalog: dict[str, dict]  #: video_id -> catalog row (indexed and failed)
     loaded_at: str
     result_cache_size: int = 64
+    damage: str = ""  #: why a search of this snapshot failed on a damaged or missing file; "" none seen
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _results: OrderedDict = field(default_factory=OrderedDict)
 
@@ -71,6 +72,15 @@ class Snapshot:
                 return self._results[key]
             try:
                 result = self.searcher.search(query, top_k=k)
+            except IndexDamagedError as e:  # shown by /api/health until a newer snapshot is in service
+                if e.missing:  # the writer keeps a superseded snapshot's files for a while only
+                    e = SnapshotGoneError(
+                        f"snapshot {self.version} in service has lost files to garbage collection or deletion "
+                        f"({e.path}); the service reloads newer snapshots by itself unless started with "
+                        "--reload-every -1 or the newer one failed to open (see /api/health): restart it")
+                self.damage = str(e)
+                log.warning("%s", self.damage)
+                raise e from None
             except FileNotFoundError as e:
                 # the writer keeps a superseded snapshot's files for a while only (groundzero.store.gc)
                 raise SnapshotGoneError(
@@ -108,13 +118,30 @@ class IndexState:
         self.cfg = cfg
         self.layout = IndexLayout(Path(cfg.index_dir).expanduser())
         self.backbone = backbone
-        self.reload_error = ""
+        self._reload_error = ""
         self.checked_at = ""
         self._stamp = self._manifest_stamp()
         self._snap = self._load()  # errors here are the caller's (the CLI prints them)
         self._next_check = time.monotonic() + max(cfg.reload_every_sec, 0.0)
         self._check_lock = threading.Lock()
         self._reloader: threading.Thread | None = None
+
+    @property
+    def damage(self) -> str:
+        """Why the snapshot in service fails searches (a damaged or missing index file); '' when none seen."""
+        snap = getattr(self, "_snap", None)
+        return snap.damage if snap is not None else ""
+
+    @property
+    def reload_error(self) -> str:
+        """Why a newer snapshot could not be opened, and why the one in service fails (:attr:`damage`);
+        '' when neither (what ``/api/health`` reports)."""
+        damage = f"snapshot {self._snap.version} in service is damaged: {self.damage}" if self.damage else ""
+        return "; ".join(m for m in (self._reload_error, damage) if m)
+
+    @reload_error.setter
+    def reload_error(self, message: str) -> None:
+        self._reload_error = message
 
     def snapshot(self) -> Snapshot:
         """The snapshot to answer this request with (starts a reload when the manifest changed)."""

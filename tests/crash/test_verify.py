@@ -8,8 +8,8 @@ import pyarrow.parquet as pq
 from typer.testing import CliRunner
 
 from groundzero.cli.main import app
-from groundzero.model.identity import read_identity
 from groundzero.data.proposals import ProposalConfig, make_windows, zero_shot_tokens
+from groundzero.model.identity import read_identity
 from groundzero.store.check import errors, verify_index
 from groundzero.store.manifest import IndexParams, require_manifest
 from groundzero.store.vectors import ContextIndex, encode_ids
@@ -44,7 +44,8 @@ def test_checker_finds_each_kind_of_damage(tmp_path, tiny_model_dir):
     idx = ContextIndex.load(layout.path(m.faiss_file))
     idx.add(encode_ids(99, 1, 1), unit(np.ones((1, idx.dim))))
     idx.save(layout.path(m.faiss_file))
-    assert _codes(tmp_path) == {"faiss_ids_mismatch", "n_tokens"}
+    # (the file no longer has the content checksum recorded at commit, either)
+    assert _codes(tmp_path) == {"faiss_ids_mismatch", "n_tokens", "checksum_mismatch"}
 
     # a stored vector that differs from its proposals file (deep check)
     idx = ContextIndex.load(layout.path(m.faiss_file))
@@ -53,7 +54,7 @@ def test_checker_finds_each_kind_of_damage(tmp_path, tiny_model_dir):
     idx = ContextIndex.create(idx.dim)
     idx.add(ids, np.roll(vecs, 1, axis=0))
     idx.save(layout.path(m.faiss_file))
-    assert _codes(tmp_path) == {"faiss_vectors"}
+    assert _codes(tmp_path) == {"faiss_vectors", "checksum_mismatch"}
 
     # a per-video file gone, a catalog row twice
     _index(tmp_path / "b", tiny_model_dir)

@@ -136,6 +136,19 @@ def test_second_run_is_incremental(indexed, archive, tiny_model_dir):
     assert r.exit_code == 0 and run["n_unchanged"] == 8 and run["n_indexed"] == 0 and run["n_failed"] == 0
 
 
+def test_a_run_commits_every_commit_every_sec(archive, tmp_path, tiny_model_dir, ray_session):
+    """With a tiny time bound the real pipeline publishes a snapshot as videos finish (and as
+    frames arrive), not only at the end: a run killed after hours keeps what it finished."""
+    index = tmp_path / "index"
+    r = CliRunner().invoke(app, ["index", str(archive), "--index", str(index), "--model", str(tiny_model_dir),
+                                 "--device", "cpu", "--commit-every-sec", "0.001", "--json"])
+    assert r.exit_code == EXIT_SOME_FAILED, r.output
+    run = json.loads(r.stdout)["run"]
+    assert run["n_commits"] > 1 and run["n_indexed"] == 3
+    _, m = require_manifest(index)
+    assert m.version == run["n_commits"] and m.n_videos == 3
+
+
 def test_index_errors_are_one_line(tmp_path, tiny_model_dir, archive):
     runner = CliRunner()
     r = runner.invoke(app, ["index", str(tmp_path / "nope"), "--index", str(tmp_path / "i")])
@@ -149,3 +162,5 @@ def test_index_errors_are_one_line(tmp_path, tiny_model_dir, archive):
     assert r.exit_code == 2 and "--stride must be in (0, --window=10.0] seconds" in r.stderr, r.output
     r = runner.invoke(app, ["index", str(archive), "--index", str(tmp_path / "i"), "--workers", "0"])
     assert r.exit_code == 2 and "--workers must be >= 1" in r.stderr, r.output
+    r = runner.invoke(app, ["index", str(archive), "--index", str(tmp_path / "i"), "--commit-every-sec", "0"])
+    assert r.exit_code == 2 and "error: --commit-every-sec must be > 0 seconds, got 0.0" in r.stderr, r.output

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from groundzero.errors import ConfigError, DecodeError, FFmpegNotFoundError
-from groundzero.indexer.decode import DecodeConfig, decoded_duration_ok, iter_frames, probe
+from groundzero.indexer.decode import DecodeConfig, decoded_duration_ok, iter_frames
+from groundzero.indexer.probe import probe
 from tests import media
 
 PALETTE = {"red": (255, 0, 0), "blue": (0, 0, 255), "lime": (0, 255, 0), "white": (255, 255, 255)}

@@ -68,7 +68,7 @@ def test_missing_model_directory(tmp_path):
 
 def test_hub_id_without_network_is_a_clear_error(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(ModelNotFoundError, match="copy the checkpoint directory"):
+    with pytest.raises(ModelNotFoundError, match="not in the Hugging Face cache.*--model DIR"):
         read_identity("google/siglip2-so400m-patch14-384-not-cached")
 
 

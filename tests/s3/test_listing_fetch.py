@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 
 from groundzero.errors import ConfigError, DecodeError, RemoteStoreError
-from groundzero.store.s3 import S3Config
 from groundzero.indexer.fetch import local_copy
 from groundzero.indexer.sources import list_archive, list_s3
+from groundzero.store.s3 import S3Config
 from tests.s3.conftest import upload
 
 pytestmark = pytest.mark.s3

@@ -5,11 +5,11 @@ import os
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from groundzero.indexer.plan import make_plan
+from groundzero.indexer.rows import file_sha256
 from groundzero.store.catalog import CATALOG_SCHEMA, RunRecord, connect, read_catalog
 from groundzero.store.layout import IndexLayout
 from groundzero.store.writer import VideoEntry
-from groundzero.indexer.pipeline import make_plan
-from groundzero.indexer.rows import file_sha256
 
 
 def _row(e: VideoEntry, status="indexed", reason="", content_hash="", content_id=""):

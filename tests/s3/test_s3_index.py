@@ -5,15 +5,15 @@ import json
 import numpy as np
 import pytest
 
-from groundzero.errors import ConfigError, IndexLockedError, IndexNotFoundError, RemoteStoreError
-from groundzero.model.identity import read_identity
 from groundzero.data.proposals import ProposalConfig, make_windows, zero_shot_tokens
+from groundzero.errors import ConfigError, IndexLockedError, IndexNotFoundError, RemoteStoreError
+from groundzero.indexer.plan import new_run_id
+from groundzero.model.identity import read_identity
 from groundzero.store.catalog import connect, read_catalog
 from groundzero.store.manifest import IndexParams, require_manifest
 from groundzero.store.s3 import S3Config
 from groundzero.store.s3_index import S3Index, resolve_index_dir
 from groundzero.store.writer import IndexWriter, VideoEntry
-from groundzero.indexer.pipeline import new_run_id
 from tests.planted import unit
 
 pytestmark = pytest.mark.s3

@@ -12,12 +12,12 @@ import httpx
 import pytest
 
 from groundzero.data.proposals import make_windows, zero_shot_tokens
-from groundzero.store import tables
-from groundzero.store.manifest import require_manifest
-from groundzero.store.writer import IndexWriter, VideoEntry, video_id_for
 from groundzero.search.service.app import create_app
 from groundzero.search.service.server import BackgroundServer
 from groundzero.search.service.state import IndexState
+from groundzero.store import tables
+from groundzero.store.manifest import require_manifest
+from groundzero.store.writer import IndexWriter, VideoEntry, video_id_for
 from tests.serve.conftest import copy_index, make_cfg
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]

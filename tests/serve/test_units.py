@@ -17,10 +17,10 @@ from groundzero.search.service.media import (
     content_type,
     iter_file,
     parse_range,
-    presigned_url,
 )
 from groundzero.search.service.query import Filters, page_of
 from groundzero.search.service.state import folder_of
+from groundzero.store.s3 import presigned_url
 
 
 @pytest.mark.parametrize("header, want", [
@@ -36,6 +36,26 @@ def test_parse_range(header, want):
 @pytest.mark.parametrize("header", ["bytes=1000-", "bytes=5-2", "bytes=", "bytes=-", "bytes=-0", "bytes=a-b",
                                     "bytes=1-2-3", "bytes=0x10-", "bytes=١-٢"])
 def test_unsatisfiable_ranges(header):
+    with pytest.raises(RangeNotSatisfiable):
+        parse_range(header, 1000)
+
+
+HUGE = "9" * 5000  #: past int()'s 4300-digit limit
+
+
+@pytest.mark.parametrize("header, want", [
+    (f"bytes=0-{HUGE}", ByteRange(0, 999)), (f"bytes=-{HUGE}", ByteRange(0, 999)),
+    (f"bytes=10-{HUGE}0", ByteRange(10, 999)), ("bytes=" + "0" * 5000 + "5-" + "0" * 6000 + "9", ByteRange(5, 9)),
+    ("bytes=0-" + "9" * 19, ByteRange(0, 999)), ("bytes=" + "0" * 4400 + "-" + "0" * 4400 + "1", ByteRange(0, 1)),
+    (f"bytes={HUGE}-0,0-1", None),
+])
+def test_huge_numbers_in_ranges(header, want):
+    assert parse_range(header, 1000) == want
+
+
+@pytest.mark.parametrize("header", [f"bytes={HUGE}-", f"bytes={HUGE}-{HUGE}", f"bytes={HUGE}-1", "bytes=1" + "0" * 18 + "-",
+                                    f"bytes=5-{HUGE}x", f"bytes={HUGE}", "bytes=-" + "0" * 5000, f"bytes={HUGE}-{HUGE[:-1]}"])
+def test_huge_unsatisfiable_ranges(header):
     with pytest.raises(RangeNotSatisfiable):
         parse_range(header, 1000)
 
@@ -143,3 +163,39 @@ def test_thumbnail_errors_are_typed(tmp_path):
         t.jpeg(str(tmp_path / "text.mp4"), 0.0, 64)
     with pytest.raises(ThumbnailError, match="ffmpeg is not installed"):
         Thumbnailer(ffmpeg=str(tmp_path / "no-ffmpeg")).jpeg(str(tmp_path / "text.mp4"), 0.0, 64)
+
+
+def test_thumbnails_run_a_bounded_number_of_ffmpegs(tmp_path):
+    """A burst of distinct frames from many threads: at most ``max_procs`` ffmpeg processes at once."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests import media
+
+    video = str(media.make_testsrc(tmp_path / "t.mp4", 4, fps=5))
+    t = Thumbnailer(max_procs=2)
+    with ThreadPoolExecutor(12) as pool:
+        frames = list(pool.map(lambda i: t.jpeg(video, i * 0.1, 48), range(36)))
+    assert all(f[:2] == b"\xff\xd8" for f in frames)
+    assert 1 <= t.peak <= 2 and t.running == 0
+    assert Thumbnailer().max_procs >= 1
+
+
+def test_thumbnail_in_the_last_frame_interval_is_the_last_frame(tmp_path):
+    """At 1 fps the last frame stands for [duration - 1, duration): a grab at any t in there finds it."""
+    from tests import media
+
+    video = str(media.make_testsrc(tmp_path / "one.mp4", 8, fps=1))
+    t = Thumbnailer(max_procs=1)
+    last = t.jpeg(video, 7.0, 48)
+    for at in (7.4, 7.5, 7.9, 8.0):
+        assert t.jpeg(video, at, 48) == last, at
+    short = str(media.make_testsrc(tmp_path / "short.mp4", 0.4, fps=1))  # one frame, at 0
+    assert t.jpeg(short, 0.4, 48) == t.jpeg(short, 0.0, 48)
+
+
+def test_thumbnail_procs_must_not_be_negative():
+    from groundzero.search.service.config import ServeConfig
+
+    with pytest.raises(ConfigError, match="thumb_procs") as e:
+        ServeConfig(index_dir="x", thumb_procs=-1).validate()
+    assert e.value.field == "thumb_procs"

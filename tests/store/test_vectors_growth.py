@@ -8,9 +8,9 @@ import faiss
 import numpy as np
 import pytest
 
+from groundzero.data.proposals import ProposalConfig, make_windows
 from groundzero.errors import ConfigError
 from groundzero.model.identity import read_identity
-from groundzero.data.proposals import ProposalConfig, make_windows
 from groundzero.store.check import verify_index
 from groundzero.store.manifest import IndexParams, require_manifest
 from groundzero.store.vectors import ContextIndex, GrowthPolicy, VectorState, plan_structure

@@ -55,7 +55,7 @@ def test_default_model_finds_held_out_moments(tmp_path, ray_session):
                             "--minutes", "3", "--queries-per-video", "6", "--json"])
     assert r.exit_code == 0, r.output
     index = tmp_path / "index"
-    r = runner.invoke(app, ["index", str(archive / "test"), "--index", str(index), "--json"])
+    r = runner.invoke(app, ["index", str(archive / "test"), "--index", str(index), "--model", "demo", "--json"])
     assert r.exit_code == 0, r.output
     r = runner.invoke(app, ["eval", "--index", str(index), "--gt", str(archive / "test.jsonl"), "--per-query",
                             "--json"])

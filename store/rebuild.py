@@ -1,0 +1,58 @@
+"""Building the FAISS index afresh from the stored context tokens (when it changes structure as
+the corpus grows, :func:`groundzero.store.vectors.plan_structure`, or is rebuilt after a reindex)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+
+from groundzero.store import tables
+from groundzero.store.layout import IndexLayout
+from groundzero.store.vectors import (
+    ContextIndex,
+    VectorState,
+    encode_ids,
+    nprobe_for,
+    training_size,
+)
+
+
+def build_from_store(layout: IndexLayout, rows: list[dict], embed_dim: int, policy: str, factory: str,
+                     n: int) -> tuple[ContextIndex, VectorState]:
+    """A new index of structure ``factory`` over the tokens of ``rows`` (indexed catalog rows).
+
+    ``policy`` is the index run's ``faiss_factory`` ("auto" or a fixed factory string) and ``n``
+    the number of vectors it will hold (the training sample's size follows from both).
+    """
+    idx = ContextIndex.create(embed_dim, factory)
+    trained_on = 0
+    if not idx.is_trained:
+        idx.train(training_sample(layout, rows, embed_dim, training_size(policy, factory, n)))
+        trained_on = n
+    for ids, vecs in store_tokens(layout, rows, embed_dim):
+        idx.add(ids, vecs)
+    idx.nprobe = nprobe_for(policy, factory)
+    return idx, VectorState(factory=idx.factory, trained_on=trained_on, nprobe=idx.nprobe)
+
+
+def store_tokens(layout: IndexLayout, rows: list[dict], embed_dim: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Yield (ids (P*K,), vectors float32 (P*K, D)) per video, read from its proposals file."""
+    for r in rows:
+        tok = tables.read_proposals(layout.path(r["proposals_file"]))["tokens"]
+        vecs = np.ascontiguousarray(tok.reshape(-1, embed_dim), np.float32)
+        yield encode_ids(int(r["video_seq"]), len(tok), tok.shape[1] // embed_dim), vecs
+
+
+def training_sample(layout: IndexLayout, rows: list[dict], embed_dim: int, size: int) -> np.ndarray:
+    """float32 (size, D): all tokens of randomly chosen videos, then subsampled to ``size``."""
+    rng = np.random.default_rng(len(rows))
+    order = rng.permutation(len(rows))
+    got, parts = 0, []
+    for _, vecs in store_tokens(layout, [rows[i] for i in order], embed_dim):
+        parts.append(vecs)
+        got += len(vecs)
+        if got >= 4 * size:  # spread over enough videos, then subsample
+            break
+    x = np.concatenate(parts)
+    return x[np.sort(rng.choice(len(x), size=min(size, len(x)), replace=False))]

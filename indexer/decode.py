@@ -148,18 +148,21 @@ def _sampled(stream, cfg: DecodeConfig):
     )
 
 
-def decode_window(path: str, start_sec: float, end_sec: float, cfg: DecodeConfig) -> tuple[np.ndarray, np.ndarray]:
+def decode_window(path: str, start_sec: float, end_sec: float, cfg: DecodeConfig,
+                  stream_index: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The frames of ``[start_sec, end_sec)`` sampled at ``cfg.fps``, by a seek (coarse-to-fine search).
 
     ``path`` may be a local file or an ``http(s)://`` URL (e.g. a presigned S3 link: ffmpeg reads
     only the byte ranges it needs). Returns (timestamps float64 (N,) in seconds of the video,
     frames uint8 (N, S, S, 3)); frame k stands for ``[start_sec + k / fps, start_sec + (k + 1) / fps)``.
+    ``stream_index``: the stream :func:`probe` chose (the one the index holds); default: the first
+    video stream that is not cover art.
     Raises :class:`DecodeError` when ffmpeg fails.
     """
     tools = require_tools()
     dur = max(end_sec - start_sec, 1.0 / cfg.fps)
     stream = _sampled(ffmpeg.input(path, ss=f"{max(start_sec, 0.0):.3f}", t=f"{dur:.3f}",
-                                   threads=cfg.threads)["V:0"], cfg)
+                                   threads=cfg.threads)["V:0" if stream_index is None else str(stream_index)], cfg)
     cmd = [tools["ffmpeg"], "-nostdin", "-hide_banner", "-nostats", "-loglevel", "error"]
     out, _ = _run_capture(stream, cmd, path)
     n = len(out) // (cfg.size * cfg.size * 3)

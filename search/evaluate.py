@@ -30,7 +30,7 @@ from groundzero.data.recall import (
     recall_at_k,
 )
 from groundzero.data.spans import temporal_iou
-from groundzero.search.searcher import Searcher
+from groundzero.search.searcher import Searcher, normalize_query
 
 
 @dataclass
@@ -52,9 +52,10 @@ def evaluate(searcher: Searcher, queries: list[MomentQuery], corpus_top_k: int =
     for q in used:
         seq = stems[q.vid]
         windows = searcher.proposal_ranges(seq)
-        g = searcher.ground(q.query, {seq: windows})[0]
+        qv = searcher.backbone.embed_texts([normalize_query(q.query)])[0]  # (D,), once for both steps
+        g = searcher.ground(q.query, {seq: windows}, qv)[0]
         if searcher.cfg.refine:  # the same coarse-to-fine step as search, on the video's top hits
-            g = replace(g, hits=searcher.refine(g.hits, searcher.backbone.embed_texts([q.query])[0]))
+            g = replace(g, hits=searcher.refine(g.hits, qv))
         preds.append({"qid": q.qid, "query": q.query, "vid": q.vid,
                       "pred_relevant_windows": [[h.start_sec, h.end_sec, h.score] for h in g.hits]})
         within.append([(h.start_sec, h.end_sec) for h in g.hits])

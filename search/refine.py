@@ -76,6 +76,7 @@ class Refiner:
 
         self.backbone, self.pad_sec, self.smooth_frames = backbone, pad_sec, smooth_frames
         self.decode = DecodeConfig(fps=fps, size=frame_size, resample=resample)
+        self._streams: dict[str, int | None] = {}  # uri -> the video stream indexing chose
 
     def refine(self, hit: Hit, q: np.ndarray, duration_sec: float) -> Hit:
         """``hit`` with its edges re-grounded; unchanged when its video cannot be read.
@@ -87,7 +88,7 @@ class Refiner:
         a = max(0.0, hit.start_sec - self.pad_sec)
         b = hit.end_sec + self.pad_sec if duration_sec <= 0 else min(duration_sec, hit.end_sec + self.pad_sec)
         try:
-            ts, frames = decode_window(_readable(hit.uri), a, b, self.decode)
+            ts, frames = decode_window(_readable(hit.uri), a, b, self.decode, self._stream(hit.uri))
         except (GroundZeroError, OSError, ValueError) as e:
             log.info("refine: %s kept its coarse span: %s", hit.rel_path, e)
             return hit
@@ -98,6 +99,16 @@ class Refiner:
         if duration_sec > 0:
             e = min(e, duration_sec)
         return replace(hit, start_sec=s, end_sec=e) if e > s else hit
+
+
+    def _stream(self, uri: str) -> int | None:
+        """The video stream the indexer read (probed once per local file; an s3:// object keeps
+        ffmpeg's first non-cover-art stream, as probing it would mean fetching it)."""
+        if uri not in self._streams:
+            from groundzero.indexer.probe import probe
+
+            self._streams[uri] = None if uri.startswith("s3://") else probe(uri).stream_index
+        return self._streams[uri]
 
 
 def _readable(uri: str) -> str:

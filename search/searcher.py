@@ -282,9 +282,9 @@ class Searcher:
             self._refiner = Refiner(self.backbone, self.manifest.params.frame_size,
                                     image_resample(self.backbone.model_dir), fps=self.cfg.refine_fps,
                                     pad_sec=self.cfg.refine_pad_sec, smooth_frames=self.cfg.smooth_frames)
-        dur = {r["video_id"]: float(r["duration_sec"]) for r in self.videos.values()}
+            self._durations = {r["video_id"]: float(r["duration_sec"]) for r in self.videos.values()}
         n = self.cfg.refine_hits
-        return [self._refiner.refine(h, q, dur.get(h.video_id, 0.0)) for h in hits[:n]] + list(hits[n:])
+        return [self._refiner.refine(h, q, self._durations.get(h.video_id, 0.0)) for h in hits[:n]] + list(hits[n:])
 
     def ground(self, query: str, windows: dict[int, np.ndarray], q: np.ndarray | None = None
                ) -> list[VideoGrounding]:

@@ -35,6 +35,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
+from groundzero.indexer.stops import uninterrupted
+
 if TYPE_CHECKING:
     import torch
 
@@ -62,7 +64,9 @@ def init_ray(num_cpus: int | None = None, gpu: int | None = None) -> None:
     * actor restarts: see :func:`embed_actor_options`.
 
     A local Ray is started marked for, and watched by, this driver's watchdog (module docstring);
-    a SIGTERM handler installed before (the CLI's) stays in place, during ``ray.init`` too.
+    a SIGTERM handler installed before (the CLI's) stays in place, during ``ray.init`` too, and
+    a stop signal arriving while Ray starts takes effect once it has started (a few seconds):
+    interrupted, ``ray.init`` would leave a half-built core worker that crashes the process on exit.
     """
     import ray
 
@@ -85,12 +89,15 @@ def init_ray(num_cpus: int | None = None, gpu: int | None = None) -> None:
             os.environ["CUDA_VISIBLE_DEVICES"] = visible_devices(gpu, os.environ.get("CUDA_VISIBLE_DEVICES"))
     main = threading.current_thread() is threading.main_thread()
     on_term = signal.getsignal(signal.SIGTERM) if main else None
-    with _marked(_watchdog_token() if local else None), _keeping_sigterm_handler(callable(on_term)):
-        ray.init(**kwargs)
-    if callable(on_term):
-        signal.signal(signal.SIGTERM, on_term)
-    if local:
-        _watch_session()
+    # a stop signal cutting ray.init short would leave its core worker half built, and the
+    # process would crash on exit: it takes effect once Ray has started (and is watched)
+    with uninterrupted():
+        with _marked(_watchdog_token() if local else None), _keeping_sigterm_handler(callable(on_term)):
+            ray.init(**kwargs)
+        if callable(on_term):
+            signal.signal(signal.SIGTERM, on_term)
+        if local:
+            _watch_session()
     import ray.data  # configures Ray Data's logging on import; adjust its console handler after
 
     for handler in logging.getLogger("ray.data").handlers:

@@ -125,7 +125,8 @@ def test_sigterm_stops_the_run_in_order(tmp_path, tiny_model_dir):
 
 def test_sigterm_while_ray_starts_is_ours():
     """ray.init would replace the run's SIGTERM handler with sys.exit(15), and its core would dump a
-    stack and abort: a SIGTERM at any moment of the start stops the run the same way."""
+    stack and abort, and one cutting the core worker's start short crashed the process on exit:
+    a SIGTERM at any moment of the start stops the run the same way."""
     code = """if True:
         import os, signal, threading, time
         from groundzero.indexer.ray_runtime import init_ray
@@ -139,7 +140,7 @@ def test_sigterm_while_ray_starts_is_ours():
             print(e)
     """
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    for delay in (1.0, 2.5):
+    for delay in (1.0, 1.8, 2.2, 2.5, 2.8):  # 2.2-2.8 s: inside the core worker's start on a 2-core machine
         r = subprocess.run([sys.executable, "-c", code % delay], cwd=helpers.REPO, capture_output=True, text=True,
                            env=env, timeout=120, check=False)
         assert r.returncode == 0 and r.stdout.strip() == "stopped by SIGTERM", r.stderr[-3000:]

@@ -1,6 +1,7 @@
 """Indexing throughput: raw ffmpeg decode at 1 fps vs the whole indexing pipeline.
 
     .venv/bin/python bench/index_throughput.py [--minutes 60] [--workdir WORKDIR]
+        [--model base] [--embed-threads 1 2] [--precision fp32 bf16]
 
 Generates (once, cached in --workdir) an H.264 720p30 video of --minutes
 minutes (ffmpeg's testsrc2 pattern), then times
@@ -12,6 +13,11 @@ minutes (ffmpeg's testsrc2 pattern), then times
 
 and prints video-seconds per wall-second for both and their ratio. Ray's
 start-up is excluded from (2) by starting Ray before the clock.
+
+With several ``--embed-threads`` (torch threads per embed actor; "auto": sized to the machine)
+or ``--precision`` values, (2) runs once per combination, in this process and on one Ray, and
+each line gives its speed relative to the first. ``--model base`` / ``so400m``: random weights in
+the real SigLIP 2 architectures (built in WORKDIR), whose embedding costs what the real one does.
 """
 
 from __future__ import annotations
@@ -45,7 +51,8 @@ def time_raw_decode(video: Path, threads: int) -> float:
     return time.perf_counter() - t0
 
 
-def time_pipeline(video: Path, model: str | None, threads: int) -> tuple[float, int]:
+def time_pipeline(video: Path, model: str | None, threads: int, embed_threads: int | None = None,
+                  precision: str = "auto") -> tuple[float, int]:
     from groundzero.indexer.config import IndexConfig
     from groundzero.indexer.pipeline import run_index
     from groundzero.indexer.ray_runtime import init_ray
@@ -56,7 +63,8 @@ def time_pipeline(video: Path, model: str | None, threads: int) -> tuple[float, 
         archive.mkdir()
         (archive / video.name).symlink_to(video.resolve())
         kw = {"model": model} if model else {}
-        cfg = IndexConfig(archive=str(archive), index_dir=str(Path(d) / "index"), decode_threads=threads, **kw)
+        cfg = IndexConfig(archive=str(archive), index_dir=str(Path(d) / "index"), decode_threads=threads,
+                          embed_threads=embed_threads, precision=precision, **kw)
         t0 = time.perf_counter()
         report = run_index(cfg)
         wall = time.perf_counter() - t0
@@ -72,6 +80,10 @@ def main() -> None:
     ap.add_argument("--model", default=None, help="checkpoint (default: the tiny random bench SigLIP, "
                     "groundzero.model.tiny.bench_siglip, built in WORKDIR)")
     ap.add_argument("--threads", type=int, default=2, help="ffmpeg decode threads (both measurements)")
+    ap.add_argument("--embed-threads", nargs="+", default=["auto"],
+                    help="torch threads per embed actor, one run each: N or auto")
+    ap.add_argument("--precision", nargs="+", default=["auto"], choices=("auto", "fp32", "bf16"),
+                    help="image tower precision, one run each")
     args = ap.parse_args()
     if shutil.which("ffmpeg") is None:
         raise SystemExit("ffmpeg not found; run scripts/setup.sh")
@@ -81,15 +93,32 @@ def main() -> None:
     print(f"video: {video} ({video.stat().st_size / 1e6:.0f} MB, made/cached in {time.perf_counter() - t0:.0f} s)")
     seconds = args.minutes * 60
     raw = time_raw_decode(video, args.threads)
-    if args.model is None:
-        from groundzero.model.tiny import bench_siglip
-
-        args.model = str(bench_siglip(args.workdir))
-    pipe, indexed = time_pipeline(video, args.model, args.threads)
+    args.model = bench_model(args.model, args.workdir)
     print(f"raw ffmpeg -vf fps=1 decode : {raw:8.1f} s wall  {seconds / raw:8.1f} video-s per wall-s")
-    print(f"groundzero index pipeline   : {pipe:8.1f} s wall  {seconds / pipe:8.1f} video-s per wall-s "
-          f"({indexed} frames indexed)")
-    print(f"pipeline / raw decode speed : {raw / pipe:8.2f}")
+    first = None
+    for embed_threads in args.embed_threads:
+        for precision in args.precision:
+            n = None if embed_threads == "auto" else int(embed_threads)
+            pipe, indexed = time_pipeline(video, args.model, args.threads, n, precision)
+            first = first or pipe
+            print(f"groundzero index (embed threads {embed_threads}, {precision}): {pipe:8.1f} s wall  "
+                  f"{seconds / pipe:8.1f} video-s per wall-s ({indexed} frames indexed)  "
+                  f"pipeline / raw decode speed {raw / pipe:5.2f}  speed vs first {first / pipe:5.2f}", flush=True)
+
+
+def bench_model(model: str | None, workdir: Path) -> str:
+    """``--model``: a checkpoint as given; base / so400m: random weights in that SigLIP 2 architecture;
+    None: the tiny random bench SigLIP. The last two are built in ``workdir`` on first use."""
+    from groundzero.model.tiny import TinySiglipConfig, bench_siglip, build_tiny_siglip
+
+    if model is None:
+        return str(bench_siglip(workdir))
+    if model not in ("base", "so400m"):
+        return model
+    out = workdir / f"siglip-{model}-random"  # the same folder bench/embed_cost.py builds
+    if not (out / "model.safetensors").is_file():
+        build_tiny_siglip(out, TinySiglipConfig.siglip2_base() if model == "base" else TinySiglipConfig.so400m())
+    return str(out)
 
 
 if __name__ == "__main__":

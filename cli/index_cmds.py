@@ -26,8 +26,10 @@ from groundzero.errors import ConfigError
 #: IndexConfig / ProposalConfig / S3Config field -> flag of `index`
 INDEX_FLAGS = {"fps": "--fps", "window_sec": "--window", "stride_sec": "--stride",
                "tokens_per_proposal": "--tokens-per-proposal", "embed_batch_size": "--batch-size",
-               "embed_actors": "--workers", "commit_every": "--commit-every",
-               "commit_every_sec": "--commit-every-sec", **S3_FLAGS}
+               "embed_actors": "--workers", "embed_threads": "--threads", "precision": "--precision",
+               "commit_every": "--commit-every",
+               "commit_every_sec": "--commit-every-sec", "asr_model": "--asr-model",
+               "asr_language": "--asr-language", **S3_FLAGS}
 
 
 def index(
@@ -46,7 +48,30 @@ def index(
     tokens_per_proposal: Annotated[int, typer.Option(
         "--tokens-per-proposal", help="Context tokens per proposal.")] = 6,
     batch_size: Annotated[int, typer.Option(help="Frames per image-tower batch.")] = 32,
-    workers: Annotated[int, typer.Option(help="Embedding actors (one GPU each on CUDA).")] = 1,
+    workers: Annotated[int | None, typer.Option(
+        help="Embedding actors. Default: one per GPU on CUDA; on CPUs sized to the cores, a quarter "
+        "(at least one) kept for decoding.", show_default=False)] = None,
+    threads: Annotated[int | None, typer.Option(
+        "--threads", help="Torch threads (and Ray CPUs) per embedding actor. Default: sized with "
+        "--workers.", show_default=False)] = None,
+    precision: Annotated[str, typer.Option(
+        help="auto | fp32 | bf16, for the image tower. auto: the index's own precision; for a new index "
+        "bf16 on a GPU and on CPUs with native bf16 (avx512_bf16 / amx_bf16), else fp32. Recorded in "
+        "the index; a later run with another precision is refused.")] = "auto",
+    captions: Annotated[bool, typer.Option(
+        "--captions/--no-captions", help="Index what is said from subtitle files beside each video "
+        "(same name, .srt / .vtt) or subtitle streams inside it.")] = True,
+    asr: Annotated[bool, typer.Option(
+        "--asr", help="Transcribe videos without captions (speech recognition, faster-whisper; the "
+        "model: --asr-model).")] = False,
+    asr_model: Annotated[str | None, typer.Option(
+        "--asr-model", help="The speech recognition model (implies --asr): a faster-whisper hub id or "
+        "local CTranslate2 directory. Default: Systran/faster-whisper-small.")] = None,
+    asr_language: Annotated[str | None, typer.Option(
+        "--asr-language", help="Language of the speech, e.g. 'en' (default: detected per video).")] = None,
+    ocr: Annotated[bool, typer.Option(
+        "--ocr/--no-ocr", help="Index the text shown on screen (slides, titles, exhibits), read where "
+        "the picture changes (about 2 CPU-minutes per video hour of slides).")] = False,
     exclude: Annotated[list[str] | None, typer.Option(
         metavar="GLOB", help="Leave out matching files (repeatable), e.g. '*.json'.")] = None,
     retry_failed: Annotated[bool, typer.Option(
@@ -75,10 +100,14 @@ def index(
     """
     setup_logging(verbose)
     from groundzero.data.proposals import ProposalConfig
+    from groundzero.indexer.asr import SUGGESTED_MODEL
+    from groundzero.indexer.channels import ChannelsConfig
     from groundzero.indexer.config import IndexConfig
+    from groundzero.indexer.ocr import OcrConfig
     from groundzero.indexer.pipeline import run_index
     from groundzero.indexer.plan import plan_index
     from groundzero.indexer.stops import RunStopped, stop_on_signals
+    from groundzero.indexer.transcripts import TranscriptConfig
     from groundzero.store.s3 import S3Config
 
     try:
@@ -86,10 +115,15 @@ def index(
             cfg = IndexConfig(
                 archive=archive, index_dir=index_dir, device=device, fps=fps,
                 proposals=ProposalConfig(window, stride, tokens_per_proposal), embed_batch_size=batch_size,
-                embed_actors=workers, exclude=tuple(exclude or ()), retry_failed=retry_failed,
+                embed_actors=workers, embed_threads=threads, precision=precision,
+                exclude=tuple(exclude or ()), retry_failed=retry_failed,
                 dry_run=dry_run, head=opt_str(head), s3=S3Config(endpoint_url=endpoint_url),
                 cache_dir=cache_dir, tmp_dir=tmp_dir, commit_every=commit_every,
-                commit_every_sec=commit_every_sec, **({"model": model} if model else {}))
+                commit_every_sec=commit_every_sec, **({"model": model} if model else {}),
+                channels=ChannelsConfig(
+                    TranscriptConfig(asr_model=asr_model or (SUGGESTED_MODEL if asr else None),
+                                     asr_language=asr_language, asr_device=device, captions=captions),
+                    OcrConfig() if ocr else None))
             if dry_run:
                 render.index_plan(plan_index(cfg), json_out)
                 return

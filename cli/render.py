@@ -11,6 +11,7 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from groundzero.data.spans import format_timestamp
 
@@ -36,10 +37,33 @@ def hits_table(result) -> Table:
     t.add_column("seconds", justify="right", no_wrap=True)
     t.add_column("score", justify="right", no_wrap=True)
     t.add_column("found", justify="right", no_wrap=True)
+    t.add_column("evidence", overflow="fold", ratio=1)
     for i, h in enumerate(result.hits, 1):
         t.add_row(str(i), h.rel_path, f"{format_timestamp(h.start_sec)}–{format_timestamp(h.end_sec)}",
-                  f"{h.start_sec:.1f}–{h.end_sec:.1f}", f"{h.score:.4f}", f"{h.found_prob:.2f}")
+                  f"{h.start_sec:.1f}–{h.end_sec:.1f}", f"{h.score:.4f}", f"{h.found_prob:.2f}",
+                  evidence_text(h))
     return t
+
+
+def evidence_text(hit) -> Text:
+    """One line per supporting channel: "seen", or the matched snippet with its words in bold."""
+    out = Text()
+    for e in hit.evidence:
+        if out:
+            out.append("\n")
+        if e.channel == "frames":
+            out.append("seen", style="dim")
+            continue
+        who = f"{e.speaker}: " if e.speaker else ""
+        out.append(f"{'said' if e.channel == 'speech' else 'shown'} ({e.source}) ", style="dim")
+        out.append(who)
+        pos = 0
+        for a, b in e.marks:
+            out.append(e.snippet[pos:a])
+            out.append(e.snippet[a:b], style="bold yellow")
+            pos = b
+        out.append(e.snippet[pos:])
+    return out
 
 
 def per_query_table(rows: list[dict]) -> Table:

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from groundzero.cli import render
+from groundzero.cli import clip_cmds, render
 from groundzero.cli.common import (
     Device,
     ModelOpt,
@@ -21,9 +21,14 @@ from groundzero.cli.common import (
 )
 
 #: SearchConfig field -> flag of `search`
-SEARCH_FLAGS = {"top_k": "--top", "refine_fps": "--refine"}
+SEARCH_FLAGS = {"top_k": "--top", "refine_fps": "--refine", "channels": "--channels"}
 #: ServeConfig field -> flag of `serve`
 SERVE_FLAGS = {"host": "--host", "port": "--port", "token": "--token"}
+
+def parse_channels(text: str) -> tuple[str, ...]:
+    """``"frames, speech"`` -> ``("frames", "speech")`` (validated by SearchConfig)."""
+    return tuple(dict.fromkeys(c.strip().lower() for c in text.split(",") if c.strip()))
+
 
 HeadOpt = Annotated[Path | None, typer.Option(
     "--head", help="Trained grounding head; default: the one the index's context tokens were made "
@@ -42,8 +47,15 @@ def search(
     refine: Annotated[bool, typer.Option(
         "--refine/--no-refine", help="Re-ground the top hits' edges from the video at 4 fps "
         "(needs the videos; off by default: docs/RESULTS.md).")] = False,
+    channels: Annotated[str, typer.Option(
+        "--channels", help="Channels to search, comma-separated: frames (the picture), speech "
+        "(captions, speech recognition), text (on-screen text). Default: all the index has.")
+    ] = "frames,speech,text",
     json_out: Annotated[bool, json_flag("the results")] = False,
     verbose: Verbose = False,
+    export: Annotated[Path | None, typer.Option(
+        "--export", help="Also cut each hit's span to a file in this folder (01_<video>_<span>.mp4, ... "
+        "by rank; stream copy from the keyframe at or before the start).")] = None,
 ) -> None:
     """Find the moments that match QUERY across the whole archive."""
     setup_logging(verbose)
@@ -52,11 +64,12 @@ def search(
 
     with reported(SEARCH_FLAGS):
         query = normalize_query(query)  # a query that can never be searched is refused before the model loads
-        searcher = Searcher(index_dir, model=model, device=device, cfg=SearchConfig(top_k=top, refine=refine),
-                            head=opt_str(head))
+        cfg = SearchConfig(top_k=top, refine=refine, channels=parse_channels(channels)).validate()
+        searcher = Searcher(index_dir, model=model, device=device, cfg=cfg, head=opt_str(head))
         result = searcher.search(query)
+        clips = clip_cmds.export_clips(result, searcher, export) if export is not None else None
     if json_out:
-        render.print_json(result.to_dict())
+        render.print_json(clip_cmds.with_clips(result.to_dict(), clips))
         return
     out = render.stdout()
     if not result.hits:
@@ -64,7 +77,9 @@ def search(
         return
     out.print(render.hits_table(result))
     if not result.found:
-        out.print("[yellow]not found:[/] no span is a confident match; the best guesses are listed above")
+        out.print("[yellow]not found:[/] no span is a confident match in any channel; the best guesses are "
+                  "listed above")
+    clip_cmds.print_exported(clips, export)
 
 
 def serve(

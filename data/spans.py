@@ -1,4 +1,4 @@
-"""Temporal spans: IoU, NMS and display. All spans are ``[start_sec, end_sec)``.
+"""Temporal spans: IoU, NMS, display and parsing. All spans are ``[start_sec, end_sec)``.
 
 A sampled frame ``k`` at rate ``fps`` covers ``[k / fps, (k + 1) / fps)``, so a
 run of frames ``i..j`` (inclusive) is the span ``[t_i, t_j + 1 / fps)``.
@@ -6,7 +6,12 @@ run of frames ``i..j`` (inclusive) is the span ``[t_i, t_j + 1 / fps)``.
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
+
+_CLOCK = re.compile(r"(?:(\d+):)?(\d+):(\d+(?:\.\d*)?)")
+_SECONDS = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)")
 
 
 def temporal_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -53,3 +58,22 @@ def format_timestamp(sec: float) -> str:
     h, rem = divmod(tenths, 36000)
     m, rem = divmod(rem, 600)
     return f"{h:02d}:{m:02d}:{rem // 10:02d}.{rem % 10}"
+
+
+def parse_timestamp(text: str) -> float:
+    """Seconds (``75``, ``75.5``) or a clock time ``[hh:]mm:ss[.fff]`` -> seconds (the inverse of
+    :func:`format_timestamp`). Raises ValueError, saying which forms are accepted, for anything else.
+
+    >>> parse_timestamp("75.5"), parse_timestamp("01:15"), parse_timestamp("1:02:05.250")
+    (75.5, 75.0, 3725.25)
+    """
+    s = str(text).strip()
+    m = _CLOCK.fullmatch(s)
+    if m is not None:
+        h, mins, secs = int(m.group(1) or 0), int(m.group(2)), float(m.group(3))
+        if (mins >= 60 and m.group(1) is not None) or secs >= 60:
+            raise ValueError(f"{text!r} is not a time: minutes and seconds of hh:mm:ss go up to 59")
+        return h * 3600 + mins * 60 + secs
+    if not _SECONDS.fullmatch(s):  # no "nan", "inf", "1e3": plain decimal seconds only
+        raise ValueError(f"{text!r} is not a time; write seconds (75.5) or [hh:]mm:ss[.fff] (01:15.5)")
+    return float(s)

@@ -111,3 +111,42 @@ class DiskFullError(GroundZeroError):
         self.path = path
         self.written_bytes = written_bytes
         self.needed_bytes = needed_bytes
+
+
+class VideoNotFoundError(GroundZeroError):
+    """A video id names no video of the index's catalog, or names one that cannot be read
+    (it failed to index, or its file is gone since)."""
+
+
+class ClipError(GroundZeroError):
+    """ffmpeg could not cut a clip out of a video.
+
+    ``stderr_tail`` holds ffmpeg's last lines of error output ("" when it printed none); the
+    message already quotes them.
+    """
+
+    def __init__(self, message: str, *, stderr_tail: str = "") -> None:
+        super().__init__(message)
+        self.stderr_tail = stderr_tail
+
+
+class EmptyClipError(ClipError):
+    """The span asked for holds no video frame (it is shorter than one frame, or the video has
+    no frames there); a wider span would work."""
+
+
+class SubtitleError(GroundZeroError):
+    """A subtitle file (``.srt`` / ``.vtt``) or subtitle stream could not be read.
+
+    ``reason`` is a short stable code: ``undecodable`` (not UTF-8 / UTF-16 text),
+    ``bad_timestamp`` (a cue timing line that does not parse), ``end_before_start`` (a cue that
+    ends before it starts) or ``no_cues`` (a non-empty file without a single cue). ``path`` names
+    the file (or stream) and ``line`` the 1-based line at fault (None when not one line). The
+    indexer notes the problem in the catalog and tries the next caption source.
+    """
+
+    def __init__(self, reason: str, message: str, *, path: str = "", line: int | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.path = path
+        self.line = line

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 from groundzero.data.proposals import ProposalConfig
 from groundzero.errors import ConfigError
+from groundzero.indexer.channels import ChannelsConfig
+from groundzero.model.precision import PRECISIONS
 from groundzero.store.s3 import S3Config, S3Url, is_s3_url
 
 
@@ -21,7 +23,9 @@ class IndexConfig:
     fps: float = 1.0  #: frames sampled per second of video
     proposals: ProposalConfig = field(default_factory=ProposalConfig)
     embed_batch_size: int = 32  #: frames per embed call
-    embed_actors: int = 1  #: embed actors in the Ray pool (one GPU each when CUDA is used)
+    #: embed actors in the Ray pool (one GPU each when CUDA is used); None: sized to the machine or
+    #: cluster (one per GPU; on CPUs see groundzero.indexer.embed_plan)
+    embed_actors: int | None = None
     decode_threads: int = 1  #: ffmpeg threads per decode task
     chunk_frames: int = 16  #: frames per row batch leaving the decode stage (bounds memory)
     faiss_factory: str = "auto"  #: "auto": exact Flat, then IVF as the corpus grows (groundzero.store.vectors); or a FAISS factory string
@@ -38,13 +42,24 @@ class IndexConfig:
     s3: S3Config = field(default_factory=S3Config)  #: endpoint, retries, page size for s3:// locations
     cache_dir: str | None = None  #: local working copy of an s3:// index (default: see groundzero.store.s3_index)
     tmp_dir: str | None = None  #: where decode tasks download S3 videos (default: the system temp dir)
+    #: what is said (captions; speech recognition with a model) and shown as text (OCR) beside the frames
+    channels: ChannelsConfig = field(default_factory=ChannelsConfig)
+    #: torch threads (and Ray CPUs) per embed actor; None: sized with the actors (groundzero.indexer.embed_plan)
+    embed_threads: int | None = None
+    #: image tower precision: auto (bf16 on CUDA and on CPUs with native bf16, else fp32; an existing
+    #: index keeps its own) | fp32 | bf16; recorded in the index, which refuses another (groundzero.model.precision)
+    precision: str = "auto"
 
     def validate(self) -> IndexConfig:
         if not 0 < self.fps <= 30:
             raise ConfigError(f"fps must be in (0, 30], got {self.fps}", field="fps")
-        for name in ("embed_batch_size", "embed_actors", "decode_threads", "chunk_frames", "commit_every"):
-            if getattr(self, name) < 1:
+        for name in ("embed_batch_size", "embed_actors", "embed_threads", "decode_threads", "chunk_frames",
+                     "commit_every"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:  # None: sized to the machine
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}", field=name)
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}",
+                              field="precision")
         if not self.commit_every_sec > 0:
             raise ConfigError(f"commit_every_sec must be > 0 seconds, got {self.commit_every_sec}",
                               field="commit_every_sec")

@@ -33,16 +33,20 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from groundzero.data.proposals import make_windows
+from groundzero.data.segments import TextSegment
 from groundzero.errors import DiskFullError, GroundZeroError, RemoteStoreError
+from groundzero.indexer.asr import check_asr_model
 from groundzero.indexer.config import IndexConfig
 from groundzero.indexer.decode import DecodeConfig
 from groundzero.indexer.embed import EmbedFrames
+from groundzero.indexer.embed_plan import embed_sizing, with_precision
 from groundzero.indexer.plan import Plan, make_plan, new_run_id
 from groundzero.indexer.rows import AssembledVideo, VideoAssembler, decode_rows
 from groundzero.indexer.sources import list_archive
 from groundzero.indexer.stops import disk_full_error, is_disk_full, uninterrupted
 from groundzero.indexer.tokens import ZERO_SHOT, TokenMaker, head_token_kind
 from groundzero.model.identity import image_resample, read_identity
+from groundzero.model.precision import runtime_name
 from groundzero.plugins import named_model
 from groundzero.store.catalog import RunRecord
 from groundzero.store.cleanup import utc_now
@@ -56,6 +60,8 @@ log = logging.getLogger(__name__)
 
 #: Ray memory reservation of one decode task, bytes.
 DECODE_TASK_MEMORY = 256 * 1024 * 1024
+#: more for a decode task that also runs OCR or speech recognition (their models)
+CHANNELS_TASK_MEMORY = 768 * 1024 * 1024
 
 
 @dataclass
@@ -110,8 +116,11 @@ def _run_index(cfg: IndexConfig, on_progress: Callable[[Progress], None] | None)
     entries = list_archive(cfg.archive, cfg.exclude, cfg.s3)  # first: a wrong archive path is the likeliest slip
     remote = _remote(cfg)
     root = remote.pull("writer", repair=True).root if remote else Path(cfg.index_dir).expanduser()
-    cfg = _with_model(cfg, root)
+    cfg = with_precision(_with_model(cfg, root), root)
     model_dir, identity = read_identity(cfg.model)
+    identity = replace(identity, runtime=runtime_name(cfg.precision))  # recorded; another one is refused
+    if cfg.channels.transcript.asr_model is not None:  # refused before anything runs, like the image model
+        check_asr_model(cfg.channels.transcript.asr_model)
     tokens = _token_maker(cfg, root)
     params = IndexParams(fps=cfg.fps, frame_size=identity.image_size, token_kind=tokens.kind,
                          proposals=replace(cfg.proposals, tokens_per_proposal=tokens.k))
@@ -302,7 +311,9 @@ def _store(writer: IndexWriter, cfg: IndexConfig, run_id: str, video: AssembledV
     if video.ok:
         windows = make_windows(len(video.timestamps_sec), cfg.fps, cfg.proposals)
         tokens = make_tokens(video.embeddings, windows)
-        writer.put_indexed(entry, run_id, video.timestamps_sec, video.embeddings, windows, tokens)
+        segments = [TextSegment.from_json(d) for d in m.get("segments", [])]
+        writer.put_indexed(entry, run_id, video.timestamps_sec, video.embeddings, windows, tokens,
+                           segments=segments, text_notes=m.get("text_notes", []))
         record.n_indexed += 1
         record.video_seconds_indexed += len(video.timestamps_sec) / cfg.fps
     else:
@@ -318,7 +329,12 @@ def _embed_all(cfg: IndexConfig, todo: list[VideoEntry], image_size: int, resamp
         return
     import ray
 
-    from groundzero.indexer.ray_runtime import embed_actor_options, embed_device, gpu_index, init_ray
+    from groundzero.indexer.ray_runtime import (
+        embed_actor_options,
+        embed_device,
+        gpu_index,
+        init_ray,
+    )
 
     init_ray(gpu=gpu_index(cfg.device) if not os.environ.get("RAY_ADDRESS") else None)
     ctx = ray.data.DataContext.get_current()
@@ -328,7 +344,8 @@ def _embed_all(cfg: IndexConfig, todo: list[VideoEntry], image_size: int, resamp
                         threads=cfg.decode_threads)
     device = embed_device(cfg.device)  # the cluster's GPUs count, not only the driver's
     ds = ray.data.from_items(
-        [{"video_id": vid, "path": e.uri, "content_id": e.content_id} for vid, e in by_id.items()],
+        [{"video_id": vid, "path": e.uri, "content_id": e.content_id, "sidecars": json.dumps(list(e.sidecars))}
+         for vid, e in by_id.items()],
         override_num_blocks=len(by_id)
     )
     # Decode runs as CPU tasks, one video each. Its memory reservation (ffmpeg plus
@@ -337,17 +354,21 @@ def _embed_all(cfg: IndexConfig, todo: list[VideoEntry], image_size: int, resamp
     # would decode serially inside the (GPU) actor instead of on CPU workers.
     # The S3 endpoint is resolved here, in the driver: workers may have started before it was set.
     ds = ds.map_batches(decode_rows, batch_size=1,
-                        fn_kwargs={"cfg": dcfg, "s3": cfg.s3.resolved(), "tmp_dir": cfg.tmp_dir},
-                        num_cpus=1, memory=DECODE_TASK_MEMORY)
+                        fn_kwargs={"cfg": dcfg, "s3": cfg.s3.resolved(), "tmp_dir": cfg.tmp_dir,
+                                   "channels": cfg.channels},
+                        num_cpus=1, memory=DECODE_TASK_MEMORY + (CHANNELS_TASK_MEMORY if cfg.channels.heavy else 0))
     with warnings.catch_warnings():
         # max_restarts goes through map_batches' **ray_remote_args, which Ray 2.60+ marks deprecated
         # without offering a named parameter for it yet; pyproject.toml keeps ray below 2.64, where it goes
         warnings.filterwarnings("ignore", message=".*ray_remote_args.* is deprecated")
+        size = embed_sizing(device, cfg.embed_actors, cfg.embed_threads)  # actors x threads for these nodes
         ds = ds.map_batches(
             EmbedFrames,
-            fn_constructor_kwargs={"model": cfg.model, "device": str(device), "max_batch": cfg.embed_batch_size},
+            fn_constructor_kwargs={"model": cfg.model, "device": str(device), "max_batch": cfg.embed_batch_size,
+                                   "precision": cfg.precision, "threads": size.threads},
             batch_size=cfg.embed_batch_size,
-            compute=ray.data.ActorPoolStrategy(size=cfg.embed_actors),
+            compute=ray.data.ActorPoolStrategy(size=size.actors),
+            num_cpus=size.cpus,
             num_gpus=1 if device.type == "cuda" else 0,
             **embed_actor_options(),
         )

@@ -13,6 +13,9 @@ Incremental runs skip a video whose content is unchanged (:func:`make_plan`):
   (a patched header, a fixed block) must not be missed, and the cost is paid only
   for files whose mtime moved.
 
+A video whose subtitle sidecars changed (added, edited or removed: their names, sizes and
+mtimes, :attr:`~groundzero.store.writer.VideoEntry.sidecar_stamp`) is re-indexed too.
+
 A video that failed to download (``fetch_failed``: throttling, a network error)
 is retried by the next run without ``--retry-failed``.
 """
@@ -71,7 +74,7 @@ def make_plan(entries: list[VideoEntry], previous: dict[str, dict], retry_failed
             plan.new.append(e)
             continue
         same, e = same_content(old, e, hash_file)
-        if not same:
+        if not same or old.get("sidecar_stamp", "") != e.sidecar_stamp:  # a caption file added or edited
             plan.changed.append(e)
         elif old["status"] == "failed" and (retry_failed or old.get("reason") in TRANSIENT_REASONS):
             plan.retry.append(e)

@@ -1,4 +1,5 @@
-"""Probing a video before decoding it: its duration, size, rotation and which video stream to read.
+"""Probing a video before decoding it: its duration, size, rotation, which video stream to read,
+and whether it has audio and subtitle streams (for the spoken text channel).
 
 Which stream: the largest picture (width x height after rotation) among the video streams
 that are not cover art (``disposition.attached_pic``); equal sizes keep the first. The others
@@ -41,6 +42,10 @@ class VideoInfo:
     #: other video streams, not indexed (e.g. "2 video streams; indexed stream 0 (1280x720 h264),
     #: ignored stream 1 (640x360 h264)"); "" when the file holds one
     note: str = ""
+    #: whether the file holds an audio stream (speech recognition needs one)
+    has_audio: bool = False
+    #: ffprobe's indices (as in ``-map 0:N``) of the subtitle streams, in file order
+    subtitle_streams: tuple[int, ...] = ()
 
 
 def require_tools() -> dict[str, str]:
@@ -204,9 +209,13 @@ def probe(path: str) -> VideoInfo:
         raise DecodeError("not_video", f"{path}: its video stream ({v.get('codec_name')}) has no "
                                        "picture size; " + REENCODE_HINT.format(p=path))
     index = v.get("index")
+    subtitles = tuple(int(s["index"]) for s in streams
+                      if s.get("codec_type") == "subtitle" and isinstance(s.get("index"), int))
     return VideoInfo(duration_sec=_duration(v, fmt), width=w, height=h, rotation_deg=_rotation_cw(v),
                      codec=str(v.get("codec_name", "unknown")), avg_fps=_rate(v.get("avg_frame_rate")),
-                     stream_index=int(index) if isinstance(index, int) else None, note=note)
+                     stream_index=int(index) if isinstance(index, int) else None, note=note,
+                     has_audio=any(s.get("codec_type") == "audio" for s in streams),
+                     subtitle_streams=subtitles)
 
 
 def ffmpeg_error_line(err: str, max_chars: int = 400) -> str:

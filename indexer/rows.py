@@ -10,7 +10,9 @@ and all its frames have arrived::
     end row:    video_id, frame_idx = -1, timestamp_sec = 0, frame = zeros, end_meta = JSON
 
 ``end_meta`` says how decoding ended: ``{"ok": true, "n_frames", "duration_sec",
-"width", "height", "content_hash"}`` or ``{"ok": false, "reason", "error", ...}``;
+"width", "height", "content_hash"}`` (plus ``"segments"``, the video's text segments as
+:meth:`~groundzero.data.segments.TextSegment.to_json` dicts, and ``"text_notes"``, when the run
+reads text channels) or ``{"ok": false, "reason", "error", ...}``;
 either may carry a ``"note"`` on what the file holds that was not indexed (other
 video streams, :attr:`groundzero.indexer.probe.VideoInfo.note`), for the catalog.
 A video whose decoding failed part-way has emitted frames before its failing
@@ -24,11 +26,13 @@ import hashlib
 import json
 import logging
 from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from groundzero.errors import DecodeError
+from groundzero.indexer.channels import ChannelReader, ChannelsConfig
 from groundzero.indexer.decode import DecodeConfig, iter_frames
 from groundzero.indexer.fetch import local_copy
 from groundzero.indexer.probe import probe
@@ -46,21 +50,37 @@ def file_sha256(path: str) -> str:
 
 
 def decode_rows(batch: dict[str, np.ndarray], cfg: DecodeConfig, s3: S3Config | None = None,
-                tmp_dir: str | None = None) -> Iterator[dict[str, np.ndarray]]:
+                tmp_dir: str | None = None, channels: ChannelsConfig | None = None
+                ) -> Iterator[dict[str, np.ndarray]]:
     """Ray Data generator stage: videos in (columns ``video_id``, ``path``, optional
-    ``content_id``), frame rows out. ``path`` is a local path or an ``s3://`` uri,
-    downloaded to ``tmp_dir`` first (:mod:`groundzero.indexer.fetch`).
+    ``content_id`` and ``sidecars``: a JSON list of subtitle files' uris), frame rows out.
+    ``path`` is a local path or an ``s3://`` uri, downloaded to ``tmp_dir`` first
+    (:mod:`groundzero.indexer.fetch`), sidecars too. With ``channels``, the video's text segments
+    (:mod:`groundzero.indexer.channels`) ride on its end row (``segments``, ``text_notes``).
 
     Never raises for a bad video: every failure becomes the video's end row.
     """
-    content_ids = batch.get("content_id", [""] * len(batch["video_id"]))
-    for video_id, uri, content_id in zip(batch["video_id"], batch["path"], content_ids):
+    n = len(batch["video_id"])
+    content_ids = batch.get("content_id", [""] * n)
+    sidecar_lists = batch.get("sidecars", ["[]"] * n)
+    for video_id, uri, content_id, sidecars in zip(batch["video_id"], batch["path"], content_ids, sidecar_lists):
         video_id, uri = str(video_id), str(uri)
         meta: dict = {"ok": False}
         local = uri
         try:
-            with local_copy(uri, str(content_id or ""), s3, tmp_dir) as local:
-                yield from _frame_rows(video_id, local, cfg, meta)
+            with ExitStack() as stack:
+                local = stack.enter_context(local_copy(uri, str(content_id or ""), s3, tmp_dir))
+                reader = ChannelReader(channels) if channels is not None else None
+                yield from _frame_rows(video_id, local, cfg, meta, reader)
+                if reader is not None:
+                    subs, notes = [], []
+                    for u in json.loads(sidecars or "[]"):
+                        try:
+                            subs.append(stack.enter_context(local_copy(u, "", s3, tmp_dir)))
+                        except DecodeError as e:  # the captions' problem, not the video's
+                            notes.append(f"captions: {e}")
+                    segments, read_notes = reader.read(local, subs)
+                    meta.update(segments=[s.to_json() for s in segments], text_notes=notes + read_notes)
         except DecodeError as e:  # messages name the uri, not a temporary download's path
             meta.update(reason=e.reason, error=str(e).replace(local, uri))
         except Exception as e:  # keep the run going; the catalog says what broke
@@ -75,15 +95,21 @@ def decode_rows(batch: dict[str, np.ndarray], cfg: DecodeConfig, s3: S3Config | 
         }
 
 
-def _frame_rows(video_id: str, path: str, cfg: DecodeConfig, meta: dict) -> Iterator[dict[str, np.ndarray]]:
-    """Frame rows of one local file; fills ``meta``; raises :class:`DecodeError` on failure."""
+def _frame_rows(video_id: str, path: str, cfg: DecodeConfig, meta: dict, reader: ChannelReader | None = None
+                ) -> Iterator[dict[str, np.ndarray]]:
+    """Frame rows of one local file; fills ``meta``; raises :class:`DecodeError` on failure.
+    ``reader`` sees every chunk of frames (on-screen text finds the picture's changes there)."""
     info = probe(path)
+    if reader is not None:
+        reader.info = info
     meta.update(duration_sec=info.duration_sec, width=info.width, height=info.height)
     if info.note:
         meta["note"] = info.note
     n = 0
     for chunk in iter_frames(path, cfg, info):
         k = len(chunk.timestamps_sec)
+        if reader is not None:
+            reader.feed(chunk.frames, chunk.timestamps_sec)
         yield {
             "video_id": np.array([video_id] * k, dtype=object),
             "frame_idx": np.arange(chunk.first_frame_idx, chunk.first_frame_idx + k, dtype=np.int64),

@@ -3,7 +3,13 @@
 An archive is a local folder or an S3 prefix (``s3://bucket/prefix``). Every
 regular, non-hidden file under it is a candidate (a file that is not a video
 gets a clear per-file failure in the catalog rather than being silently
-skipped); ``exclude`` globs drop sidecar files such as ``*.json`` or ``*.srt``.
+skipped); ``exclude`` globs drop other files such as ``*.json``.
+
+Subtitle files (``.srt``, ``.vtt``) are never candidates: one beside a video with the same stem
+(``talk.srt``, or with a language, ``talk.en.vtt``) is that video's *sidecar*
+(:attr:`VideoEntry.sidecars`, read by :mod:`groundzero.indexer.transcripts`), and its size and
+mtime are part of the video's listing (:attr:`VideoEntry.sidecar_stamp`), so a caption file
+added or edited later re-indexes the video. A subtitle file with no video is left out.
 
 What each listing knows cheaply, and the planner (:mod:`groundzero.indexer.pipeline`)
 compares with the catalog to skip unchanged videos:
@@ -20,18 +26,56 @@ from __future__ import annotations
 
 import fnmatch
 import os
+from dataclasses import replace
 from pathlib import Path
 
 from groundzero.errors import ConfigError
+from groundzero.indexer.transcripts import SUBTITLE_EXTENSIONS, sidecar_key
 from groundzero.store.s3 import S3Config, S3Url, is_s3_url, make_client, s3_error
 from groundzero.store.writer import VideoEntry
 
 
 def list_archive(archive: str, exclude: tuple[str, ...] = (), s3: S3Config | None = None) -> list[VideoEntry]:
-    """Entries of a local folder or an ``s3://bucket/prefix`` archive, sorted by path."""
+    """Entries of a local folder or an ``s3://bucket/prefix`` archive, sorted by path, each
+    video with its subtitle sidecars (module docstring)."""
     if is_s3_url(archive):
         return list_s3(archive, exclude, s3 or S3Config())
     return list_local(archive, exclude)
+
+
+def is_subtitle(rel: str) -> bool:
+    """Subtitle files are sidecars of a video, never videos themselves."""
+    return rel.lower().endswith(SUBTITLE_EXTENSIONS)
+
+
+def attach_sidecars(entries: list[VideoEntry]) -> list[VideoEntry]:
+    """The videos of ``entries`` (sorted by path), each with the subtitle files beside it that are
+    its sidecars (:func:`groundzero.indexer.transcripts.sidecar_key`: ``dir/talk.srt``,
+    ``dir/talk.en.vtt`` for ``dir/talk.mp4``), best first.
+
+    >>> e = [VideoEntry("/a/t.mp4", "t.mp4", 1, 2), VideoEntry("/a/t.en.srt", "t.en.srt", 3, 4),
+    ...      VideoEntry("/a/x.vtt", "x.vtt", 5, 6)]
+    >>> [(v.rel_path, v.sidecars, v.sidecar_stamp) for v in attach_sidecars(e)]
+    [('t.mp4', ('/a/t.en.srt',), 't.en.srt:3:4')]
+    """
+    subs_by_folder: dict[str, list[VideoEntry]] = {}
+    for e in entries:
+        if is_subtitle(e.rel_path):
+            subs_by_folder.setdefault(e.rel_path.rpartition("/")[0], []).append(e)
+    out = []
+    for e in entries:
+        if is_subtitle(e.rel_path):
+            continue
+        folder, _, name = e.rel_path.rpartition("/")
+        keyed = [(k, s) for s in subs_by_folder.get(folder, ())
+                 if (k := sidecar_key(name, s.rel_path.rpartition("/")[2])) is not None]
+        mine = [s for _, s in sorted(keyed, key=lambda ks: ks[0])]
+        if mine:
+            stamp = ";".join(f"{s.rel_path.rpartition('/')[2]}:{s.size_bytes}:{s.content_id or s.mtime_ns}"
+                             for s in mine)
+            e = replace(e, sidecars=tuple(s.uri for s in mine), sidecar_stamp=stamp)
+        out.append(e)
+    return out
 
 
 def _excluded(rel: str, exclude: tuple[str, ...]) -> bool:
@@ -68,7 +112,7 @@ def list_local(root: str | Path, exclude: tuple[str, ...] = ()) -> list[VideoEnt
             except OSError:  # dangling symlink or vanished file: the decoder reports it
                 size, mtime = 0, 0
             out.append(VideoEntry(uri=str(path), rel_path=rel, size_bytes=size, mtime_ns=mtime))
-    return out
+    return attach_sidecars(out)
 
 
 def list_s3(archive: str, exclude: tuple[str, ...] = (), cfg: S3Config | None = None,
@@ -107,4 +151,4 @@ def list_s3(archive: str, exclude: tuple[str, ...] = (), cfg: S3Config | None = 
         raise s3_error(e, "listing", str(url), cfg) from e
     if not out:
         raise ConfigError(f"no objects under {url} (after --exclude); check the bucket and prefix")
-    return sorted(out, key=lambda e: e.rel_path)
+    return attach_sidecars(sorted(out, key=lambda e: e.rel_path))

@@ -4,7 +4,9 @@ A model is named by a local directory (``save_pretrained`` output), a Hugging Fa
 (resolved through the local cache, downloading only when the network allows), or a name
 registered by a plugin (:func:`groundzero.plugins.named_model`, e.g. ``demo``).
 The store records a :class:`ModelIdentity` in every manifest; search refuses a query model
-whose fingerprint differs.
+whose fingerprint differs. It also records the runtime (precision) that embedded the frames; a
+later index run refuses another one, search does not: its text tower's precision is the search
+machine's choice, and bf16 and fp32 image embeddings agree to a cosine of 0.999 or better.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from groundzero.errors import ModelNotFoundError, UnsupportedModelError
+from groundzero.model.precision import LEGACY_RUNTIME
 from groundzero.plugins import model_names, named_model
 
 #: The real backbone for real archives (needs the network once, or a local copy): the default on a GPU.
@@ -40,24 +43,31 @@ class ModelIdentity:
     embed_dim: int
     image_size: int
     text_max_len: int
+    #: what embedded an index's frames: "torch-fp32" | "torch-bf16" (:mod:`groundzero.model.precision`);
+    #: "" where none is chosen (a query-time identity, :func:`read_identity`), which any index accepts
+    runtime: str = ""
 
     def to_dict(self) -> dict:
-        return {
+        d = {
             "name": self.name,
             "fingerprint": self.fingerprint,
             "embed_dim": self.embed_dim,
             "image_size": self.image_size,
             "text_max_len": self.text_max_len,
         }
+        if self.runtime:
+            d["runtime"] = self.runtime
+        return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "ModelIdentity":
+    def from_dict(cls, d: dict) -> ModelIdentity:
         return cls(
             name=str(d["name"]),
             fingerprint=str(d["fingerprint"]),
             embed_dim=int(d["embed_dim"]),
             image_size=int(d["image_size"]),
             text_max_len=int(d["text_max_len"]),
+            runtime=str(d.get("runtime", LEGACY_RUNTIME)),  # indexes built before runtimes were recorded
         )
 
 
@@ -129,7 +139,7 @@ def fingerprint_weights(model_dir: Path) -> str:
     return h.hexdigest()
 
 
-def read_identity(name_or_path: str) -> tuple[Path, "ModelIdentity"]:
+def read_identity(name_or_path: str) -> tuple[Path, ModelIdentity]:
     """Resolve a checkpoint and read its identity without loading the weights.
 
     Refuses architectures GroundZero cannot use (see the module docstring).

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Sets up GroundZero on a fresh machine: ffmpeg and chromium (Debian packages), a virtual
+# Sets up GroundZero on a fresh machine: ffmpeg, chromium and espeak-ng (Debian packages), a virtual
 # environment in .venv with the CPU build of torch 2.13.0, and the project in
 # editable mode with its dev extras. Safe to run again: it only adds what is missing.
 set -euo pipefail
@@ -25,6 +25,13 @@ fi
 if ! command -v chromium >/dev/null; then
   apt_install chromium ||
     echo "setup: chromium not found; the browser test will be skipped (e.g. 'sudo apt-get install chromium')" >&2
+fi
+
+# espeak-ng (Debian package) speaks the synthetic lectures and depositions (groundzero.synthetic.talks);
+# their tests are skipped without it.
+if ! command -v espeak-ng >/dev/null; then
+  apt_install espeak-ng ||
+    echo "setup: espeak-ng not found; the talks archive and its tests need it (e.g. 'sudo apt-get install espeak-ng')" >&2
 fi
 
 PY=${PYTHON:-python3}

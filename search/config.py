@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from groundzero.data.segments import CHANNELS
 from groundzero.errors import ConfigError
 
 
@@ -28,6 +29,17 @@ class SearchConfig:
     refine_hits: int = 3
     refine_fps: float = 4.0
     refine_pad_sec: float = 2.0  #: how far around a hit's coarse span the video is read again
+    #: channels searched: frames (the picture), speech (captions, ASR), text (on-screen text, OCR);
+    #: a channel the index has nothing for answers nothing
+    channels: tuple[str, ...] = CHANNELS
+    #: a speech / text segment "finds" the moment when it holds this share of the query's words
+    text_found_coverage: float = 0.5
+    #: hits each channel contributes to the fusion (search.fusion) when several answer
+    fusion_depth: int = 20
+    #: how much a channel's hit counts in the fusion when the channel is not sure of it (below its
+    #: "found" threshold), relative to a sure one; fitted on the talks archive's validation seed
+    #: (bench/channels.py, docs/RESULTS.md)
+    fusion_unsure_weight: float = 0.1
 
     def validate(self) -> SearchConfig:
         if self.refine_hits < 0 or not 0 < self.refine_fps <= 30 or self.refine_pad_sec < 0:
@@ -46,6 +58,18 @@ class SearchConfig:
         if self.window_score not in ("retrieval", "retrieval_confidence"):
             raise ConfigError(f"window_score={self.window_score!r}; allowed: retrieval, retrieval_confidence",
                               field="window_score")
+        bad = [c for c in self.channels if c not in CHANNELS]
+        if bad or not self.channels:
+            raise ConfigError(f"channels {','.join(self.channels) or '(none)'}: choose one or more of "
+                              f"{', '.join(CHANNELS)}", field="channels")
+        if not 0.0 <= self.text_found_coverage <= 1.0:
+            raise ConfigError(f"text_found_coverage must be in [0, 1], got {self.text_found_coverage}",
+                              field="text_found_coverage")
+        if not 0.0 <= self.fusion_unsure_weight <= 1.0:
+            raise ConfigError(f"fusion_unsure_weight must be in [0, 1], got {self.fusion_unsure_weight}",
+                              field="fusion_unsure_weight")
+        if self.fusion_depth < 1:
+            raise ConfigError(f"fusion_depth must be >= 1, got {self.fusion_depth}", field="fusion_depth")
         if not 0.0 < self.nms_iou <= 1.0:
             raise ConfigError(f"nms_iou must be in (0, 1], got {self.nms_iou}", field="nms_iou")
         return self

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
@@ -11,11 +11,36 @@ from groundzero.data.spans import format_timestamp
 
 
 @dataclass(frozen=True)
+class Evidence:
+    """Why a hit was returned, from one channel (:data:`groundzero.data.segments.CHANNELS`).
+
+    ``frames``: the picture matches (``text`` is "seen", ``score`` the frames' found-probability).
+    ``speech`` / ``text``: a transcript line or on-screen text matched: ``text`` is the segment,
+    ``snippet`` the part of it around the matches (shortened with "…"), ``marks`` the
+    ``[start, end)`` character offsets of the matched words in ``snippet``, ``score`` its BM25
+    score, ``coverage`` the share of the query's words it holds.
+    """
+
+    channel: str  #: frames | speech | text
+    source: str  #: frames | caption | asr | ocr
+    start_sec: float
+    end_sec: float
+    score: float
+    text: str = "seen"
+    snippet: str = ""
+    speaker: str = ""
+    coverage: float = 0.0
+    marks: tuple[tuple[int, int], ...] = ()
+
+
+@dataclass(frozen=True)
 class Hit:
     """One moment: a span of one video.
 
-    ``score`` ranks hits (higher is better); ``found_prob`` is the model's
-    probability that the described moment is present in this span at all.
+    ``score`` ranks hits (higher is better); ``found_prob`` is the probability that the
+    described moment is present in this span at all: the frames' model probability, or for a
+    hit only text supports, the share of the query's words its text holds. ``channels`` are
+    the channels that support it, ``evidence`` what each of them found (best first).
     """
 
     video_id: str
@@ -25,9 +50,13 @@ class Hit:
     end_sec: float
     score: float
     found_prob: float
+    channels: tuple[str, ...] = ("frames",)
+    evidence: tuple[Evidence, ...] = ()
 
     def to_dict(self) -> dict:
         d = asdict(self)
+        d["channels"] = list(self.channels)
+        d["evidence"] = [asdict(e) for e in self.evidence]
         d["start"] = format_timestamp(self.start_sec)
         d["end"] = format_timestamp(self.end_sec)
         return d
@@ -39,13 +68,17 @@ class SearchResult:
     hits: list[Hit]
     found: bool  #: False when no hit clears the "moment exists" threshold
     timings_ms: dict[str, float]  #: per stage: text, shortlist, ground, merge
-    found_prob: float = 0.0  #: the best candidate's probability that the moment exists
-    found_threshold: float = 0.5  #: ``found`` is ``found_prob >= found_threshold``
+    found_prob: float = 0.0  #: the best frames candidate's probability that the moment exists
+    found_threshold: float = 0.5  #: the frames channel found it when ``found_prob >= found_threshold``
+    #: per channel searched: whether it found the moment (frames: ``found_prob >= found_threshold``;
+    #: speech / text: a segment holds at least ``SearchConfig.text_found_coverage`` of the query's
+    #: words). ``found`` is any of them.
+    channels_found: dict[str, bool] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return {"query": self.query, "found": self.found, "found_prob": self.found_prob,
-                "found_threshold": self.found_threshold, "hits": [h.to_dict() for h in self.hits],
-                "timings_ms": self.timings_ms}
+                "found_threshold": self.found_threshold, "channels_found": dict(self.channels_found),
+                "hits": [h.to_dict() for h in self.hits], "timings_ms": self.timings_ms}
 
 
 @dataclass(frozen=True)

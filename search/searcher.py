@@ -1,13 +1,16 @@
 """The searcher: load an index once, answer many queries.
 
-``Searcher(index_dir).search("the witness is handed exhibit 12")`` runs
+``Searcher(index_dir).search("the witness is handed exhibit 12")`` asks each channel:
 
+  speech, text: full-text search of the transcript / on-screen text segments (``search.text_channel``)
+  frames:
     text tower -> FAISS shortlist over context tokens (whole corpus)
                -> ground inside the shortlisted proposals (:meth:`Searcher.ground`):
                   zero-shot (``search.ground_zeroshot``), or with a head: re-rank and ground
                   (``search.rerank``), then the head's re-scorer if its config declares one
                   (:mod:`groundzero.plugins`)
-               -> merge (NMS, top-k) -> :class:`SearchResult`
+               -> merge (NMS, top-k)
+  -> fusion of the channels that answered (``search.fusion``) -> :class:`SearchResult`
 
 :meth:`Searcher.ground` is the one grounding path: evaluation (``search.evaluate``) calls it
 too, with every window of the query's own video.
@@ -23,6 +26,7 @@ import re
 import time
 import unicodedata
 from collections import OrderedDict, defaultdict
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import NoReturn
@@ -34,14 +38,17 @@ from groundzero.model.backbone import Backbone
 from groundzero.model.identity import read_identity
 from groundzero.plugins import Rescorer, load_rescorer
 from groundzero.search.config import SearchConfig
+from groundzero.search.fusion import fuse, with_frames_evidence
 from groundzero.search.ground_zeroshot import ground_region, merge_ranges
 from groundzero.search.merge import merge_hits
 from groundzero.search.results import Hit, SearchResult, VideoGrounding, clamp_span
 from groundzero.search.shortlist import shortlist
+from groundzero.search.text_channel import text_channel_hits
 from groundzero.store import tables
 from groundzero.store.catalog import read_catalog
 from groundzero.store.manifest import check_model, require_manifest
 from groundzero.store.s3_index import resolve_index_dir
+from groundzero.store.text import TextIndex, text_path
 from groundzero.store.vectors import ContextIndex
 
 log = logging.getLogger(__name__)
@@ -190,6 +197,10 @@ class Searcher:
         self._cache: OrderedDict[int, tuple[tables.FrameReader, np.ndarray]] = OrderedDict()
         self._cache_size = cache_videos
         self._refiner = None  # built on first use (search.refine)
+        #: the snapshot's full-text index of what is said and shown (None: no video has text); kept
+        #: open, so it stays readable after a later commit's garbage collection deletes the file
+        path = text_path(self.layout, self.manifest)
+        self.text_index = TextIndex(path) if path is not None else None
 
     def _load_head(self, head: str, identity):
         from groundzero.indexer.tokens import head_token_kind
@@ -240,15 +251,50 @@ class Searcher:
         readers = [r for r, _ in self._cache.values()]
         return sum(r.groups_read for r in readers), sum(r.n_groups for r in readers)
 
-    def search(self, query: str, top_k: int | None = None) -> SearchResult:
+    def search(self, query: str, top_k: int | None = None, channels: Sequence[str] | None = None
+               ) -> SearchResult:
         """The ``top_k`` best moments for ``query`` across the index.
 
         ``query`` goes through :func:`normalize_query` first (refused with an
-        :class:`EmptyQueryError` when empty, too long, or not valid text).
+        :class:`EmptyQueryError` when empty, too long, or not valid text). ``channels``: which of
+        frames, speech, text to search (default ``cfg.channels``); when several answer, their
+        hits are fused (:mod:`groundzero.search.fusion`).
         """
         query = normalize_query(query)
         top_k = top_k or self.cfg.top_k
+        channels = tuple(channels) if channels is not None else self.cfg.channels
+        if channels != self.cfg.channels:
+            replace(self.cfg, channels=channels).validate()
         timings: dict[str, float] = {}
+        ranked: dict[str, list[Hit]] = {}
+        found: dict[str, bool] = {}
+        found_prob = 0.0
+        for channel in ("speech", "text"):
+            if channel in channels and self.text_index is not None:
+                t = time.perf_counter()
+                ranked[channel], found[channel] = self._text_channel(query, channel, top_k)
+                timings[f"{channel}_channel"] = _ms(t)
+            elif channel in channels:
+                found[channel] = False  # the index holds nothing said / shown
+        if "frames" in channels:
+            hits, found_prob = self._frames_channel(query, max(top_k, self.cfg.fusion_depth)
+                                                    if any(ranked.values()) else top_k, timings)
+            ranked["frames"], found["frames"] = hits, found_prob >= self.found_threshold
+        answering = {c: h for c, h in ranked.items() if h}
+        t = time.perf_counter()
+        if len(answering) > 1:
+            text_sure = self.cfg.text_found_coverage
+            hits = fuse(answering, top_k, sure={"frames": self.found_threshold, "speech": text_sure, "text": text_sure},
+                        unsure_weight=self.cfg.fusion_unsure_weight)
+            timings["fuse"] = _ms(t)
+        else:
+            hits = next(iter(answering.values()), [])[:top_k]
+        return SearchResult(query=query, hits=hits, found=any(found.values()), timings_ms=timings,
+                            found_prob=found_prob, found_threshold=self.found_threshold, channels_found=found)
+
+    def _frames_channel(self, query: str, top_k: int, timings: dict[str, float]) -> tuple[list[Hit], float]:
+        """The frames channel: shortlist, ground, merge (and refine). Returns the hits and the best
+        candidate's found-probability; adds each stage's milliseconds to ``timings``."""
         t = time.perf_counter()
         q = self.backbone.embed_texts([query])[0]  # (D,)
         timings["text"], t = _ms(t), time.perf_counter()
@@ -266,8 +312,13 @@ class Searcher:
             hits = self.refine(hits, q)
             timings["refine"] = _ms(t)
         found_prob = max((h.found_prob for h in candidates), default=0.0)
-        return SearchResult(query=query, hits=hits, found=found_prob >= self.found_threshold, timings_ms=timings,
-                            found_prob=found_prob, found_threshold=self.found_threshold)
+        return with_frames_evidence(hits), found_prob
+
+    def _text_channel(self, query: str, channel: str, top_k: int) -> tuple[list[Hit], bool]:
+        """The speech or on-screen text channel (the index has text): matching segments as hits,
+        best first, and whether one holds ``cfg.text_found_coverage`` of the query's words."""
+        hits = text_channel_hits(self.text_index, query, channel, self.videos, limit=max(top_k, self.cfg.fusion_depth))
+        return hits, any(h.found_prob >= self.cfg.text_found_coverage for h in hits)
 
     def refine(self, hits: list[Hit], q: np.ndarray) -> list[Hit]:
         """The first ``cfg.refine_hits`` hits with their edges re-grounded from the videos at

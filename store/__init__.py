@@ -7,7 +7,9 @@ One index directory::
       manifests/000007.json          the snapshots still retained (see gc.py)
       videos/<video_id>-<run>.frames.parquet     frame embeddings of one video
       videos/<video_id>-<run>.proposals.parquet  proposal windows + context tokens
+      videos/<video_id>-<run>.segments.parquet   text segments: captions, speech, on-screen text
       vectors/context-000007.faiss   FAISS index over all context tokens of the snapshot
+      vectors/text-000007.sqlite     SQLite FTS5 index over all text segments of the snapshot
       catalog/videos-000007.parquet  catalog snapshot: every video seen, indexed or failed
       catalog/runs/<run_id>.json     one record per index run
       .lock                          held (flock) by the one writer
@@ -17,7 +19,7 @@ Files are written under fresh names and only become visible when a new
 manifest naming them is swapped in, so a reader always sees one whole snapshot.
 
 Modules: ``layout`` (paths), ``manifest`` (the snapshot record), ``tables``
-(per-video Parquet), ``vectors`` (FAISS and how it grows), ``catalog`` (DuckDB
+(per-video Parquet), ``vectors`` (FAISS and how it grows), ``text`` (full-text search), ``catalog`` (DuckDB
 views), ``writer`` (the one writer: stage, commit), ``lock`` (one writer at a
 time), ``gc`` (what a commit deletes), ``check`` (consistency of a snapshot),
 ``s3`` (S3 locations and clients) and ``s3_index`` (an index kept on S3, with ``s3_objects``,

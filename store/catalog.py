@@ -10,14 +10,16 @@ views over the snapshot's files make the whole store queryable:
 * ``run_failures`` — ``run_id, reason, n``: the same failure counts, one row per reason
 * ``frames`` — every frame embedding (``embedding FLOAT[D]``)
 * ``proposals`` — every proposal window with its context tokens
+* ``segments`` — every text segment (caption cue, ASR utterance, OCR block): ``video_id, seg_idx,
+  start_sec, end_sec, text, source, confidence, speaker, words`` (JSON); empty without any
 
 DuckDB only ever reads here, so searches and catalog queries never contend
 with the one writer.
 
 Older catalogs stay readable: a column added since reads with its default from
 a snapshot written before it existed (``content_id``: "", unknown; ``note``:
-NULL, nothing noted), and run records lacking newer fields read with their
-defaults.
+NULL, nothing noted; ``segments_file``: "", ``n_segments``: 0, ``text_note``: "",
+``sidecar_stamp``: ""), and run records lacking newer fields read with their defaults.
 """
 
 from __future__ import annotations
@@ -61,10 +63,16 @@ CATALOG_SCHEMA = pa.schema([
                                       # "sha256:<hex>" (local); "" unknown (and in catalogs before it)
     ("note", pa.string()),            # what the file holds that was not indexed, e.g. "2 video streams;
                                       # indexed stream 0 (...), ignored stream 1 (...)"; NULL: nothing
+    ("segments_file", pa.string()),   # the video's text segments (relative); "" when it has none
+    ("n_segments", pa.int32()),
+    ("text_note", pa.string()),       # why text is missing or partial, e.g. "no captions and no speech
+                                      # model: nothing said is indexed"; "" nothing to say
+    ("sidecar_stamp", pa.string()),   # the subtitle sidecars listed with it (name:size:mtime;...); ""
 ])
 
 #: values of columns missing from catalogs written by older versions
-_DEFAULTS = {"content_id": "", "note": None}
+_DEFAULTS = {"content_id": "", "note": None, "segments_file": "", "n_segments": 0, "text_note": "",
+             "sidecar_stamp": ""}
 
 
 @dataclass
@@ -160,7 +168,8 @@ def connect(layout: IndexLayout, manifest: Manifest) -> duckdb.DuckDBPyConnectio
         missing = "".join(f", {_sql_value(v)} AS {k}" for k, v in _DEFAULTS.items() if k not in have)
         con.execute(f"CREATE VIEW videos AS SELECT *{missing} FROM read_parquet({_sql_str(cat_path)})")
         # reads the path columns whole: a damaged catalog fails here, not in a later query
-        rows = con.execute("SELECT frames_file, proposals_file FROM videos WHERE status = 'indexed'").fetchall()
+        rows = con.execute("SELECT frames_file, proposals_file, segments_file FROM videos "
+                           "WHERE status = 'indexed'").fetchall()
     runs = read_runs(layout)
     con.register("runs_arrow", runs_table(runs))
     con.execute("CREATE VIEW runs AS SELECT * FROM runs_arrow ORDER BY started_at, run_id")
@@ -170,8 +179,10 @@ def connect(layout: IndexLayout, manifest: Manifest) -> duckdb.DuckDBPyConnectio
         "n": pa.array([int(v) for r in runs for v in r.failures_by_reason.values()], pa.int64()),
     }))
     con.execute("CREATE VIEW run_failures AS SELECT * FROM run_failures_arrow")
-    for i, view in enumerate(("frames", "proposals")):
-        paths = [layout.path(r[i]) for r in rows]  # each confined to the index directory
+    for i, view in enumerate(("frames", "proposals", "segments")):
+        paths = [layout.path(r[i]) for r in rows if r[i]]  # each confined to the index directory
+        if view == "segments" and not paths:  # no video has text: an empty view, so queries still run
+            con.execute(f"CREATE VIEW segments AS SELECT * FROM ({_EMPTY_SEGMENTS}) WHERE false")
         # a partial copy of an S3 index (groundzero.store.s3_index) may lack per-video files: no view then
         if paths and all(p.exists() for p in paths):
             files = "[" + ", ".join(_sql_str(p) for p in paths) + "]"
@@ -181,6 +192,11 @@ def connect(layout: IndexLayout, manifest: Manifest) -> duckdb.DuckDBPyConnectio
                 raise read_error(_named_file(e, paths), e, layout.root) from e
     _sandbox(con, root)
     return con
+
+
+_EMPTY_SEGMENTS = ("SELECT NULL::VARCHAR AS video_id, NULL::INTEGER AS seg_idx, NULL::DOUBLE AS start_sec, "
+                   "NULL::DOUBLE AS end_sec, NULL::VARCHAR AS text, NULL::VARCHAR AS source, "
+                   "NULL::DOUBLE AS confidence, NULL::VARCHAR AS speaker, NULL::VARCHAR AS words")
 
 
 def _named_file(e: Exception, paths: list[Path]) -> Path | str:
@@ -229,5 +245,7 @@ def _sql_str(p: Path | str) -> str:
     return "'" + str(p).replace("'", "''") + "'"
 
 
-def _sql_value(v: str | None) -> str:
+def _sql_value(v: str | int | None) -> str:
+    if isinstance(v, int):
+        return f"{v}::INTEGER"
     return "NULL::VARCHAR" if v is None else _sql_str(v)

@@ -11,8 +11,11 @@ collection deletes) or checks that could not be made. Checks, for the current sn
 * content checksums: every file of the snapshot still has the SHA-256 the manifest recorded
   at commit (bit rot, an edit); a manifest without checksums (an older index) -> warning;
 * catalog: readable, one row per uri, unique ``video_id`` and ``video_seq``; every indexed row's
-  frames / proposals files exist, are readable (``deep``: every page, with its CRC), hold
-  ``n_frames`` / ``n_proposals`` rows of that video; failed rows name no files;
+  frames / proposals / segments files exist, are readable (``deep``: every page, with its CRC), hold
+  ``n_frames`` / ``n_proposals`` / ``n_segments`` rows of that video; failed rows name no files;
+* text index (:mod:`groundzero.store.text`): there is one if any video has text segments; it opens,
+  passes SQLite's ``integrity_check`` and FTS5's ``integrity-check``, and holds ``n_segments`` rows
+  of each indexed video, none of any other;
 * FAISS: readable, dimension = the model's, ``ntotal`` = ``manifest.n_tokens``, no duplicate ids,
   and the id set is exactly the ids the catalog implies (``n_proposals * K`` per indexed
   video, none for failed ones);
@@ -35,6 +38,7 @@ from groundzero.store.catalog import read_catalog
 from groundzero.store.gc import referenced_files
 from groundzero.store.layout import READ_ERRORS, IndexLayout, describe
 from groundzero.store.manifest import Manifest, read_manifest, sha256_file
+from groundzero.store.text import TextIndex, integrity_problems
 from groundzero.store.vectors import ContextIndex, encode_ids
 
 
@@ -117,7 +121,7 @@ def _verify(layout: IndexLayout, deep: bool, out: list[Problem]) -> None:
                 if not any(p.code.startswith("proposals_file") for p in found):
                     readable.append(r)
             elif r["status"] == "failed":
-                if r["frames_file"] or r["proposals_file"]:
+                if r["frames_file"] or r["proposals_file"] or r["segments_file"]:
                     err("failed_row_has_files", f"{r['rel_path']} failed but names data files")
             else:
                 err("bad_status", f"{r['rel_path']} has status {r['status']!r}")
@@ -141,6 +145,8 @@ def _verify(layout: IndexLayout, deep: bool, out: list[Problem]) -> None:
             else:
                 if rows is not None:
                     out += _check_faiss(layout, m, idx, readable, indexed, k, deep)
+    if rows is not None or m.text_file:
+        out += _check_text(layout, m, indexed if rows is not None else None, sums)
     sums.report_absent()
     out += _check_orphans(layout, m, per_video=rows is not None)
 
@@ -210,8 +216,11 @@ class _Checksums:
 
 def _check_video_files(layout: IndexLayout, r: dict, sums: _Checksums, deep: bool) -> list[Problem]:
     out: list[Problem] = []
-    for kind, n_col in (("frames_file", "n_frames"), ("proposals_file", "n_proposals")):
+    for kind, n_col in (("frames_file", "n_frames"), ("proposals_file", "n_proposals"),
+                        ("segments_file", "n_segments")):
         f = r[kind]
+        if kind == "segments_file" and not f and not r[n_col]:
+            continue  # a video without text has no segments file
         if not f:
             out.append(Problem("error", f"{kind}_missing", f"{r['rel_path']}: {kind} {f!r} does not exist"))
             continue
@@ -237,6 +246,35 @@ def _check_video_files(layout: IndexLayout, r: dict, sums: _Checksums, deep: boo
                                                         f"the catalog says {n_col}={r[n_col]}"))
         if t.num_rows and set(t.column("video_id").to_pylist()) != {r["video_id"]}:
             out.append(Problem("error", f"{kind}_video_id", f"{r['rel_path']}: {f} holds another video's rows"))
+    return out
+
+
+def _check_text(layout: IndexLayout, m: Manifest, indexed: list[dict] | None, sums: _Checksums) -> list[Problem]:
+    """The text index against the catalog's ``n_segments`` (``indexed`` None: the catalog is unreadable)."""
+    want = {int(r["video_seq"]): int(r["n_segments"]) for r in indexed or () if r["n_segments"]}
+    if not m.text_file:
+        return [Problem("error", "text_missing", f"{len(want)} indexed videos have text segments but the "
+                                                 "manifest names no text index")] if want else []
+    out: list[Problem] = []
+    path = _confined(layout, m.text_file, "text_file", out)
+    if path is None:
+        return out
+    if not path.is_file():
+        return [Problem("error", "text_missing", f"text index {m.text_file} does not exist")]
+    sums.ok(m.text_file)  # a mismatch is its own finding; the file may still open: go on
+    try:
+        with TextIndex(path) as t:
+            have = t.counts()
+    except IndexDamagedError as e:
+        return [Problem("error", "text_unreadable", str(e))]
+    found = integrity_problems(path)
+    if found:
+        out.append(Problem("error", "text_unreadable", f"index file {path} is damaged: {'; '.join(found[:3])}"))
+    if indexed is not None and have != want:
+        off = sorted(s for s in set(have) | set(want) if have.get(s, 0) != want.get(s, 0))
+        out.append(Problem("error", "text_rows", f"the text index holds other rows than the catalog's n_segments "
+                                                 f"for {len(off)} videos, e.g. video_seq {off[0]}: "
+                                                 f"{have.get(off[0], 0)} rows, n_segments={want.get(off[0], 0)}"))
     return out
 
 
@@ -299,7 +337,7 @@ def _check_orphans(layout: IndexLayout, m: Manifest, per_video: bool = True) -> 
             continue
     out = []
     for d, pattern in ((layout.videos_dir, "*.parquet"), (layout.vectors_dir, "*.faiss"),
-                       (layout.catalog_dir, "videos-*.parquet")) if per_video else ():
+                       (layout.vectors_dir, "*.sqlite"), (layout.catalog_dir, "videos-*.parquet")) if per_video else ():
         for p in d.glob(pattern):
             rel = p.relative_to(layout.root).as_posix()
             if rel not in live:

@@ -15,13 +15,13 @@ per-video Parquet files lazily, query by query. So
 
 * the last ``keep_snapshots`` snapshots are kept whole (a reader that has just
   read the manifest can still load them);
-* a snapshot superseded less than ``keep_sec`` ago keeps its manifest, catalog
-  and per-video files, but not its FAISS file (long-lived readers hold it in
-  memory). A reader open for longer than ``keep_sec`` after a newer snapshot
+* a snapshot superseded less than ``keep_sec`` ago keeps its manifest, catalog,
+  per-video files and text index (read query by query), but not its FAISS file
+  (long-lived readers hold it in memory). A reader open for longer than ``keep_sec`` after a newer snapshot
   appeared should reopen (``Searcher`` on the new manifest).
 
 Only names the store itself writes are ever deleted (``videos/*.parquet``,
-``vectors/context-*.faiss``, ``catalog/videos-*.parquet``, ``manifests/NNNNNN.json``
+``vectors/context-*.faiss``, ``vectors/text-*.sqlite``, ``catalog/videos-*.parquet``, ``manifests/NNNNNN.json``
 and ``.*.tmp`` beside them); run records and anything else are left alone.
 Deleting a file twice is harmless, and manifests go before the files they name,
 so a collection that is killed half-way leaves only more garbage for the next.
@@ -38,10 +38,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-import pyarrow.parquet as pq
-
 from groundzero.store.layout import IndexLayout
-from groundzero.store.manifest import Manifest
+from groundzero.store.manifest import Manifest, catalog_video_files
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +80,8 @@ def collect_garbage(layout: IndexLayout, current: Manifest, policy: RetentionPol
         referenced.add(d["catalog_file"])
         if v in whole and d.get("faiss_file"):
             referenced.add(d["faiss_file"])
+        if d.get("text_file"):
+            referenced.add(d["text_file"])
         referenced |= _files_of_catalog(layout, d["catalog_file"])
 
     def delete(p: Path) -> None:
@@ -99,7 +99,7 @@ def collect_garbage(layout: IndexLayout, current: Manifest, policy: RetentionPol
         if m and int(m.group(1)) not in kept:
             delete(p)
     for d, pattern in ((layout.videos_dir, "*.parquet"), (layout.vectors_dir, "context-*.faiss"),
-                       (layout.catalog_dir, "videos-*.parquet")):
+                       (layout.vectors_dir, "text-*.sqlite"), (layout.catalog_dir, "videos-*.parquet")):
         for p in sorted(d.glob(pattern)):
             if p.relative_to(layout.root).as_posix() not in referenced:
                 delete(p)
@@ -132,7 +132,7 @@ def retained_versions(history: dict[int, dict], policy: RetentionPolicy, now: fl
 
 def referenced_files(layout: IndexLayout, m: Manifest) -> set[str]:
     """Every file (relative path) the snapshot ``m`` needs."""
-    out = {m.catalog_file} | ({m.faiss_file} if m.faiss_file else set())
+    out = {m.catalog_file} | {f for f in (m.faiss_file, m.text_file) if f}
     return out | _files_of_catalog(layout, m.catalog_file)
 
 
@@ -153,8 +153,7 @@ def _history(layout: IndexLayout, current: Manifest) -> dict[int, dict]:
 
 def _files_of_catalog(layout: IndexLayout, catalog_file: str) -> set[str]:
     # Raises when the catalog cannot be read: guessing "refers to nothing" would delete live files.
-    t = pq.read_table(layout.path(catalog_file), columns=["frames_file", "proposals_file"])
-    return {f for col in ("frames_file", "proposals_file") for f in t.column(col).to_pylist() if f}
+    return catalog_video_files(layout.path(catalog_file))
 
 
 def _timestamp(iso: str) -> float | None:

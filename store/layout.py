@@ -62,6 +62,10 @@ class IndexLayout:
     def faiss_file(self, version: int) -> str:
         return f"vectors/context-{version:06d}.faiss"
 
+    def text_file(self, version: int) -> str:
+        """The full-text index of the text segments (SQLite FTS5, :mod:`groundzero.store.text`)."""
+        return f"vectors/text-{version:06d}.sqlite"
+
     def catalog_file(self, version: int) -> str:
         return f"catalog/videos-{version:06d}.parquet"
 

@@ -5,8 +5,8 @@ search with another model, or an index run with other parameters, is refused
 instead of silently mixing embeddings from different spaces.
 
 It also records a SHA-256 content checksum of every file of the snapshot
-(``checksums``: index-relative path -> hex digest; the catalog, the FAISS file and
-every per-video Parquet file), so ``groundzero catalog verify`` finds bit rot that
+(``checksums``: index-relative path -> hex digest; the catalog, the FAISS file, the text
+index and every per-video Parquet file), so ``groundzero catalog verify`` finds bit rot that
 every reader would miss. Files are hashed as they are written (:func:`write_hashed`),
 and :func:`write_manifest` gathers the digests at commit: a file written by this
 process since is never read back; one kept from the previous snapshot keeps that
@@ -75,6 +75,9 @@ class Manifest:
     extra: dict = field(default_factory=dict)
     #: index-relative path -> SHA-256 (hex) of every file of the snapshot; None: not recorded (older index)
     checksums: dict[str, str] | None = None
+    #: relative path of the full-text index of the text segments (SQLite FTS5, :mod:`groundzero.store.text`);
+    #: "" when no video has text segments (and in manifests written before it existed)
+    text_file: str = ""
 
     def to_dict(self) -> dict:
         d = {
@@ -82,7 +85,7 @@ class Manifest:
             "run_id": self.run_id, "model": self.model.to_dict(), "params": self.params.to_dict(),
             "catalog_file": self.catalog_file, "faiss_file": self.faiss_file,
             "faiss_factory": self.faiss_factory, "n_videos": self.n_videos, "n_tokens": self.n_tokens,
-            "extra": self.extra,
+            "text_file": self.text_file, "extra": self.extra,
         }
         if self.checksums is not None:
             d["checksums"] = dict(sorted(self.checksums.items()))
@@ -100,7 +103,7 @@ class Manifest:
             catalog_file=str(d["catalog_file"]), faiss_file=d.get("faiss_file"),
             faiss_factory=str(d["faiss_factory"]), n_videos=int(d["n_videos"]),
             n_tokens=int(d["n_tokens"]), extra=dict(d.get("extra", {})),
-            checksums=None if sums is None else dict(sums),
+            checksums=None if sums is None else dict(sums), text_file=str(d.get("text_file") or ""),
         )
 
 
@@ -147,7 +150,7 @@ def read_manifest(layout: IndexLayout, confine: bool = True) -> Manifest | None:
     """The current snapshot, or None for a directory that has never been committed.
 
     Raises IndexDamagedError for a ``manifest.json`` that cannot be read or parsed, or (with
-    ``confine``) that names a catalog or FAISS file outside the index directory.
+    ``confine``) that names a catalog, FAISS or text file outside the index directory.
     """
     try:
         raw = layout.manifest.read_bytes()
@@ -157,8 +160,8 @@ def read_manifest(layout: IndexLayout, confine: bool = True) -> Manifest | None:
         raise read_error(layout.manifest, e, layout.root) from e
     m = parse_manifest(raw, layout.manifest, layout.root)
     if confine:
-        for rel in (m.catalog_file, m.faiss_file):
-            if rel is not None:
+        for rel in (m.catalog_file, m.faiss_file, m.text_file):
+            if rel:
                 layout.path(rel)  # raises for a path that leads outside the index
     return m
 
@@ -223,13 +226,22 @@ def atomic_write(path: Path, text: str) -> None:
 
 
 def check_model(m: Manifest, identity: ModelIdentity, index_dir: Path) -> None:
-    """Refuse to mix embedding spaces: the model must be the one that built the index."""
+    """Refuse to mix embedding spaces: the model must be the one that built the index, and an index
+    run (whose ``identity`` names a runtime) must embed at the index's precision."""
     if identity.fingerprint != m.model.fingerprint:
         raise IndexMismatchError(
             f"index {index_dir} was built with model {m.model.name!r} "
             f"(weights {m.model.fingerprint[:12]}), but model {identity.name!r} "
             f"(weights {identity.fingerprint[:12]}) is in use; search with --model {m.model.name} "
             "or build a new index with this model"
+        )
+    # a query-time identity has no runtime: the precision of the query's text tower is the
+    # search machine's affair (bf16 and fp32 embeddings agree to cos >= 0.999)
+    if identity.runtime and identity.runtime != m.model.runtime:
+        raise IndexMismatchError(
+            f"index {index_dir} was embedded with runtime {m.model.runtime!r}, but this run would embed "
+            f"with {identity.runtime!r}; leave --precision at auto (the index's own) or pass "
+            f"--precision {m.model.runtime.removeprefix('torch-')}, or build a new index with this precision"
         )
 
 
@@ -295,6 +307,21 @@ def write_hashed(path: Path) -> Iterator[_HashingWriter]:
             _written.popitem(last=False)
 
 
+def remember_written(path: Path) -> str:
+    """Hash ``path``, a store file this process has just written without :func:`write_hashed` (the
+    SQLite text index), and remember the digest as :func:`write_hashed` does; returns it."""
+    path = Path(path)
+    stamp = _stamp(path)
+    sha = sha256_file(path)  # just written: read back from the page cache
+    key = str(path.absolute())
+    with _written_lock:
+        _written[key] = (stamp, sha)
+        _written.move_to_end(key)
+        while len(_written) > _WRITTEN_MAX:
+            _written.popitem(last=False)
+    return sha
+
+
 def written_sha256(path: Path) -> str | None:
     """The SHA-256 of ``path`` as this process wrote it with :func:`write_hashed`, if the file on
     disk is still that one (same inode, size and mtime); else None."""
@@ -315,16 +342,30 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def snapshot_files(layout: IndexLayout, m: Manifest) -> list[str]:
-    """Every file (index-relative) of snapshot ``m``: catalog, FAISS, the per-video Parquet files.
+#: catalog columns naming per-video files (``segments_file`` only in catalogs written since it exists)
+VIDEO_FILE_COLUMNS = ("frames_file", "proposals_file", "segments_file")
 
-    Raises when the catalog cannot be read.
+
+def catalog_video_files(path: Path, columns: tuple[str, ...] = VIDEO_FILE_COLUMNS) -> set[str]:
+    """The per-video files (index-relative) the catalog ``path`` names in ``columns`` (those it has).
+
+    Raises when the catalog cannot be read: guessing "names nothing" would delete live files.
     """
     import pyarrow.parquet as pq
 
-    files = [m.catalog_file] + ([m.faiss_file] if m.faiss_file else [])
-    t = pq.read_table(layout.path(m.catalog_file), columns=["frames_file", "proposals_file"])
-    return files + sorted({f for c in ("frames_file", "proposals_file") for f in t.column(c).to_pylist() if f})
+    have = set(pq.read_schema(path).names)
+    cols = [c for c in columns if c in have]
+    t = pq.read_table(path, columns=cols)
+    return {f for c in cols for f in t.column(c).to_pylist() if f}
+
+
+def snapshot_files(layout: IndexLayout, m: Manifest) -> list[str]:
+    """Every file (index-relative) of snapshot ``m``: catalog, FAISS, text index, the per-video files.
+
+    Raises when the catalog cannot be read.
+    """
+    files = [m.catalog_file] + [f for f in (m.faiss_file, m.text_file) if f]
+    return files + sorted(catalog_video_files(layout.path(m.catalog_file)))
 
 
 def snapshot_checksums(layout: IndexLayout, m: Manifest) -> dict[str, str]:
@@ -342,7 +383,7 @@ def snapshot_checksums(layout: IndexLayout, m: Manifest) -> dict[str, str]:
     except GroundZeroError:
         previous = {}
     out: dict[str, str] = {}
-    own = {m.catalog_file, m.faiss_file}
+    own = {m.catalog_file, m.faiss_file, m.text_file} - {None, ""}
     for rel in snapshot_files(layout, m):  # names this process wrote into the catalog: no confinement needed
         sha = written_sha256(layout.root / rel) or previous.get(rel)  # a stat only for files written since
         if sha is None and rel in own:

@@ -67,8 +67,11 @@ def open_catalog(index: str | Path, s3: S3Config | None = None,
 
 
 def sql_level(sql: str) -> str:
-    """How much of an S3 index ``sql`` needs pulled: "all" if it reads ``frames``, ``proposals``."""
-    return "all" if re.search(r"\b(frames|proposals)\b", sql, re.IGNORECASE) else "catalog"
+    """How much of an S3 index ``sql`` needs pulled: "all" if it reads ``frames``, ``proposals``;
+    "writer" (no frames) if it reads ``segments``."""
+    if re.search(r"\b(frames|proposals)\b", sql, re.IGNORECASE):
+        return "all"
+    return "writer" if re.search(r"\bsegments\b", sql, re.IGNORECASE) else "catalog"
 
 
 #: statement types :func:`run_sql` runs: queries, and the in-memory session's own tables, views,
@@ -158,6 +161,18 @@ def video_counts(con: duckdb.DuckDBPyConnection) -> dict:
             "hours_indexed": round(seconds / 3600, 4)}
 
 
+def segment_counts(con: duckdb.DuckDBPyConnection) -> dict:
+    """``segments_indexed`` (the catalog's ``n_segments`` of indexed videos) and ``segments_by_source``
+    (source -> segments; {} when the segments files are not at hand, e.g. an S3 index pulled for
+    its catalog only)."""
+    (total,) = con.execute("SELECT coalesce(sum(n_segments) FILTER (status='indexed'), 0) FROM videos").fetchone()
+    try:
+        by_source = dict(con.execute("SELECT source, count(*) FROM segments GROUP BY source ORDER BY source").fetchall())
+    except duckdb.CatalogException:  # no segments view: the files were not pulled
+        by_source = {}
+    return {"segments_indexed": int(total), "segments_by_source": by_source}
+
+
 def last_run(con: duckdb.DuckDBPyConnection) -> dict | None:
     """The latest run record (a :class:`RunRecord` as a dict); None before the first run."""
     cur = con.execute("SELECT * FROM runs ORDER BY started_at DESC, run_id DESC LIMIT 1")
@@ -173,12 +188,13 @@ def summary(con: duckdb.DuckDBPyConnection, manifest: Manifest) -> dict:
     """Hours and videos indexed, the last run, and what failed in it (with the reason).
 
     Keys: ``snapshot``, ``model``, ``videos_indexed``, ``videos_failed``, ``hours_indexed``,
-    ``last_run`` (dict or None) and ``last_run_failures`` (``rel_path``, ``reason``, ``error``).
+    ``segments_indexed``, ``segments_by_source`` (:func:`segment_counts`), ``last_run`` (dict or None)
+    and ``last_run_failures`` (``rel_path``, ``reason``, ``error``).
     """
     last = last_run(con)
     failed = failed_videos(con, last["run_id"]) if last else Rows([], [])
     return {"snapshot": manifest.version, "model": manifest.model.name, **video_counts(con),
-            "last_run": last, "last_run_failures": failed.dicts()}
+            **segment_counts(con), "last_run": last, "last_run_failures": failed.dicts()}
 
 
 @dataclass

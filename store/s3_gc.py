@@ -3,7 +3,7 @@
 Run once per index run, after its last publish (:meth:`groundzero.store.s3_index.S3Index.collect_garbage`),
 it follows the local rule (:func:`groundzero.store.gc.retained_versions`): the newest
 ``keep_snapshots`` snapshots stay whole, older ones superseded less than ``keep_sec`` ago
-keep their catalog and per-video files; every other manifest, and then every store object
+keep their catalog, per-video files and text index; every other manifest, and then every store object
 (``videos/``, ``vectors/``, ``catalog/videos-*``) that no kept snapshot names, is deleted,
 except objects written less than ``keep_sec`` ago (whatever wrote them may not have
 published yet). Run records are never deleted. Do not add an S3 lifecycle rule that expires
@@ -23,8 +23,9 @@ from groundzero.store.s3_snapshot import MANIFEST_KEY, catalog_files, manifest_f
 
 log = logging.getLogger(__name__)
 
-#: what S3 garbage collection may delete: per-video Parquet, FAISS files, catalog snapshots
-_GC_FILE = re.compile(r"^(?:videos/[\w.\-]+\.parquet|vectors/context-[\w.\-]+\.faiss|catalog/videos-[\w.\-]+\.parquet)$")
+#: what S3 garbage collection may delete: per-video Parquet, FAISS files, text indexes, catalog snapshots
+_GC_FILE = re.compile(r"^(?:videos/[\w.\-]+\.parquet|vectors/context-[\w.\-]+\.faiss|vectors/text-[\w.\-]+\.sqlite"
+                      r"|catalog/videos-[\w.\-]+\.parquet)$")
 
 
 def collect_garbage(objects: S3Objects, base_version: int | None, policy: RetentionPolicy | None = None,

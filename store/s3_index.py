@@ -7,16 +7,18 @@ index directory (:mod:`groundzero.store`), plus one pointer::
     manifests/000008.json                    one per published snapshot, created once, never rewritten
     catalog/videos-000008-<run>.parquet      catalog and FAISS files: named by version *and* run
     vectors/context-000008-<run>.faiss
+    vectors/text-000008-<run>.sqlite         full-text index of the text segments (when any)
     videos/<video_id>-<run>.frames.parquet   per-video files (already unique per run)
     videos/<video_id>-<run>.proposals.parquet
+    videos/<video_id>-<run>.segments.parquet
     catalog/runs/<run_id>.json               run records (rewritten while their run goes on)
 
 **Writers** (``groundzero index ... --index s3://...``) work on a local copy:
 
 1. :meth:`S3Index.pull` finds the head (below), downloads what the cache lacks
-   of it — manifest, catalog, FAISS index, proposal files (the writer rebuilds
-   FAISS from them when it grows), run records — and writes the manifest into
-   the cache last.
+   of it — manifest, catalog, FAISS and text indexes, proposal and segments files
+   (the writer rebuilds FAISS from them when it grows), run records — and writes
+   the manifest into the cache last.
 2. The run writes the cache exactly as it writes any local index directory
    (:class:`~groundzero.store.writer.IndexWriter`: lock, commits, garbage collection).
 3. After each local commit, :meth:`S3Index.push` uploads the files the new
@@ -79,7 +81,8 @@ log = logging.getLogger(__name__)
 
 LATEST = "LATEST"
 ORIGIN = ".s3-origin"
-#: what a pull fetches: "catalog" (manifest, catalog, runs), "writer" (+ FAISS, proposals), "all" (+ frames)
+#: what a pull fetches: "catalog" (manifest, catalog, runs), "writer" (+ FAISS, text index, proposals,
+#: segments), "all" (+ frames)
 LEVELS = ("catalog", "writer", "all")
 
 

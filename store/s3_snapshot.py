@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import pyarrow.parquet as pq
+from groundzero.store.manifest import catalog_video_files
 
 #: a published manifest's key; group 1 is its version
 MANIFEST_KEY = re.compile(r"manifests/(\d{6,})\.json$")
@@ -22,8 +22,8 @@ def manifest_rel(version: int) -> str:
 
 
 def manifest_files(d: dict) -> set[str]:
-    """Relative paths of the store files a manifest (as a dict) names itself: catalog, FAISS,
-    and any other store file named in ``extra`` (e.g. FAISS shards)."""
+    """Relative paths of the store files a manifest (as a dict) names itself: catalog, FAISS, the
+    text index, and any other store file named in ``extra`` (e.g. FAISS shards)."""
     out: set[str] = set()
 
     def walk(x: object) -> None:
@@ -41,7 +41,5 @@ def manifest_files(d: dict) -> set[str]:
 
 
 def catalog_files(path: Path, level: str = "all") -> set[str]:
-    """Per-video files a catalog names: proposals (and frames, for ``level="all"``)."""
-    cols = ["proposals_file"] + (["frames_file"] if level == "all" else [])
-    t = pq.read_table(path, columns=cols)
-    return {f for c in cols for f in t.column(c).to_pylist() if f}
+    """Per-video files a catalog names: proposals and text segments (and frames, for ``level="all"``)."""
+    return catalog_video_files(path, ("proposals_file", "segments_file") + (("frames_file",) if level == "all" else ()))

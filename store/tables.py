@@ -10,6 +10,13 @@ proposals (one row per proposal window)::
     video_id: string, proposal_idx: int32, frame_start: int32, frame_end: int32 (exclusive),
     start_sec: float64, end_sec: float64, tokens: fixed_size_list<float32>[K * D]
 
+segments (one row per text segment: a caption cue, an ASR utterance, an OCR text block;
+:class:`~groundzero.data.segments.TextSegment`), only for a video with any::
+
+    video_id: string, seg_idx: int32, start_sec: float64, end_sec: float64, text: string,
+    source: string (caption | asr | ocr), confidence: float64, speaker: string,
+    words: string (JSON list of {start_sec, end_sec, text, confidence}; "[]" without word times)
+
 DuckDB reads the fixed-size lists as ``FLOAT[D]`` arrays, so the ``array_*``
 functions work on them directly.
 
@@ -27,12 +34,15 @@ file, for a file that is missing, truncated or damaged.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from groundzero.data.segments import TextSegment, Word
 from groundzero.store.layout import READ_ERRORS, read_error
 from groundzero.store.manifest import write_hashed
 
@@ -71,6 +81,41 @@ def write_proposals(path: Path, video_id: str, windows: np.ndarray, timestamps_s
         "tokens": _fixed_list(tokens.reshape(P, -1)),
     })
     _write(table, path)
+
+
+SEGMENTS_SCHEMA = pa.schema([
+    ("video_id", pa.string()), ("seg_idx", pa.int32()), ("start_sec", pa.float64()), ("end_sec", pa.float64()),
+    ("text", pa.string()), ("source", pa.string()), ("confidence", pa.float64()), ("speaker", pa.string()),
+    ("words", pa.string()),
+])
+
+
+def write_segments(path: Path, video_id: str, segments: Sequence[TextSegment]) -> None:
+    """One row per segment, ``seg_idx`` its position in ``segments``."""
+    table = pa.table({
+        "video_id": [video_id] * len(segments),
+        "seg_idx": list(range(len(segments))),
+        "start_sec": [float(s.start_sec) for s in segments],
+        "end_sec": [float(s.end_sec) for s in segments],
+        "text": [s.text for s in segments],
+        "source": [s.source for s in segments],
+        "confidence": [float(s.confidence) for s in segments],
+        "speaker": [s.speaker for s in segments],
+        "words": [json.dumps(s.to_json()["words"]) for s in segments],
+    }, schema=SEGMENTS_SCHEMA)
+    _write(table, path)
+
+
+def read_segments(path: Path) -> list[TextSegment]:
+    """The segments of one video in ``seg_idx`` order (inverse of :func:`write_segments`)."""
+    try:
+        t = pq.read_table(path, columns=SEGMENTS_SCHEMA.names, page_checksum_verification=True)
+        rows = sorted(t.to_pylist(), key=lambda r: r["seg_idx"])
+        return [TextSegment(start_sec=r["start_sec"], end_sec=r["end_sec"], text=r["text"], source=r["source"],
+                            confidence=r["confidence"], speaker=r["speaker"] or "",
+                            words=tuple(Word(**w) for w in json.loads(r["words"] or "[]"))) for r in rows]
+    except READ_ERRORS as e:  # missing, damaged, another schema (JSONDecodeError is a ValueError)
+        raise read_error(path, e) from e
 
 
 def _write(table: pa.Table, path: Path, row_group_size: int | None = None) -> None:

@@ -3,7 +3,8 @@
 Usage (the indexer's driver is the only caller)::
 
     with IndexWriter.open(index_dir, identity, params) as w:
-        w.put_indexed(entry, timestamps, embeddings)   # writes this video's Parquet files
+        w.put_indexed(entry, run_id, timestamps, embeddings, windows, tokens,
+                      segments=segments)               # writes this video's Parquet files
         w.put_failed(entry, reason, error)
         w.remove(uri)
         w.commit(run_id)                              # atomically publishes all of the above
@@ -31,13 +32,17 @@ the FAISS index at commit: all removals in one pass, then all additions (for
 an IVF index a removal pass scans every list, so one per commit, not one per
 video). At commit the growth policy (:mod:`groundzero.store.vectors`) may rebuild the
 index from the store's proposal files (Flat -> IVF, or retraining).
+
+Text segments (captions, speech, on-screen text) go the same way: written per video at
+:meth:`IndexWriter.put_indexed`, kept in memory, and applied at commit to a copy of the previous
+snapshot's full-text index (:mod:`groundzero.store.text`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -45,9 +50,10 @@ from pathlib import Path
 import numpy as np
 
 from groundzero.data.proposals import make_windows
-from groundzero.errors import IndexMismatchError
+from groundzero.data.segments import TextSegment
+from groundzero.errors import IndexDamagedError, IndexMismatchError
 from groundzero.model.identity import ModelIdentity
-from groundzero.store import tables
+from groundzero.store import tables, text
 from groundzero.store.catalog import read_catalog, write_catalog
 from groundzero.store.cleanup import (
     mark_dead_runs,
@@ -63,6 +69,7 @@ from groundzero.store.manifest import (
     Manifest,
     check_model,
     read_manifest,
+    remember_written,
     write_manifest,
 )
 from groundzero.store.rebuild import build_from_store
@@ -98,6 +105,8 @@ class VideoEntry:
     height: int = 0
     content_id: str = ""  #: "etag:<ETag>" for S3 objects, "sha256:<hex>" for local files; "" unknown
     note: str = ""  #: the decoder's note on what was not indexed (e.g. other video streams); "" none
+    sidecars: tuple[str, ...] = ()  #: uris of its subtitle files (groundzero.indexer.sources)
+    sidecar_stamp: str = ""  #: their names, sizes and mtimes / ETags: a change re-indexes the video
 
 
 class IndexWriter:
@@ -126,6 +135,9 @@ class IndexWriter:
         self._pending_add: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # seq -> (ids, vectors)
         self._pending_remove: set[int] = set()  # seqs whose committed vectors must go
         self._rebuild = False  # retokenize: build the vectors afresh from the proposal files
+        # the text index, likewise: seq -> (video_id, segments) to add, seqs whose committed rows must go
+        self._text_add: dict[int, tuple[str, Sequence[TextSegment]]] = {}
+        self._text_remove: set[int] = set()
         self._dirty = False
         # what this writer wrote: files since its last commit (no snapshot names them), the file
         # being written when a write failed, bytes in all, and per indexed video (for estimates)
@@ -213,32 +225,47 @@ class IndexWriter:
         self._pending_add.pop(seq, None)
         if seq in self._committed:
             self._pending_remove.add(seq)
+        # text rows: deleting a rowid range that holds none costs nothing, so no bookkeeping of who has any
+        self._text_add.pop(seq, None)
+        self._text_remove.add(seq)
 
     def put_indexed(self, entry: VideoEntry, run_id: str, timestamps_sec: np.ndarray,
-                    embeddings: np.ndarray, windows: np.ndarray, tokens: np.ndarray) -> dict:
-        """Write one video's frames and proposals; stage its catalog row and vectors.
+                    embeddings: np.ndarray, windows: np.ndarray, tokens: np.ndarray,
+                    segments: Sequence[TextSegment] = (), text_notes: Sequence[str] = ()) -> dict:
+        """Write one video's frames, proposals and text segments; stage its catalog row, vectors and text.
 
         Args:
             timestamps_sec: float64 (T,) in frame order; embeddings: float32 (T, D).
             windows: int64 (P, 2) proposal frame ranges; tokens: float32 (P, K, D) context tokens.
+            segments: what is said and shown as text, every source together (no file when empty).
+            text_notes: why text is missing or partial (the catalog's ``text_note``, joined by "; ").
         """
         vid, seq = video_id_for(entry.uri), self._seq_for(entry.uri)
         p = self.params
         stem = f"videos/{vid}-{run_id}"
         frames_file, props_file = f"{stem}.frames.parquet", f"{stem}.proposals.parquet"
+        segs_file = f"{stem}.segments.parquet" if segments else ""
+        if len(segments) > text.MAX_SEGMENTS:
+            raise ValueError(f"{entry.uri}: {len(segments)} text segments, more than {text.MAX_SEGMENTS}")
         self._attempt_bytes = timestamps_sec.nbytes + embeddings.nbytes + tokens.nbytes
         before = self.bytes_written
         with self._writing(self.layout.path(frames_file)) as path:
             tables.write_frames(path, vid, timestamps_sec, embeddings)
         with self._writing(self.layout.path(props_file)) as path:
             tables.write_proposals(path, vid, windows, timestamps_sec, p.fps, tokens)
+        if segs_file:
+            with self._writing(self.layout.path(segs_file)) as path:
+                tables.write_segments(path, vid, segments)
         self._videos_written += 1
         self._video_bytes += self.bytes_written - before
         self._drop_vectors(seq)
         self._pending_add[seq] = (encode_ids(seq, len(windows), tokens.shape[1]),
                                   np.ascontiguousarray(tokens.reshape(-1, tokens.shape[-1]), np.float32))
+        if segments:
+            self._text_add[seq] = (vid, tuple(segments))
         row = self._row(entry, vid, seq, run_id, status="indexed", n_frames=len(timestamps_sec),
-                        n_proposals=len(windows), frames_file=frames_file, proposals_file=props_file)
+                        n_proposals=len(windows), frames_file=frames_file, proposals_file=props_file,
+                        segments_file=segs_file, n_segments=len(segments), text_note="; ".join(text_notes))
         self.rows[entry.uri] = row
         self._dirty = True
         return row
@@ -271,7 +298,7 @@ class IndexWriter:
 
     def _row(self, e: VideoEntry, vid: str, seq: int, run_id: str, *, status: str, reason: str = "",
              error: str = "", n_frames: int = 0, n_proposals: int = 0, frames_file: str = "",
-             proposals_file: str = "") -> dict:
+             proposals_file: str = "", segments_file: str = "", n_segments: int = 0, text_note: str = "") -> dict:
         return {
             "video_id": vid, "video_seq": seq, "uri": e.uri, "rel_path": e.rel_path,
             "size_bytes": e.size_bytes, "mtime_ns": e.mtime_ns, "content_hash": e.content_hash,
@@ -279,7 +306,8 @@ class IndexWriter:
             "n_frames": n_frames, "n_proposals": n_proposals, "status": status, "reason": reason,
             "error": error, "frames_file": frames_file, "proposals_file": proposals_file,
             "run_id": run_id, "updated_at": utc_now(), "content_id": e.content_id,
-            "note": e.note or None,
+            "note": e.note or None, "segments_file": segments_file, "n_segments": n_segments,
+            "text_note": text_note, "sidecar_stamp": e.sidecar_stamp,
         }
 
     def retokenize(self, params: IndexParams, make_tokens, run_id: str) -> int:
@@ -287,7 +315,7 @@ class IndexWriter:
 
         ``make_tokens(frame_emb (T, D), windows (P, 2)) -> (P, K, D)``. The FAISS index is
         rebuilt at :meth:`commit` from the new proposal files; returns the number of videos
-        rewritten. Visible after :meth:`commit`.
+        rewritten. Visible after :meth:`commit`. Text segments are kept as they are.
         """
         self.params = params
         n = 0
@@ -319,8 +347,8 @@ class IndexWriter:
         """Publish everything staged so far as a new snapshot (atomic for readers).
 
         Order: vectors brought up to date (maybe rebuilt, see growth) -> catalog file ->
-        FAISS file -> versioned manifest -> ``manifest.json`` swapped (the commit point)
-        -> garbage collection. Killed anywhere before the swap, readers and the next
+        FAISS file -> text index (when text changed) -> versioned manifest -> ``manifest.json``
+        swapped (the commit point) -> garbage collection. Killed anywhere before the swap, readers and the next
         writer see the previous snapshot; after it, the new one.
         """
         self.lock.check()
@@ -333,13 +361,14 @@ class IndexWriter:
         faiss_file = self.layout.faiss_file(version)
         with self._writing(self.layout.path(faiss_file)) as path:
             self.vectors.save(path)
+        text_file = self._update_text(version)
         self.extra["vectors"] = self.vector_state.to_dict()
         m = Manifest(
             version=version, created_at=utc_now(), run_id=run_id, model=self.identity,
             params=self.params, catalog_file=cat_file, faiss_file=faiss_file,
             faiss_factory=self.faiss_factory,
             n_videos=sum(r["status"] == "indexed" for r in rows), n_tokens=self.vectors.ntotal,
-            extra=dict(self.extra),
+            extra=dict(self.extra), text_file=text_file,
         )
         self.lock.check()  # a lease lost meanwhile must not overwrite its successor's snapshot
         with self._writing(self.layout.versioned_manifest(version)):  # manifest.json itself is never deleted
@@ -374,6 +403,8 @@ class IndexWriter:
         self._staged.clear()
         self._pending_add.clear()
         self._pending_remove.clear()
+        self._text_add.clear()
+        self._text_remove.clear()
         self._dirty = False
         if self.manifest is not None:
             try:
@@ -385,10 +416,15 @@ class IndexWriter:
     def space_needed(self, n_videos: int) -> int:
         """About how many bytes ``n_videos`` more indexed videos and one commit of them take:
         the mean size of the videos this writer wrote (else the raw size of the one it was
-        writing), plus a new FAISS file of the whole index and a catalog."""
+        writing), plus a new FAISS file of the whole index, a copy of the text index and a catalog."""
         per_video = self._video_bytes // self._videos_written if self._videos_written else self._attempt_bytes
         faiss = 4 * self.identity.embed_dim * self.vectors.ntotal + n_videos * per_video // 4
-        return n_videos * per_video + faiss + 256 * (len(self.rows) + n_videos)
+        try:
+            text_bytes = self.layout.path(self.manifest.text_file).stat().st_size if self.manifest and \
+                self.manifest.text_file else 0
+        except OSError:
+            text_bytes = 0
+        return n_videos * per_video + faiss + text_bytes + 256 * (len(self.rows) + n_videos)
 
     def _update_vectors(self) -> None:
         """Apply staged removals and additions, or rebuild per the growth policy."""
@@ -413,6 +449,37 @@ class IndexWriter:
         self._rebuild = False
         self._committed_k = self.params.proposals.tokens_per_proposal
         self._committed = self._proposals_by_seq()
+
+    def _update_text(self, version: int) -> str:
+        """The text index of the new snapshot: the previous one's file when no text changed, else a
+        new file (the previous one's rows less the videos gone or re-indexed, plus the new videos').
+        Returns its relative path ("" when no video has text)."""
+        prev = self.manifest.text_file if self.manifest else ""
+        add, remove = dict(self._text_add), set(self._text_remove)
+        self._text_add.clear()
+        self._text_remove.clear()
+        if not any(int(r["n_segments"] or 0) for r in self._indexed_rows()):
+            return ""  # the last video with text is gone (or none ever had any)
+        if prev and not add and not remove:
+            return prev
+        rel = self.layout.text_file(version)
+        with self._writing(self.layout.path(rel)) as path:
+            try:
+                if not prev:
+                    raise IndexDamagedError("no previous text index")  # the first video with text
+                text.write_text_index(path, self.layout.path(prev), remove, add)
+            except IndexDamagedError as e:  # none yet, or gone or damaged: built from the segments files
+                if prev:
+                    log.warning("rebuilding the text index from the segments files: %s", e)
+                text.write_text_index(path, None, (), {**self._store_text(skip=set(add)), **add})
+            remember_written(path)
+        return rel
+
+    def _store_text(self, skip: set[int]) -> dict[int, tuple[str, Sequence[TextSegment]]]:
+        """seq -> (video_id, segments) of every indexed video with text but those of ``skip``, read
+        from its segments file."""
+        return {int(r["video_seq"]): (r["video_id"], tables.read_segments(self.layout.path(r["segments_file"])))
+                for r in self._indexed_rows() if r["segments_file"] and int(r["video_seq"]) not in skip}
 
     def _build_from_store(self, factory: str, n: int) -> None:
         """A fresh index of structure ``factory`` over every indexed video's stored tokens."""

@@ -192,3 +192,96 @@ def make_random_bytes(path: str | Path, n_bytes: int = 64 * 1024, seed: int = 0)
     path = _out(path)
     path.write_bytes(random.Random(seed).randbytes(n_bytes))
     return path
+
+
+#: a TrueType font for drawtext (ffmpeg 5.1's drawtext needs a font file or fontconfig)
+FONT_CANDIDATES = (
+    "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf",
+    "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+    "/usr/share/fonts/truetype/liberation/LiberationSans-Bold.ttf",
+    "/usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf",
+)
+
+
+def font_file() -> str | None:
+    """The first installed font of :data:`FONT_CANDIDATES`, else None (drawtext tests skip)."""
+    return next((f for f in FONT_CANDIDATES if Path(f).is_file()), None)
+
+
+def make_lecture(path: str | Path, slides: Sequence[tuple[Sequence[str], float]],
+                 size: tuple[int, int] = (1280, 720), fps: int = 5, inset: bool = True,
+                 background: str = "white", ink: str = "black") -> Path:
+    """A lecture-like video: text slides shown one after another, with a moving speaker inset.
+
+    ``slides`` is ``[(lines, seconds), ...]``: each slide draws its ``lines`` of text (letters,
+    digits and spaces) left-aligned from the top-left, the first line large (a title), the
+    others smaller (bullets), on ``background``; slide ``i`` is on screen from the sum of the
+    earlier durations. With ``inset`` a ``testsrc2`` picture (its timecode cut off) of 1/3 the width and height (1/9 of
+    the frame: a speaker's picture-in-picture, its content changing every frame) sits in the
+    bottom-right corner and drifts horizontally, 1/12 of the frame width back and forth over
+    40 s (a slow, smooth motion). Durations should be multiples of ``1 / fps``.
+    """
+    font = font_file()
+    if font is None:
+        raise RuntimeError(f"no font for drawtext: none of {FONT_CANDIDATES} is installed")
+    if not slides:
+        raise ValueError("slides must not be empty")
+    w, h = size
+    title_px, line_px = h // 9, h // 16
+    parts = []
+    for i, (lines, seconds) in enumerate(slides):
+        chain = f"color=c={background}:s={_wh(size)}:r={fps}:d={seconds}"
+        y = h // 12
+        for k, line in enumerate(lines):
+            px = title_px if k == 0 else line_px
+            chain += (f",drawtext=fontfile={font}:text='{line}':fontsize={px}:fontcolor={ink}"
+                      f":x={w // 16}:y={y}")
+            y += int(px * (1.8 if k == 0 else 1.5))
+        parts.append(f"{chain}[s{i}];")
+    labels = "".join(f"[s{i}]" for i in range(len(slides)))
+    graph = "".join(parts) + f"{labels}concat=n={len(slides)}:v=1:a=0"
+    if inset:
+        iw, ih = w // 3 // 2 * 2, h // 3 // 2 * 2
+        total = sum(s for _, s in slides)
+        # testsrc2 draws a timecode in its top-left corner: crop it off (the inset holds no text)
+        graph += (f"[bg];testsrc2=s={iw}x{ih * 5 // 4}:r={fps}:d={total},crop={iw}:{ih}:0:{ih // 4}[pip];"
+                  f"[bg][pip]overlay=x='W-w-{w // 40}-{w // 24}*(1-cos(2*PI*t/40))':y=H-h-{h // 40}"
+                  ":eval=frame:shortest=1")
+    return _encode(_out(path), graph + "[v]")
+
+
+def make_pan(path: str | Path, seconds: float, speed_px_per_sec: float, size: tuple[int, int] = (640, 360),
+             fps: int = 5, noise: int = 0) -> Path:
+    """A camera panning right at ``speed_px_per_sec`` over a still page of text, H.264 mp4.
+
+    The page is three frames wide: rows of words in several sizes on white (no motion of its
+    own). ``speed_px_per_sec=0`` gives a still picture; ``noise`` (0-100) adds fresh grain to
+    every frame (ffmpeg ``noise=alls=N:allf=t``), like a noisy camera or heavy compression.
+    """
+    font = font_file()
+    if font is None:
+        raise RuntimeError(f"no font for drawtext: none of {FONT_CANDIDATES} is installed")
+    w, h = size
+    words = ["archive", "search", "video", "frame", "text", "index", "query", "model", "speech", "slide"]
+    chain = f"color=c=white:s={3 * w}x{h}:r={fps}:d={seconds}"
+    for row in range(6):
+        px = h // (8 + 2 * (row % 3))
+        line = " ".join(words[(row + k) % len(words)] for k in range(12))
+        chain += f",drawtext=fontfile={font}:text='{line}':fontsize={px}:fontcolor=black:x={w // 20}:y={row * h // 6 + 5}"
+    max_x = 2 * w
+    chain += f",crop={w}:{h}:x='min({speed_px_per_sec}*t,{max_x})':y=0"
+    if noise:
+        chain += f",noise=alls={noise}:allf=t"
+    return _encode(_out(path), chain + "[v]")
+
+
+def make_keyframed(path: str | Path, seconds: float, keyframe_sec: float = 2.0, fps: int = 10,
+                   size: tuple[int, int] = (160, 120), audio: bool = True) -> Path:
+    """testsrc2 with a keyframe exactly every ``keyframe_sec`` seconds (and nowhere else), plus a
+    440 Hz AAC tone when ``audio`` (for cutting clips: a stream copy starts on one of these keyframes)."""
+    path = _out(path)
+    gop = str(round(keyframe_sec * fps))
+    tone = ["-f", "lavfi", "-i", f"sine=frequency=440:duration={seconds}"] if audio else []
+    _ffmpeg("-f", "lavfi", "-i", f"testsrc2=s={_wh(size)}:r={fps}:d={seconds}", *tone, *X264,
+            "-g", gop, "-keyint_min", gop, "-sc_threshold", "0", *(["-c:a", "aac"] if audio else []), path)
+    return path

@@ -4,11 +4,16 @@
 state. Routes (OpenAPI schema at ``/openapi.json``):
 
 * ``GET /`` (and ``/watch``) — the search page; ``/static/*`` its script and styles
-* ``GET /api/search`` — ranked moments for a sentence, filtered and paged
+* ``GET /api/search`` — ranked moments for a sentence, filtered and paged; each hit with its evidence
+  (what was seen, said or shown)
 * ``GET /api/folders`` — the archive's folders (collections) with their video counts
 * ``GET /api/videos/{video_id}`` — one video's catalog row
 * ``GET /api/videos/{video_id}/stream`` — the video file, with HTTP Range (or a presigned S3 link)
 * ``GET /api/videos/{video_id}/thumbnail?t=`` — a JPEG frame at ``t`` seconds
+* ``GET /api/videos/{video_id}/captions.vtt`` — what is said in the video (captions, speech recognition)
+  as WebVTT, the player's captions track
+* ``GET /api/videos/{video_id}/transcript`` — what is said and what is shown as text, line by line
+* ``GET /api/clip/{video_id}?start=&end=&exact=`` — a span of the video cut to a file, as a download
 * ``GET /api/health`` — index version, model, video counts
 
 A video id is only ever a key into the snapshot's catalog; the file served is the catalog's
@@ -17,14 +22,17 @@ A video id is only ever a key into the snapshot's catalog; the file served is th
 
 # No `from __future__ import annotations` here: FastAPI reads the routes' Annotated[...] hints at
 # definition time, and they name `cfg` from create_app's scope.
+import functools
 import logging
 import os
 import re
+import shutil
 import stat
+import tempfile
 from datetime import date
 from email.utils import formatdate
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, BinaryIO, Literal
 
 import anyio
 from fastapi import FastAPI, HTTPException, Query, Request
@@ -37,7 +45,10 @@ from fastapi.responses import (
 )
 from fastapi.staticfiles import StaticFiles
 
-from groundzero.errors import ConfigError, GroundZeroError
+from groundzero.data.segments import CHANNELS, TextSegment
+from groundzero.data.subtitles import to_vtt
+from groundzero.errors import ConfigError, EmptyClipError, GroundZeroError
+from groundzero.search.clips import Clip, ClipRequest, clip_name, clip_suffix, cut_clip
 from groundzero.search.searcher import MAX_QUERY_CHARS
 from groundzero.search.service.config import ServeConfig
 from groundzero.search.service.guards import AccessGuard
@@ -47,10 +58,18 @@ from groundzero.search.service.media import (
     ThumbnailError,
     content_type,
     iter_file,
+    iter_then_close,
     parse_range,
 )
 from groundzero.search.service.query import Filters, page_of, row_time
-from groundzero.search.service.schemas import ErrorOut, FolderOut, HealthOut, SearchOut, VideoOut
+from groundzero.search.service.schemas import (
+    ErrorOut,
+    FolderOut,
+    HealthOut,
+    SearchOut,
+    SegmentOut,
+    VideoOut,
+)
 from groundzero.search.service.state import IndexState, Snapshot, folder_of
 from groundzero.store.s3 import presigned_url
 
@@ -59,6 +78,10 @@ log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
 _ID = re.compile(r"[0-9A-Za-z_-]{1,128}")
 E404 = {404: {"model": ErrorOut, "description": "no such video in the catalog"}}
+E503 = {503: {"model": ErrorOut, "description": "the snapshot in service lost this file (a newer one replaced it)"}}
+#: ``channels=`` of /api/search: one or more of frames, speech, text, comma-separated
+_CHANNEL = "|".join(CHANNELS)
+CHANNELS_PATTERN = rf"^({_CHANNEL})(,({_CHANNEL}))*$"
 
 
 def create_app(cfg: ServeConfig, state: IndexState | None = None) -> FastAPI:
@@ -72,6 +95,7 @@ def create_app(cfg: ServeConfig, state: IndexState | None = None) -> FastAPI:
     # Thumbnails wait for one of these worker threads on the event loop, outside the thread pool that
     # the other routes run in: a burst queues here and /api/health and searches still answer at once.
     thumb_workers = anyio.CapacityLimiter(thumbs.max_procs)
+    clip_workers = anyio.CapacityLimiter(cfg.clip_procs)  # the same for clips, fewer at once (each may be long)
     app = FastAPI(title="GroundZero", version="1", docs_url=None, redoc_url=None,
                   description="Natural-language search inside a video archive: (video, start, end) spans.")
     app.state.gz = state
@@ -116,11 +140,16 @@ def create_app(cfg: ServeConfig, state: IndexState | None = None) -> FastAPI:
         date_field: Annotated[Literal["modified", "indexed"], Query()] = "modified",
         group: Annotated[Literal["none", "video"], Query(description="video: hits grouped per video, groups paged")]
         = "none",
+        channels: Annotated[str | None, Query(
+            max_length=100, pattern=CHANNELS_PATTERN,
+            description="what to search, comma-separated: frames (the picture), speech (what is said), text "
+                        "(on-screen text); default: all the index has")] = None,
     ) -> dict:
         filters = Filters(folder=folder or None, min_duration_sec=min_duration, max_duration_sec=max_duration,
                           since=since, until=until, date_field=date_field).validate()
+        chosen = None if channels is None else tuple(c for c in CHANNELS if c in channels.split(","))
         snap = state.snapshot()
-        page = page_of(snap.search(q, k), snap.catalog, filters, offset, limit, group == "video")
+        page = page_of(snap.search(q, k, chosen), snap.catalog, filters, offset, limit, group == "video")
         body = page.result.to_dict()  # exactly what `groundzero search --json` prints
         ids = dict.fromkeys(h.video_id for h in page.result.hits)
         body.update(total=page.total, offset=offset, limit=limit, k=k, group=group, index_version=snap.version,
@@ -172,7 +201,53 @@ def create_app(cfg: ServeConfig, state: IndexState | None = None) -> FastAPI:
                 raise HTTPException(404, str(e)) from e
         return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
 
+    @app.get("/api/videos/{video_id}/captions.vtt", response_class=Response, responses={
+        **E404, **E503, 200: {"content": {"text/vtt": {}}, "description": "WebVTT of what is said (a file of "
+                              "its header alone when nothing is): one cue per caption or utterance, the "
+                              "speaker as <v Name>"}})
+    def captions(video_id: str) -> Response:
+        snap = state.snapshot()  # the row and its segments file from one snapshot, even mid-reload
+        speech = [s for s in snap.segments(_row(snap, video_id)) if s.channel == "speech"]
+        return Response(to_vtt(speech), media_type="text/vtt", headers={"Cache-Control": "private, no-cache"})
+
+    @app.get("/api/videos/{video_id}/transcript", response_model=list[SegmentOut], responses={**E404, **E503})
+    def transcript(video_id: str) -> list[dict]:
+        """What is said (captions, speech recognition) and shown as text (OCR), by start time."""
+        snap = state.snapshot()
+        return [segment_json(s) for s in snap.segments(_row(snap, video_id))]
+
+    @app.get("/api/clip/{video_id}", response_class=Response, responses={
+        **E404, 200: {"content": {t: {} for t in CLIP_TYPES}, "description": "the span, as a file to download "
+                      "(X-Clip-Start-Sec / X-Clip-End-Sec: where it really starts and ends in the video)"},
+        422: {"description": "a bad span: reversed, past the video's end, longer than the longest clip, no frame"}})
+    async def clip(
+        video_id: str,
+        start: Annotated[float, Query(ge=0, allow_inf_nan=False, description="seconds from the video's start")],
+        end: Annotated[float, Query(gt=0, allow_inf_nan=False, description="seconds; past the video's end: its end")],
+        exact: Annotated[bool, Query(description="1: re-encode, start and end exact to a frame; 0: copy the "
+                                                 "streams from the keyframe at or before start")] = False,
+    ) -> Response:
+        row = _row(state.snapshot(), video_id)
+        req = ClipRequest(start, end, exact).validate(float(row["duration_sec"]), cfg.max_clip_sec)  # else 422
+        uri = row["uri"]
+        source = _presign(uri) if uri.startswith("s3://") else _local_file(uri)
+        name = clip_name(row["rel_path"], req.start_sec, req.end_sec, clip_suffix(uri))
+        cut = functools.partial(_cut_to_open_file, source, req, name, float(row["duration_sec"]),
+                                cfg.clip_timeout_sec)
+        try:
+            made, f = await anyio.to_thread.run_sync(cut, limiter=clip_workers)
+        except EmptyClipError as e:
+            raise HTTPException(422, str(e)) from e
+        return StreamingResponse(iter_then_close(f), media_type=content_type(name), headers={
+            "Content-Length": str(made.bytes), "Content-Disposition": f'attachment; filename="{name}"',
+            "X-Clip-Start-Sec": f"{made.start_sec:.6f}", "X-Clip-End-Sec": f"{made.end_sec:.6f}",
+            "Cache-Control": "private, no-store"})
+
     return app
+
+
+#: media types of the clips ``/api/clip`` makes (their suffix is the video's own, or .mkv)
+CLIP_TYPES = ("video/mp4", "video/quicktime", "video/x-matroska")
 
 
 def video_json(row: dict) -> dict:
@@ -186,8 +261,16 @@ def video_json(row: dict) -> dict:
         "width": int(row["width"] or 0), "height": int(row["height"] or 0), "size_bytes": int(row["size_bytes"] or 0),
         "n_frames": int(row["n_frames"] or 0), "modified_at": modified.isoformat() if modified else None,
         "indexed_at": row["updated_at"] or "", "stream_url": f"/api/videos/{vid}/stream",
-        "thumbnail_url": f"/api/videos/{vid}/thumbnail",
+        "thumbnail_url": f"/api/videos/{vid}/thumbnail", "clip_url": f"/api/clip/{vid}",
+        "captions_url": f"/api/videos/{vid}/captions.vtt", "transcript_url": f"/api/videos/{vid}/transcript",
+        "n_segments": int(row.get("n_segments") or 0), "text_note": row.get("text_note") or "",
     }
+
+
+def segment_json(seg: TextSegment) -> dict:
+    """A text segment as the transcript lists it (:class:`~groundzero.search.service.schemas.SegmentOut`)."""
+    return {"start_sec": seg.start_sec, "end_sec": seg.end_sec, "text": seg.text, "source": seg.source,
+            "speaker": seg.speaker, "channel": seg.channel}
 
 
 def _row(snap: Snapshot, video_id: str, playable: bool = True) -> dict:
@@ -208,6 +291,19 @@ def _local_file(uri: str) -> str:
     if st is None or not stat.S_ISREG(st.st_mode) or not os.access(uri, os.R_OK):
         raise HTTPException(404, f"the file of this video is no longer readable at {uri}; re-run groundzero index")
     return uri
+
+
+def _cut_to_open_file(source: str, req: ClipRequest, name: str, duration_sec: float,
+                      timeout_sec: float) -> tuple[Clip, BinaryIO]:
+    """The clip cut into a temporary folder, opened, and its folder deleted: the open file stays readable
+    until closed, and nothing is left on disk whatever the client does."""
+    work = tempfile.mkdtemp(prefix="gz-clip-")
+    try:
+        made = cut_clip(source, req.start_sec, req.end_sec, os.path.join(work, name), req.exact,
+                        duration_sec=duration_sec, timeout_sec=timeout_sec)
+        return made, open(made.path, "rb")  # closed by iter_then_close once sent
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def _presign(uri: str) -> str:

@@ -31,6 +31,9 @@ class ServeConfig:
     thumb_procs: int = 0  #: ffmpeg processes making thumbnails at once (0: one per CPU); more requests queue
     max_k: int = 200  #: most moments one search may rank
     max_limit: int = 100  #: most results (or groups) per page
+    max_clip_sec: float = 1800.0  #: longest span ``/api/clip`` cuts (30 min)
+    clip_timeout_sec: float = 600.0  #: ffmpeg budget per clip
+    clip_procs: int = 2  #: clips cut at once; more requests queue
 
     @property
     def is_loopback(self) -> bool:
@@ -60,6 +63,10 @@ class ServeConfig:
         if self.thumb_procs < 0:
             raise ConfigError(f"thumb_procs must be >= 0 (0: one per CPU), got {self.thumb_procs}",
                               field="thumb_procs")
+        if not self.max_clip_sec > 0 or not self.clip_timeout_sec > 0 or self.clip_procs < 1:
+            raise ConfigError(f"max_clip_sec and clip_timeout_sec must be > 0 and clip_procs >= 1, got "
+                              f"{self.max_clip_sec}, {self.clip_timeout_sec} and {self.clip_procs}",
+                              field="max_clip_sec")
         self.search.validate()
         return self
 

@@ -17,6 +17,7 @@ from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 CHUNK_BYTES = 256 * 1024
 VIDEO_TYPES = {".mp4": "video/mp4", ".m4v": "video/mp4", ".mov": "video/quicktime", ".webm": "video/webm",
@@ -106,6 +107,15 @@ def iter_file(path: str, start: int, length: int, chunk: int = CHUNK_BYTES) -> I
                 return
             left -= len(data)
             yield data
+
+
+def iter_then_close(f: BinaryIO, chunk: int = CHUNK_BYTES) -> Iterator[bytes]:
+    """The rest of the open file ``f`` in chunks; ``f`` is closed at the end, or when the client goes away."""
+    try:
+        while data := f.read(chunk):
+            yield data
+    finally:
+        f.close()
 
 
 class ThumbnailError(Exception):

@@ -10,6 +10,22 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 
+class EvidenceOut(BaseModel):
+    """Why a hit was returned, from one channel (``groundzero.search.results.Evidence``)."""
+
+    channel: str = Field(description="frames (the picture) | speech (what is said) | text (on-screen text)")
+    source: str = Field(description="frames | caption | asr | ocr")
+    start_sec: float
+    end_sec: float
+    score: float
+    text: str = Field(description="the matching segment; 'seen' for frames")
+    snippet: str = Field(description="the part of the segment around the matches ('' for frames)")
+    speaker: str = Field(description="who speaks, where the source says; '' if unknown")
+    coverage: float = Field(description="share of the query's words the segment holds")
+    marks: list[tuple[int, int]] = Field(
+        description="[start, end) character offsets (Unicode code points) of the matched words in snippet")
+
+
 class HitOut(BaseModel):
     video_id: str
     uri: str
@@ -20,6 +36,8 @@ class HitOut(BaseModel):
     found_prob: float = Field(description="probability that the moment is present in this span at all")
     start: str = Field(description="start_sec as hh:mm:ss.s")
     end: str = Field(description="end_sec as hh:mm:ss.s")
+    channels: list[str] = Field(description="the channels that support this hit: frames, speech, text")
+    evidence: list[EvidenceOut] = Field(description="what each channel found, best first")
 
 
 class VideoOut(BaseModel):
@@ -40,6 +58,11 @@ class VideoOut(BaseModel):
     indexed_at: str = Field(description="when this row was written (ISO-8601 UTC)")
     stream_url: str
     thumbnail_url: str
+    clip_url: str = Field(description="add ?start=&end= (seconds; &exact=1 to re-encode) for the span as a file")
+    captions_url: str = Field(description="what is said, as WebVTT (the player's captions track)")
+    transcript_url: str = Field(description="what is said and shown as text, line by line (JSON)")
+    n_segments: int = Field(description="text segments indexed: captions, speech recognition, on-screen text")
+    text_note: str = Field(description="why text is missing or partial; '' when none")
 
 
 class GroupOut(BaseModel):
@@ -56,6 +79,8 @@ class SearchOut(BaseModel):
     found: bool = Field(description="false when no span is a confident match: 'not found'")
     found_prob: float | None = Field(None, description="the best candidate's probability that the moment exists")
     found_threshold: float | None = Field(None, description="found is found_prob >= found_threshold")
+    channels_found: dict[str, bool] = Field(
+        default_factory=dict, description="per channel searched: whether it found the moment (found: any)")
     hits: list[HitOut] = Field(description="this page's hits (the same dicts as `groundzero search --json`)")
     timings_ms: dict[str, float]
     total: int = Field(description="hits (groups, when grouped) that pass the filters, before paging")
@@ -66,6 +91,17 @@ class SearchOut(BaseModel):
     groups: list[GroupOut] | None = None
     videos: dict[str, VideoOut] = Field(description="catalog rows of the videos on this page, by id")
     index_version: int
+
+
+class SegmentOut(BaseModel):
+    """One line of a video's transcript: an utterance, a caption cue or a block of on-screen text."""
+
+    start_sec: float
+    end_sec: float
+    text: str
+    source: str = Field(description="caption | asr | ocr")
+    speaker: str = Field(description="'' if unknown")
+    channel: str = Field(description="speech (what is said: caption, asr) | text (shown on screen: ocr)")
 
 
 class FolderOut(BaseModel):

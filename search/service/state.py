@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 
+from groundzero.data.segments import TextSegment
 from groundzero.errors import GroundZeroError, IndexDamagedError
 from groundzero.model.backbone import Backbone
 from groundzero.search.results import SearchResult
@@ -32,6 +33,7 @@ from groundzero.search.service.config import ServeConfig
 from groundzero.store.catalog import read_catalog
 from groundzero.store.layout import IndexLayout
 from groundzero.store.manifest import read_manifest
+from groundzero.store.tables import read_segments
 
 log = logging.getLogger(__name__)
 
@@ -63,35 +65,53 @@ class Snapshot:
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _results: OrderedDict = field(default_factory=OrderedDict)
 
-    def search(self, query: str, k: int) -> SearchResult:
-        """``Searcher.search`` under a lock (its frame cache is not thread-safe), memoised per (query, k)."""
-        key = (query.strip(), k)
+    def search(self, query: str, k: int, channels: tuple[str, ...] | None = None) -> SearchResult:
+        """``Searcher.search`` under a lock (its frame cache is not thread-safe), memoised per
+        (query, k, channels); ``channels`` None: the searcher's default channels."""
+        key = (query.strip(), k, channels)
         with self._lock:
             if key in self._results:
                 self._results.move_to_end(key)
                 return self._results[key]
             try:
-                result = self.searcher.search(query, top_k=k)
+                result = self.searcher.search(query, top_k=k, channels=channels)
             except IndexDamagedError as e:  # shown by /api/health until a newer snapshot is in service
-                if e.missing:  # the writer keeps a superseded snapshot's files for a while only
-                    e = SnapshotGoneError(
-                        f"snapshot {self.version} in service has lost files to garbage collection or deletion "
-                        f"({e.path}); the service reloads newer snapshots by itself unless started with "
-                        "--reload-every -1 or the newer one failed to open (see /api/health): restart it")
-                self.damage = str(e)
-                log.warning("%s", self.damage)
-                raise e from None
+                raise self._damaged(e) from None
             except FileNotFoundError as e:
-                # the writer keeps a superseded snapshot's files for a while only (groundzero.store.gc)
-                raise SnapshotGoneError(
-                    f"snapshot {self.version} in service has lost files to garbage collection ({e.filename}); "
-                    "the service reloads newer snapshots by itself unless started with --reload-every -1 "
-                    "or the newer one failed to open (see /api/health): restart it") from e
+                raise self._gone(str(e.filename)) from e
             if self.result_cache_size > 0:
                 self._results[key] = result
                 if len(self._results) > self.result_cache_size:
                     self._results.popitem(last=False)
             return result
+
+    def segments(self, row: dict) -> list[TextSegment]:
+        """The text segments (speech and on-screen text) of ``row``, a video of this snapshot's catalog,
+        by start time; [] when it has none. A segments file this snapshot names but that is gone
+        (garbage-collected once a newer snapshot was committed) raises :class:`SnapshotGoneError`."""
+        rel = row.get("segments_file") or ""
+        if not rel:
+            return []
+        try:
+            segments = read_segments(self.searcher.layout.path(rel))
+        except IndexDamagedError as e:
+            raise self._damaged(e) from None
+        return sorted(segments, key=lambda s: (s.start_sec, s.end_sec))
+
+    def _gone(self, path: str) -> SnapshotGoneError:
+        # the writer keeps a superseded snapshot's files for a while only (groundzero.store.gc)
+        return SnapshotGoneError(
+            f"snapshot {self.version} in service has lost files to garbage collection or deletion ({path}); "
+            "the service reloads newer snapshots by itself unless started with --reload-every -1 or the "
+            "newer one failed to open (see /api/health): restart it")
+
+    def _damaged(self, e: IndexDamagedError) -> GroundZeroError:
+        """What to raise for a damaged or missing file of this snapshot, noted in :attr:`damage`
+        (shown by /api/health until a newer snapshot is in service)."""
+        err: GroundZeroError = self._gone(str(e.path)) if e.missing else e
+        self.damage = str(err)
+        log.warning("%s", self.damage)
+        return err
 
     def folders(self) -> dict[str, int]:
         """Folder -> number of indexed videos in it (and below it)."""

@@ -167,3 +167,28 @@ def _cfg(world):
     from groundzero.store.s3 import S3Config
 
     return S3Config(endpoint_url=world["endpoint"])
+
+
+def test_s3_sidecar_captions_are_downloaded_and_searched(direct, proxy, clips, tiny_model_dir, ray_session,
+                                                         tmp_path):
+    """A caption file beside an S3 video is its sidecar: listed with it (never as a video), fetched
+    by the decode task, and searchable as what is said; a later edit of it re-indexes the video."""
+    bucket = f"gz-sub-{uuid.uuid4().hex[:8]}"
+    direct.create_bucket(Bucket=bucket)
+    upload(direct, bucket, "talks/a.mp4", clips["a.mp4"])
+    upload(direct, bucket, "talks/a.srt", b"1\n00:00:01,000 --> 00:00:02,500\nQ: Exhibit twelve, please.\n")
+    w = {"bucket": bucket, "archive": f"s3://{bucket}/talks", "index": str(tmp_path / "idx"),
+         "cache": tmp_path / "cache", "model": str(tiny_model_dir), "endpoint": proxy.endpoint}
+    r = index(w)
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["run"]["n_indexed"] == 1
+    out = CliRunner().invoke(app, ["search", "exhibit twelve", "--index", w["index"], "--channels", "speech",
+                                   "--json"])
+    assert out.exit_code == 0, out.output
+    top = json.loads(out.stdout)["hits"][0]
+    assert (top["rel_path"], top["start_sec"], top["end_sec"]) == ("a.mp4", 1.0, 2.5)
+    assert top["evidence"][0]["speaker"] == "Q"
+    upload(direct, bucket, "talks/a.srt", b"1\n00:00:01,000 --> 00:00:02,500\nQ: Exhibit thirteen, please.\n")
+    r = index(w)
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["run"]["n_changed"] == 1

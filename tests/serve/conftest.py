@@ -123,3 +123,68 @@ def pytest_terminal_summary(terminalreporter, config):
 def copy_index(src, dst):
     shutil.copytree(src, dst, ignore=shutil.ignore_patterns(".lock"))
     return dst
+
+
+# -- a second archive with captions, for the text channels (the one above has none: its tests
+# count its videos and rank its colours without any text in the way) --------------------------
+
+#: talk/deposition.mp4's sidecar captions (SubRip): speakers as NAME: prefixes, markup-like text
+DEPOSITION_SRT = """1
+00:00:01,000 --> 00:00:03,500
+Q: Please look at exhibit 12.
+
+2
+00:00:05,000 --> 00:00:08,000
+A: That is the contract I signed in Boston.
+
+3
+00:00:09,000 --> 00:00:11,500
+MR. SMITH: Objection & move to strike: 3 < 4.
+"""
+#: the cues as (start_sec, end_sec, text, speaker)
+DEPOSITION_CUES = [(1.0, 3.5, "Please look at exhibit 12.", "Q"),
+                   (5.0, 8.0, "That is the contract I signed in Boston.", "A"),
+                   (9.0, 11.5, "Objection & move to strike: 3 < 4.", "MR. SMITH")]
+
+
+@pytest.fixture(scope="session")
+def text_index(tmp_path_factory, tiny_model_dir, ray_session):
+    """``talk/deposition.mp4`` (12 s) with ``talk/deposition.srt`` beside it, and ``silent.mp4`` with no text."""
+    from groundzero.cli.main import app
+
+    root = tmp_path_factory.mktemp("text-archive")
+    media.make_testsrc(root / "talk" / "deposition.mp4", 12)
+    (root / "talk" / "deposition.srt").write_text(DEPOSITION_SRT, encoding="utf-8")
+    media.make_testsrc(root / "silent.mp4", 4)
+    index = tmp_path_factory.mktemp("text-idx") / "index"
+    r = CliRunner().invoke(app, ["index", str(root), "--index", str(index), "--model", str(tiny_model_dir),
+                                 "--device", "cpu", "--json"])
+    assert r.exit_code == 0, r.output
+    return index
+
+
+@pytest.fixture(scope="session")
+def text_rows(text_index):
+    """rel_path -> catalog row of the captioned archive."""
+    from groundzero.store.catalog import read_catalog
+    from groundzero.store.manifest import require_manifest
+
+    layout, m = require_manifest(text_index)
+    return {r["rel_path"]: r for r in read_catalog(layout, m)}
+
+
+@pytest.fixture(scope="session")
+def text_state(text_index):
+    from groundzero.search.service.state import IndexState
+
+    return IndexState(make_cfg(text_index).validate())
+
+
+@pytest.fixture(scope="session")
+def text_url(text_index, text_state):
+    """The app over the captioned archive."""
+    from groundzero.search.service.app import create_app
+    from groundzero.search.service.server import BackgroundServer
+
+    with BackgroundServer(create_app(make_cfg(text_index), state=text_state)) as url:
+        yield url.rstrip("/")

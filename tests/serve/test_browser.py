@@ -1,5 +1,6 @@
 """The search page in a real browser (Debian's headless Chromium driven by Playwright):
-search, click a result, the video is at the span's start, the copied link reopens that moment.
+search, click a result, the video is at the span's start, the copied link reopens that moment,
+"Download clip" downloads the span.
 
 Needs the ``chromium`` Debian package (``scripts/setup.sh`` installs it as root); Playwright's
 own browser downloads are not used. The screenshots go to ``$GZ_ARTIFACTS`` (or a temporary
@@ -65,6 +66,14 @@ def test_search_click_play_and_reopen_the_link(browser, base_url, artifacts_dir,
     left = page.evaluate("parseFloat(document.getElementById('span').style.left)")
     assert abs(left - 100 * start / duration) < 1.0  # the span is marked on the timeline
     assert f"#v={vid}&t=" in page.url and "q=a+red+circle" in page.url
+    # "Download clip" links the playing hit's span to the clip endpoint, and the link downloads it
+    end = hit.get_attribute("data-end")
+    href = page.get_attribute("#download", "href")
+    assert href == f"/api/clip/{vid}?start={hit.get_attribute('data-start')}&end={end}", href
+    assert page.is_visible("#download") and page.get_attribute("#download", "download") is not None
+    clip = page.request.get(base_url + href)
+    assert clip.status == 200 and len(clip.body()) > 0, clip.status
+    assert clip.headers["content-disposition"].startswith("attachment") and clip.headers["content-type"] == "video/mp4"
     page.click("#copy")
     link = page.evaluate("navigator.clipboard.readText()")
     assert link.startswith(base_url + "/?q=a+red+circle") and f"#v={vid}&t=" in link
@@ -101,4 +110,48 @@ def test_not_found_is_shown(browser, base_url):
     page.goto(base_url + "/?q=a+unicorn+plays+chess")
     page.wait_for_selector(".hit")
     assert page.is_visible("#notfound") and "Not found" in page.text_content("#notfound")
+    page.close()
+
+
+TRANSCRIPT_LOADED = "() => document.querySelectorAll('#transcript .line').length === 3"
+CUES_LOADED = """() => { const t = document.querySelector('#video track');
+  return !!t && t.readyState === 2 && t.track.cues.length === 3; }"""
+
+
+def test_evidence_and_transcript(browser, text_url, text_rows, artifacts_dir, save_artifact):
+    """A speech hit shows its caption with the matched word marked; the player gets the captions
+    track and the transcript, whose lines seek the video and follow it as it plays."""
+    from tests.serve.conftest import DEPOSITION_CUES
+
+    page = browser.new_page(viewport={"width": 1200, "height": 900})
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(text_url + "/?q=exhibit")
+    page.wait_for_selector(".hit .evidence mark")
+    hit = page.locator(".hit").filter(has=page.locator(".evidence mark")).first
+    assert hit.locator(".evidence mark").all_text_contents() == ["exhibit"]
+    assert hit.locator(".snippet").first.text_content() == "Please look at exhibit 12."
+    assert hit.locator(".evidence .speaker").first.text_content() == "Q:"
+    assert "said" in hit.locator(".channels").text_content().split()
+    assert hit.get_attribute("data-video") == text_rows["talk/deposition.mp4"]["video_id"]
+
+    hit.click()
+    page.wait_for_function(AT_START, timeout=30_000)
+    page.wait_for_function(TRANSCRIPT_LOADED, timeout=10_000)
+    lines = page.locator("#transcript .line")
+    # markup-like caption text is shown as text, never parsed as HTML
+    assert [lines.nth(i).locator(".said").text_content() for i in range(3)] == [c[2] for c in DEPOSITION_CUES]
+    assert [lines.nth(i).locator(".speaker").text_content() for i in range(3)] == [f"{c[3]}:" for c in DEPOSITION_CUES]
+    assert lines.nth(0).locator(".label").text_content() == "said"
+    page.wait_for_function(CUES_LOADED, timeout=10_000)  # the captions track, from captions.vtt
+
+    last = DEPOSITION_CUES[2][0]
+    lines.nth(2).click()
+    page.wait_for_function(f"""() => {{ const v = document.getElementById('video');
+      return !v.seeking && Math.abs(v.currentTime - {last}) < 0.5; }}""", timeout=10_000)
+    page.wait_for_selector("#transcript .line.current >> text=Objection", timeout=5_000)
+    shot = os.path.join(artifacts_dir, "serve_transcript.png")
+    page.screenshot(path=shot, full_page=True)
+    save_artifact(shot, "screenshot of a speech hit's evidence and the transcript panel")
+    assert not errors, errors
     page.close()

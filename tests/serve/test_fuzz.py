@@ -26,10 +26,11 @@ pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
 MAX_EXAMPLES = 30  #: per operation and mode
 OPERATIONS = ["/api/search", "/api/folders", "/api/health", "/api/videos/{video_id}",
-              "/api/videos/{video_id}/stream", "/api/videos/{video_id}/thumbnail"]
+              "/api/videos/{video_id}/stream", "/api/videos/{video_id}/thumbnail", "/api/clip/{video_id}",
+              "/api/videos/{video_id}/captions.vtt", "/api/videos/{video_id}/transcript"]
 # invalid inputs exist only where the schema constrains something (the others take no
 # parameter, or only a free-form id); hypothesis would find none to generate there
-NEGATIVE = ["/api/search", "/api/videos/{video_id}/thumbnail"]
+NEGATIVE = ["/api/search", "/api/videos/{video_id}/thumbnail", "/api/clip/{video_id}"]
 CASES = [(p, GenerationMode.POSITIVE) for p in OPERATIONS] + [(p, GenerationMode.NEGATIVE) for p in NEGATIVE]
 
 

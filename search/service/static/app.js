@@ -8,6 +8,11 @@ const FILTERS = ["folder", "since", "until", "date_field", "min_duration", "max_
 const MINUTE_FIELDS = ["min_duration", "max_duration"]; // minutes on the page, seconds in the API
 let offset = 0;
 let current = null; // {video_id, start, end, duration}
+let lines = []; // the playing video's transcript: [{start, end, li}] by start time
+// what each channel's evidence is called on the page: the picture, what is said, text on screen
+const LABELS = { frames: "seen", speech: "said", text: "shown" };
+const LABEL_TITLES = { frames: "the picture matches", speech: "said: captions or speech recognition",
+  text: "shown: text on screen" };
 
 function fmt(sec) { // same as groundzero.data.spans.format_timestamp: hh:mm:ss.s
   const tenths = Math.round(sec * 10);
@@ -105,14 +110,49 @@ function showResults(res) {
   markActive();
 }
 
+function label(channel) {
+  return el("span", { class: `label ${channel}`, title: LABEL_TITLES[channel] || channel }, LABELS[channel] || channel);
+}
+
+function spaced(...parts) { // the parts that are not empty, with a space between (read aloud and copied apart)
+  return parts.filter((p) => p !== "" && p != null).flatMap((p, i) => (i ? [" ", p] : [p]));
+}
+
+// The snippet as text nodes, with <mark> around the matched words. `marks` are [start, end) offsets in
+// Unicode code points (Python's str indices), not UTF-16 units: hence Array.from. Never parsed as HTML.
+function marked(snippet, marks) {
+  const chars = Array.from(snippet);
+  const out = [];
+  let at = 0;
+  for (const [a, b] of [...(marks || [])].sort((x, y) => x[0] - y[0])) {
+    const s = Math.max(a, at), e = Math.min(b, chars.length);
+    if (!(e > s)) continue; // overlapping, reversed or past the end: skipped
+    if (s > at) out.push(document.createTextNode(chars.slice(at, s).join("")));
+    out.push(el("mark", {}, chars.slice(s, e).join("")));
+    at = e;
+  }
+  if (at < chars.length) out.push(document.createTextNode(chars.slice(at).join("")));
+  return out;
+}
+
+function evidenceLines(h) { // what was said or shown, as found (the frames' evidence is the thumbnail)
+  return (h.evidence || []).filter((e) => e.channel !== "frames").slice(0, 3).map((e) =>
+    el("div", { class: "evidence" }, ...spaced(label(e.channel),
+      e.speaker ? el("span", { class: "speaker" }, `${e.speaker}:`) : "",
+      el("q", { class: "snippet" }, ...(e.snippet ? marked(e.snippet, e.marks) : [e.text])))));
+}
+
 function hitItem(h, v) {
   const img = el("img", { loading: "lazy", alt: "", src: `${v.thumbnail_url}?t=${h.start_sec}&w=320` });
   const sure = h.found_prob >= 0.5 ? "" : " weak";
   const text = el("div", {},
     el("div", { class: "name" }, v.name),
     el("div", { class: "meta" }, `${h.start} – ${h.end}`, v.folder ? ` · ${v.folder}` : ""),
-    el("div", { class: "meta" + sure }, `score ${h.score.toFixed(3)} · match probability ${h.found_prob.toFixed(2)}`));
-  const li = el("li", { class: "hit", tabindex: "0", "data-video": h.video_id, "data-start": h.start_sec }, img, text);
+    el("div", { class: "meta" + sure }, `score ${h.score.toFixed(3)} · match probability ${h.found_prob.toFixed(2)}`),
+    el("div", { class: "channels", "aria-label": "found in" }, ...spaced(...(h.channels || []).map(label))),
+    ...evidenceLines(h));
+  const li = el("li", { class: "hit", tabindex: "0", "data-video": h.video_id, "data-start": h.start_sec,
+    "data-end": h.end_sec }, img, text);
   const open = () => openMoment(h.video_id, h.start_sec, h.end_sec, v);
   li.addEventListener("click", open);
   li.addEventListener("keydown", (e) => { if (e.key === "Enter") open(); });
@@ -135,6 +175,7 @@ function openMoment(videoId, start, end, video) {
   $("link").hidden = true;
   $("now-name").textContent = video.rel_path;
   $("now-span").textContent = `${fmt(start)} – ${fmt(end)}`;
+  $("download").href = `${video.clip_url}?start=${start}&end=${end}`; // the span as a file (/api/clip)
   const v = $("video");
   v.dataset.start = String(start);
   const seek = () => { v.currentTime = start; v.play().catch(() => { /* autoplay refused: the user presses play */ }); };
@@ -142,6 +183,8 @@ function openMoment(videoId, start, end, video) {
   if (v.getAttribute("src") !== src) {
     v.addEventListener("loadedmetadata", seek, { once: true });
     v.setAttribute("src", src);
+    setCaptions(video);
+    loadTranscript(video);
   } else if (v.readyState >= 1) {
     seek();
   } else {
@@ -163,6 +206,63 @@ function drawTimeline() {
   $("span").style.left = `${(100 * current.start) / total}%`;
   $("span").style.width = `${Math.max(0.3, (100 * (current.end - current.start)) / total)}%`;
   $("playhead").style.left = `${(100 * (v.currentTime || 0)) / total}%`;
+}
+
+// -- captions and the transcript of the playing video ----------------------------------------
+
+function setCaptions(video) { // a new <track> per video: browsers do not reliably reload a changed src
+  const v = $("video");
+  for (const t of v.querySelectorAll("track")) t.remove();
+  if (!video.captions_url) return;
+  const track = el("track", { kind: "captions", label: "Captions", src: video.captions_url, default: "" });
+  v.append(track);
+  track.track.mode = "showing";
+}
+
+async function loadTranscript(video) {
+  const list = $("transcript");
+  list.replaceChildren();
+  lines = [];
+  $("transcript-panel").hidden = false;
+  $("transcript-note").textContent = "loading…";
+  let segments;
+  try {
+    segments = await api(video.transcript_url);
+  } catch (e) {
+    if (current && current.video_id === video.video_id) $("transcript-note").textContent = e.message;
+    return;
+  }
+  if (!current || current.video_id !== video.video_id) return; // another video was opened meanwhile
+  $("transcript-note").textContent = segments.length ? ""
+    : `nothing said or shown as text was indexed${video.text_note ? ` (${video.text_note})` : ""}`;
+  for (const s of segments) {
+    const li = el("li", { class: `line ${s.channel}`, tabindex: "0", "data-start": s.start_sec, "data-end": s.end_sec,
+      title: s.source }, ...spaced(el("span", { class: "time" }, fmt(s.start_sec)), label(s.channel),
+      s.speaker ? el("span", { class: "speaker" }, `${s.speaker}:`) : "", el("span", { class: "said" }, s.text)));
+    const seek = () => { $("video").currentTime = s.start_sec; followTranscript(); };
+    li.addEventListener("click", seek);
+    li.addEventListener("keydown", (e) => { if (e.key === "Enter") seek(); });
+    list.append(li);
+    lines.push({ start: s.start_sec, end: s.end_sec, li });
+  }
+  followTranscript();
+}
+
+function followTranscript() { // highlight the lines being said or shown now; keep the first in view
+  const t = $("video").currentTime || 0;
+  let first = null;
+  for (const line of lines) {
+    // a line of zero length (a caption flash) counts as current for its instant's first 0.25 s
+    const now = line.start <= t && (t < line.end || t < line.start + 0.25);
+    if (now && !line.li.classList.contains("current") && !first) first = line.li;
+    line.li.classList.toggle("current", now);
+  }
+  if (first) { // scrolls the list only, never the page
+    const box = $("transcript"), top = first.offsetTop;
+    if (top < box.scrollTop || top + first.offsetHeight > box.scrollTop + box.clientHeight) {
+      box.scrollTop = Math.max(0, top - box.clientHeight / 3);
+    }
+  }
 }
 
 async function openFromHash() {
@@ -211,7 +311,8 @@ $("prev").addEventListener("click", () => { offset = Math.max(0, offset - Number
 $("next").addEventListener("click", () => { offset += Number($("limit").value); runSearch(true); });
 $("copy").addEventListener("click", copyLink);
 $("replay").addEventListener("click", () => { if (current) { $("video").currentTime = current.start; $("video").play().catch(() => {}); } });
-$("video").addEventListener("timeupdate", drawTimeline);
+$("video").addEventListener("timeupdate", () => { drawTimeline(); followTranscript(); });
+$("video").addEventListener("seeked", followTranscript);
 $("video").addEventListener("loadedmetadata", drawTimeline);
 $("timeline").addEventListener("click", (e) => {
   const v = $("video"), r = e.currentTarget.getBoundingClientRect();

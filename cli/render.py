@@ -34,14 +34,12 @@ def hits_table(result) -> Table:
     longest = max((len(h.rel_path) for h in result.hits), default=5)
     t.add_column("video", overflow="fold", min_width=min(48, longest))  # never truncate a file name
     t.add_column("span", no_wrap=True)
-    t.add_column("seconds", justify="right", no_wrap=True)
     t.add_column("score", justify="right", no_wrap=True)
     t.add_column("found", justify="right", no_wrap=True)
-    t.add_column("evidence", overflow="fold", ratio=1)
+    t.add_column("evidence", overflow="fold", min_width=24, ratio=1)
     for i, h in enumerate(result.hits, 1):
-        t.add_row(str(i), h.rel_path, f"{format_timestamp(h.start_sec)}–{format_timestamp(h.end_sec)}",
-                  f"{h.start_sec:.1f}–{h.end_sec:.1f}", f"{h.score:.4f}", f"{h.found_prob:.2f}",
-                  evidence_text(h))
+        t.add_row(str(i), h.rel_path, f"{format_timestamp(h.start_sec)}\n–{format_timestamp(h.end_sec)}",
+                  f"{h.score:.4f}", f"{h.found_prob:.2f}", evidence_text(h))
     return t
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from groundzero.cli.common import setup_logging
 from groundzero.cli.render import evidence_text
 from groundzero.data.spans import format_timestamp, temporal_iou
 from groundzero.search.searcher import Searcher
@@ -41,12 +42,14 @@ def show(archive: Path, index: Path) -> Table:
         res = searcher.search(q["query"], top_k=1)
         truth = ", ".join(_span(q["vid"], s, e) for s, e in q["relevant_windows"]) or "(not in the archive)"
         h = res.hits[0] if res.hits else None
-        top = "not found" if not res.found or h is None else _span(Path(h.rel_path).stem, h.start_sec, h.end_sec)
+        top = "nothing" if h is None else _span(Path(h.rel_path).stem, h.start_sec, h.end_sec)
+        if not res.found:
+            top = f"not found{'' if h is None else ' (best guess ' + top + ')'}"
         iou = "-"
-        if res.found and h is not None and q["relevant_windows"] and Path(h.rel_path).stem == q["vid"]:
+        if h is not None and q["relevant_windows"] and Path(h.rel_path).stem == q["vid"]:
             iou = f"{temporal_iou([[h.start_sec, h.end_sec]], q['relevant_windows']).max():.2f}"
         t.add_row(f"[bold]{kind}[/]: {q['query']}\ntruth: {truth}\ntop:   {top}", iou,
-                  evidence_text(h) if h is not None and res.found else "")
+                  evidence_text(h) if h is not None else "")
     return t
 
 
@@ -55,6 +58,7 @@ def main() -> None:
     ap.add_argument("--archive", type=Path, required=True, help="a talks archive (python -m groundzero.synthetic.talks)")
     ap.add_argument("--index", type=Path, required=True, help="its index (groundzero index ... --ocr)")
     args = ap.parse_args()
+    setup_logging(False)
     Console(width=120).print(show(args.archive, args.index))
 
 

@@ -146,6 +146,7 @@ def _run_index(cfg: IndexConfig, on_progress: Callable[[Progress], None] | None)
             if on_progress:
                 on_progress(p)
 
+        videos = None
         try:
             _save_record(record, writer.layout, remote)
             for entry in plan.touched:
@@ -156,8 +157,8 @@ def _run_index(cfg: IndexConfig, on_progress: Callable[[Progress], None] | None)
                 writer.remove(uri)
             if on_progress:
                 on_progress(progress)
-            for video, entry in _embed_all(cfg, plan.todo, identity.image_size, image_resample(model_dir), progress,
-                                           tick):
+            videos = _embed_all(cfg, plan.todo, identity.image_size, image_resample(model_dir), progress, tick)
+            for video, entry in videos:
                 _store(writer, cfg, run_id, video, entry, record, reasons, failures, tokens)
                 progress.indexed, progress.failed = record.n_indexed, record.n_failed
                 progress.last = entry.rel_path
@@ -168,6 +169,8 @@ def _run_index(cfg: IndexConfig, on_progress: Callable[[Progress], None] | None)
                 commits.commit()
         except BaseException as e:
             with uninterrupted(raise_deferred=False):  # a second signal must not cut this short
+                if videos is not None:  # stop the pipeline now: its threads must not outlive Ray at exit
+                    _best_effort(videos.close, "stopping the pipeline")
                 if isinstance(e, Exception) and is_disk_full(e, writer):
                     raise _stop_disk_full(e, commits, len(plan.todo)) from e
                 # Keep (and publish) everything finished so far, then report the run as aborted.
@@ -374,13 +377,19 @@ def _embed_all(cfg: IndexConfig, todo: list[VideoEntry], image_size: int, resamp
         )
     assembler = VideoAssembler()
     t0 = time.monotonic()
-    for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
-        progress.frames += int(sum(1 for m in batch["end_meta"] if m == ""))
-        done = assembler.add(batch)
-        if not done and on_progress:
-            on_progress(progress)
-        for v in done:
-            yield v, by_id[v.video_id]
+    batches = iter(ds.iter_batches(batch_size=None, batch_format="numpy"))
+    try:
+        for batch in batches:
+            progress.frames += int(sum(1 for m in batch["end_meta"] if m == ""))
+            done = assembler.add(batch)
+            if not done and on_progress:
+                on_progress(progress)
+            for v in done:
+                yield v, by_id[v.video_id]
+    finally:  # a run stopped early shuts Ray Data's executor down here, not in a thread racing the exit
+        close = getattr(batches, "close", None)  # Ray Data's iterator is a generator (Ray 2.40-2.63)
+        if close is not None:
+            close()
     for v in assembler.flush_incomplete():  # rows lost on the way: recorded, never silently dropped
         yield v, by_id[v.video_id]
     log.info("embedded %d frames in %.1fs", progress.frames, time.monotonic() - t0)

@@ -129,6 +129,8 @@ ABSENT: tuple[str, ...] = (
 
 #: espeak-ng voices (``-v``): lecturer, student; questioning counsel, witness
 VOICES = {"lecturer": "en-us", "student": "en-us+f3", "Q": "en-gb", "A": "en-us+m3"}
+#: how long a cutaway to one of the demo's coloured-shape moments lasts, seconds (min, max)
+PICTURE_SEC = (10.0, 16.0)
 
 
 def words(text: str) -> list[str]:
@@ -243,7 +245,8 @@ class _Clock:
         shape, colour = pools.take("pair")
         motion = str(rng.choice(["left", "right", "up", "down"]))
         start = round(self.t, 2)
-        end = round(start + float(rng.uniform(4.0, 6.0)), 2)
+        # as long as the demo's own events (8-30 s): its head was trained on moments of that length
+        end = round(start + float(rng.uniform(PICTURE_SEC[0], PICTURE_SEC[1])), 2)
         self.pictures.append(object_event(shape, colour, motion, start, end, target=True))
         self.t = end
         return len(self.pictures) - 1
@@ -277,8 +280,9 @@ def lecture_script(vid: str, rng: np.random.Generator, pools: Pools, measure: Me
                    "Today we cover several ideas.", "Let us begin."])
     mean_len = slide_sec[0] + (min(slide_sec[1], slide_sec[0] + 10.0) - slide_sec[0]) / 2
     n_keys = n_multi + n_slide
-    # the title slide is up; a closing slide and the cutaways (~5 s each) are to come
-    n_slots = max(n_keys, n_picture, 1, round((target_sec - clock.t - 5.0 * n_picture) / mean_len) - 1)
+    # the title slide is up; a closing slide and the cutaways are to come
+    n_slots = max(n_keys, n_picture, 1, round((target_sec - clock.t - sum(PICTURE_SEC) / 2 * n_picture)
+                                              / mean_len) - 1)
     roles = _roles(rng, {"multi": n_multi, "slide": n_slide, "generic": n_slots - n_keys})
     pictures_at = {int(i) for i in rng.permutation(n_slots)[:n_picture]}
     speech_at = [int(i) for i in rng.integers(0, n_slots, n_speech)]

@@ -58,19 +58,21 @@ def main() -> None:
                     help="also evaluate the head with coarse-to-fine refinement (SearchConfig.refine) and "
                          "report its latency cost per search")
     ap.add_argument("--reuse", action="store_true", help="reuse WORKDIR's archive and index")
+    ap.add_argument("--no-reuse-still", action="store_true",
+                    help="embed every frame (index option reuse_still=False), e.g. to measure what reuse costs")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
     from groundzero.data.annotations import read_annotations
-    from groundzero.plugins import named_model
-    from groundzero.synthetic.archive import SynthConfig, make_archive
     from groundzero.indexer.config import IndexConfig
     from groundzero.indexer.pipeline import run_index
     from groundzero.indexer.reindex import reindex
-    from groundzero.search.evaluate import evaluate
+    from groundzero.plugins import named_model
     from groundzero.search.config import SearchConfig
+    from groundzero.search.evaluate import evaluate
     from groundzero.search.searcher import Searcher
+    from groundzero.synthetic.archive import SynthConfig, make_archive
 
     model = args.model or "demo"
     head = args.head or (str(named_model("demo").head_dir) if args.model is None else None)
@@ -84,7 +86,7 @@ def main() -> None:
     if not (args.reuse and (work / "archive" / "test.jsonl").is_file() and index.is_dir()):
         make_archive(work / "archive", synth)
         run_index(IndexConfig(archive=str(work / "archive" / "test"), index_dir=str(index), model=model,
-                              head=head, device=args.device))
+                              head=head, device=args.device, reuse_still=not args.no_reuse_still))
     queries = read_annotations(work / "archive" / "test.jsonl")
     cfg = SearchConfig() if args.window_score is None else SearchConfig(window_score=args.window_score)
     t_index = time.perf_counter() - t0

@@ -29,7 +29,7 @@ INDEX_FLAGS = {"fps": "--fps", "window_sec": "--window", "stride_sec": "--stride
                "embed_actors": "--workers", "embed_threads": "--threads", "precision": "--precision",
                "commit_every": "--commit-every",
                "commit_every_sec": "--commit-every-sec", "asr_model": "--asr-model",
-               "asr_language": "--asr-language", **S3_FLAGS}
+               "asr_language": "--asr-language", "reuse_still": "--reuse-still", **S3_FLAGS}
 
 
 def index(
@@ -72,6 +72,10 @@ def index(
     ocr: Annotated[bool, typer.Option(
         "--ocr/--no-ocr", help="Index the text shown on screen (slides, titles, exhibits), read where "
         "the picture changes (about 2 CPU-minutes per video hour of slides).")] = False,
+    reuse_still: Annotated[bool, typer.Option(
+        "--reuse-still/--no-reuse-still", help="A frame whose picture barely changed from the last "
+        "embedded frame (a slide, a still shot) reuses its embedding instead of being embedded again; "
+        "every frame is still stored.")] = True,
     exclude: Annotated[list[str] | None, typer.Option(
         metavar="GLOB", help="Leave out matching files (repeatable), e.g. '*.json'.")] = None,
     retry_failed: Annotated[bool, typer.Option(
@@ -119,7 +123,7 @@ def index(
                 exclude=tuple(exclude or ()), retry_failed=retry_failed,
                 dry_run=dry_run, head=opt_str(head), s3=S3Config(endpoint_url=endpoint_url),
                 cache_dir=cache_dir, tmp_dir=tmp_dir, commit_every=commit_every,
-                commit_every_sec=commit_every_sec, **({"model": model} if model else {}),
+                commit_every_sec=commit_every_sec, reuse_still=reuse_still, **({"model": model} if model else {}),
                 channels=ChannelsConfig(
                     TranscriptConfig(asr_model=asr_model or (SUGGESTED_MODEL if asr else None),
                                      asr_language=asr_language, asr_device=device, captions=captions),

@@ -1,8 +1,9 @@
 """Did the picture change? A cheap pixel-space test on the decoded frames, streamed in chunks.
 
 Used wherever a stage should look at a picture once rather than at every sampled frame: which
-frames the OCR channel reads (:mod:`groundzero.indexer.ocr`), and which frames a "still frames
-are not embedded twice" policy embeds. Numpy only.
+frames the OCR channel reads (:mod:`groundzero.indexer.ocr`). Which frames reuse an embedding is
+a stricter test (:mod:`groundzero.indexer.stills`): setting aside what moved lately hides what
+happens gradually in one place, which text does not do but the objects a query names do. Numpy only.
 
 The measure. Each frame is reduced to a ``downsample x downsample`` grid of grey block means
 (a 224 frame and ``downsample=16``: blocks of 14 x 14 pixels, whose means average compression
@@ -107,7 +108,7 @@ def block_means(frames: np.ndarray, grid: int) -> np.ndarray:
     return sums / area
 
 
-def _grow(mask: np.ndarray) -> np.ndarray:
+def grow_mask(mask: np.ndarray) -> np.ndarray:
     """bool (G, G) mask grown by one block in the 8 directions."""
     p = np.pad(mask, 1)
     g = mask.shape[0]
@@ -161,7 +162,7 @@ class ChangeDetector:
                 continue
             step = np.abs(g - self._prev) > cfg.threshold  # (G, G) changed since the previous frame
             recent = self._moved_sec >= t - cfg.motion_memory_sec  # moved at unflagged frames lately
-            moving = _grow(recent)
+            moving = grow_mask(recent)
             if moving.mean() > cfg.max_moving_fraction:  # not a local inset: the picture itself moves
                 recent = moving = np.zeros_like(moving)
             if self._second:  # no history yet: what moves is unknown, only a cut counts

@@ -49,6 +49,11 @@ class IndexConfig:
     #: image tower precision: auto (bf16 on CUDA and on CPUs with native bf16, else fp32; an existing
     #: index keeps its own) | fp32 | bf16; recorded in the index, which refuses another (groundzero.model.precision)
     precision: str = "auto"
+    #: still frames are not embedded twice: a frame whose picture barely changed from the last
+    #: embedded frame reuses its embedding (a pixel test on the decoded frame; the timeline stays at
+    #: ``fps``; :mod:`groundzero.indexer.stills`). Not recorded in the index: runs with and without it
+    #: mix (the same model embeds every frame that is embedded)
+    reuse_still: bool = True
 
     def validate(self) -> IndexConfig:
         if not 0 < self.fps <= 30:

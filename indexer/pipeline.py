@@ -4,7 +4,7 @@
 
     archive listing ──plan──> videos to (re)index
         │  ray.data.from_items            one row per video
-        │  .map_batches(decode_rows)      CPU tasks: ffmpeg -> frame rows (streamed)
+        │  .map_batches(decode_rows)      CPU tasks: ffmpeg -> frame rows (streamed; still frames: none)
         │  .map_batches(EmbedFrames)      actor pool (GPU when present): frames -> embeddings
         ▼  .iter_batches()                driver: VideoAssembler -> proposals + tokens -> IndexWriter
     commit (every ``commit_every`` videos or ``commit_every_sec`` seconds, and at the end): one atomic snapshot
@@ -43,6 +43,7 @@ from groundzero.indexer.embed_plan import embed_sizing, with_precision
 from groundzero.indexer.plan import Plan, make_plan, new_run_id
 from groundzero.indexer.rows import AssembledVideo, VideoAssembler, decode_rows
 from groundzero.indexer.sources import list_archive
+from groundzero.indexer.stills import StillConfig
 from groundzero.indexer.stops import disk_full_error, is_disk_full, uninterrupted
 from groundzero.indexer.tokens import ZERO_SHOT, TokenMaker, head_token_kind
 from groundzero.model.identity import image_resample, read_identity
@@ -71,7 +72,8 @@ class Progress:
     total: int = 0
     indexed: int = 0
     failed: int = 0
-    frames: int = 0
+    frames: int = 0  #: frames embedded (a still frame reusing an embedding does not count)
+    reused: int = 0  #: frames of finished videos that reused an earlier frame's embedding (still frames)
     commits: int = 0
     last: str = ""
 
@@ -358,7 +360,8 @@ def _embed_all(cfg: IndexConfig, todo: list[VideoEntry], image_size: int, resamp
     # The S3 endpoint is resolved here, in the driver: workers may have started before it was set.
     ds = ds.map_batches(decode_rows, batch_size=1,
                         fn_kwargs={"cfg": dcfg, "s3": cfg.s3.resolved(), "tmp_dir": cfg.tmp_dir,
-                                   "channels": cfg.channels},
+                                   "channels": cfg.channels,
+                                   "still": StillConfig() if cfg.reuse_still else None},
                         num_cpus=1, memory=DECODE_TASK_MEMORY + (CHANNELS_TASK_MEMORY if cfg.channels.heavy else 0))
     with warnings.catch_warnings():
         # max_restarts goes through map_batches' **ray_remote_args, which Ray 2.60+ marks deprecated
@@ -385,6 +388,7 @@ def _embed_all(cfg: IndexConfig, todo: list[VideoEntry], image_size: int, resamp
             if not done and on_progress:
                 on_progress(progress)
             for v in done:
+                progress.reused += len(v.meta.get("reused", []))
                 yield v, by_id[v.video_id]
     finally:  # a run stopped early shuts Ray Data's executor down here, not in a thread racing the exit
         close = getattr(batches, "close", None)  # Ray Data's iterator is a generator (Ray 2.40-2.63)
@@ -392,4 +396,5 @@ def _embed_all(cfg: IndexConfig, todo: list[VideoEntry], image_size: int, resamp
             close()
     for v in assembler.flush_incomplete():  # rows lost on the way: recorded, never silently dropped
         yield v, by_id[v.video_id]
-    log.info("embedded %d frames in %.1fs", progress.frames, time.monotonic() - t0)
+    log.info("embedded %d frames in %.1fs (%d still frames reused an embedding)", progress.frames,
+             time.monotonic() - t0, progress.reused)

@@ -10,8 +10,11 @@ and all its frames have arrived::
     end row:    video_id, frame_idx = -1, timestamp_sec = 0, frame = zeros, end_meta = JSON
 
 ``end_meta`` says how decoding ended: ``{"ok": true, "n_frames", "duration_sec",
-"width", "height", "content_hash"}`` (plus ``"segments"``, the video's text segments as
-:meth:`~groundzero.data.segments.TextSegment.to_json` dicts, and ``"text_notes"``, when the run
+"width", "height", "content_hash"}`` (plus ``"reused"``, when still frames reuse embeddings:
+``[[frame_idx, timestamp_sec, same_as], ...]``, the frames that emitted no row because their
+picture barely changed from frame ``same_as``'s, :mod:`groundzero.indexer.stills`; the assembler
+gives each a copy of that frame's embedding, so the timeline keeps every frame; plus
+``"segments"``, the video's text segments as :meth:`~groundzero.data.segments.TextSegment.to_json` dicts, and ``"text_notes"``, when the run
 reads text channels) or ``{"ok": false, "reason", "error", ...}``;
 either may carry a ``"note"`` on what the file holds that was not indexed (other
 video streams, :attr:`groundzero.indexer.probe.VideoInfo.note`), for the catalog.
@@ -36,6 +39,7 @@ from groundzero.indexer.channels import ChannelReader, ChannelsConfig
 from groundzero.indexer.decode import DecodeConfig, iter_frames
 from groundzero.indexer.fetch import local_copy
 from groundzero.indexer.probe import probe
+from groundzero.indexer.stills import StillConfig, StillFrames
 from groundzero.store.s3 import S3Config
 
 log = logging.getLogger(__name__)
@@ -50,8 +54,8 @@ def file_sha256(path: str) -> str:
 
 
 def decode_rows(batch: dict[str, np.ndarray], cfg: DecodeConfig, s3: S3Config | None = None,
-                tmp_dir: str | None = None, channels: ChannelsConfig | None = None
-                ) -> Iterator[dict[str, np.ndarray]]:
+                tmp_dir: str | None = None, channels: ChannelsConfig | None = None,
+                still: StillConfig | None = None) -> Iterator[dict[str, np.ndarray]]:
     """Ray Data generator stage: videos in (columns ``video_id``, ``path``, optional
     ``content_id`` and ``sidecars``: a JSON list of subtitle files' uris), frame rows out.
     ``path`` is a local path or an ``s3://`` uri, downloaded to ``tmp_dir`` first
@@ -71,7 +75,8 @@ def decode_rows(batch: dict[str, np.ndarray], cfg: DecodeConfig, s3: S3Config | 
             with ExitStack() as stack:
                 local = stack.enter_context(local_copy(uri, str(content_id or ""), s3, tmp_dir))
                 reader = ChannelReader(channels) if channels is not None else None
-                yield from _frame_rows(video_id, local, cfg, meta, reader)
+                yield from _frame_rows(video_id, local, cfg, meta, reader,
+                                       StillFrames(still) if still is not None else None)
                 if reader is not None:
                     subs, notes = [], []
                     for u in json.loads(sidecars or "[]"):
@@ -95,10 +100,11 @@ def decode_rows(batch: dict[str, np.ndarray], cfg: DecodeConfig, s3: S3Config | 
         }
 
 
-def _frame_rows(video_id: str, path: str, cfg: DecodeConfig, meta: dict, reader: ChannelReader | None = None
-                ) -> Iterator[dict[str, np.ndarray]]:
+def _frame_rows(video_id: str, path: str, cfg: DecodeConfig, meta: dict, reader: ChannelReader | None = None,
+                stills: StillFrames | None = None) -> Iterator[dict[str, np.ndarray]]:
     """Frame rows of one local file; fills ``meta``; raises :class:`DecodeError` on failure.
-    ``reader`` sees every chunk of frames (on-screen text finds the picture's changes there)."""
+    ``reader`` sees every chunk of frames (on-screen text finds the picture's changes there);
+    ``stills`` says which frames reuse an embedding (no row; listed in ``meta["reused"]``)."""
     info = probe(path)
     if reader is not None:
         reader.info = info
@@ -106,20 +112,33 @@ def _frame_rows(video_id: str, path: str, cfg: DecodeConfig, meta: dict, reader:
     if info.note:
         meta["note"] = info.note
     n = 0
+    reused: list[list] = []
     for chunk in iter_frames(path, cfg, info):
         k = len(chunk.timestamps_sec)
         if reader is not None:
             reader.feed(chunk.frames, chunk.timestamps_sec)
-        yield {
-            "video_id": np.array([video_id] * k, dtype=object),
-            "frame_idx": np.arange(chunk.first_frame_idx, chunk.first_frame_idx + k, dtype=np.int64),
-            "timestamp_sec": chunk.timestamps_sec.astype(np.float64),
-            "frame": chunk.frames,
-            "end_meta": np.array([""] * k, dtype=object),
-        }
+        frame_idx = np.arange(chunk.first_frame_idx, chunk.first_frame_idx + k, dtype=np.int64)
+        ts = chunk.timestamps_sec.astype(np.float64)
+        keep = slice(None)
+        if stills is not None:
+            same_as = stills.feed(chunk.frames, ts, frame_idx)
+            reused += [[int(frame_idx[i]), float(ts[i]), int(same_as[i])] for i in np.flatnonzero(same_as >= 0)]
+            keep = np.flatnonzero(same_as < 0)
         n += k
+        m = len(frame_idx[keep])
+        if m == 0:
+            continue
+        yield {
+            "video_id": np.array([video_id] * m, dtype=object),
+            "frame_idx": frame_idx[keep],
+            "timestamp_sec": ts[keep],
+            "frame": chunk.frames[keep],
+            "end_meta": np.array([""] * m, dtype=object),
+        }
     if n == 0:
         raise DecodeError("decode_failed", f"{path}: ffmpeg produced no frames; the video stream may be empty")
+    if stills is not None:
+        meta["reused"] = reused
     meta.update(ok=True, n_frames=n, content_hash=file_sha256(path))
 
 
@@ -171,13 +190,17 @@ class VideoAssembler:
         if p.end is None:
             return None
         if p.end.get("ok"):
-            if len(p.frames) < p.end["n_frames"]:
+            reused = p.end.get("reused", [])
+            if len(p.frames) < p.end["n_frames"] - len(reused):
                 return None  # the end row overtook some frame rows
             del self._pending[vid]
             self._done.add(vid)
-            order = sorted(p.frames)
-            ts = np.array([p.frames[k][0] for k in order], np.float64)
-            emb = np.stack([p.frames[k][1] for k in order]).astype(np.float32)
+            frames = dict(p.frames)
+            for k, t, same_as in reused:  # a still frame: its reference's embedding, its own time
+                frames[int(k)] = (float(t), p.frames[int(same_as)][1])
+            order = sorted(frames)
+            ts = np.array([frames[k][0] for k in order], np.float64)
+            emb = np.stack([frames[k][1] for k in order]).astype(np.float32)
             return AssembledVideo(vid, p.end, ts, emb)
         del self._pending[vid]  # failed: frames emitted before the failure are dropped
         self._done.add(vid)
@@ -187,7 +210,8 @@ class VideoAssembler:
         """After the stream ends: every video still incomplete, as a failure."""
         out = []
         for vid, p in sorted(self._pending.items()):
-            got = f"{len(p.frames)} of {p.end['n_frames']} frames" if p.end else "no end-of-video row"
+            got = (f"{len(p.frames)} of {p.end['n_frames'] - len(p.end.get('reused', []))} embedded frames"
+                   if p.end else "no end-of-video row")
             meta = {"ok": False, "reason": "decode_failed", "error": f"the pipeline lost rows of this video ({got})"}
             out.append(AssembledVideo(vid, meta, np.zeros(0), np.zeros((0, 0), np.float32)))
             self._done.add(vid)

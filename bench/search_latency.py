@@ -64,20 +64,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from groundzero.model.backbone import Backbone
-
-from groundzero.model.identity import ModelIdentity, read_identity
-from groundzero.model.checkpoint import save_model
-from groundzero.model.grounder import GroundingModel, GroundingModelConfig
-from groundzero.model.inference import ground
-from groundzero.model.tiny import bench_siglip
 from groundzero.data.proposals import ProposalConfig, make_windows, zero_shot_tokens
 from groundzero.data.spans import temporal_iou
-from groundzero.store import tables
-from groundzero.store.manifest import IndexParams
-from groundzero.store.writer import IndexWriter, VideoEntry, video_id_for
 from groundzero.indexer.reindex import reindex
 from groundzero.indexer.tokens import head_token_kind
+from groundzero.model.backbone import Backbone
+from groundzero.model.checkpoint import save_model
+from groundzero.model.grounder import GroundingModel, GroundingModelConfig
+from groundzero.model.identity import ModelIdentity, read_identity
+from groundzero.model.inference import ground
+from groundzero.model.tiny import bench_siglip
 from groundzero.search.config import SearchConfig
 from groundzero.search.ground_zeroshot import ground_region, merge_ranges
 from groundzero.search.merge import merge_hits
@@ -85,6 +81,9 @@ from groundzero.search.rerank import rerank_and_ground
 from groundzero.search.results import Hit
 from groundzero.search.searcher import Searcher
 from groundzero.search.shortlist import shortlist
+from groundzero.store import tables
+from groundzero.store.manifest import IndexParams
+from groundzero.store.writer import IndexWriter, VideoEntry, video_id_for
 
 # Sentences made of the bundled tokenizer's vocabulary (unknown words become <unk>).
 SENTENCES = (

@@ -47,7 +47,6 @@ def build_index(workdir: Path, model: str, hours: float, video_minutes: float, q
     from search_latency import SENTENCES, build_corpus
 
     from groundzero.model.backbone import Backbone
-
     from groundzero.model.identity import read_identity
 
     _, identity = read_identity(model)

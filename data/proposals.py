@@ -33,7 +33,7 @@ class ProposalConfig:
     stride_sec: float = 24.0  #: hop between proposal starts (RGNet: half the window)
     tokens_per_proposal: int = 6  #: context tokens per proposal (one per 8 s at the defaults)
 
-    def validate(self) -> "ProposalConfig":
+    def validate(self) -> ProposalConfig:
         if not self.window_sec > 0:
             raise ConfigError(f"window_sec must be > 0 seconds, got {self.window_sec}", field="window_sec")
         if not 0 < self.stride_sec <= self.window_sec:

@@ -85,6 +85,7 @@ def main() -> None:
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
 
+    from groundzero.indexer.decode import DecodeConfig, decode_frames
     from groundzero.model.backbone import Backbone, bundled_model_dir
     from groundzero.synthetic.archive import SynthConfig
     from groundzero.synthetic.captions import frames_and_captions
@@ -92,7 +93,6 @@ def main() -> None:
     from groundzero.synthetic.events import object_event
     from groundzero.synthetic.render import render_frame
     from groundzero.synthetic.vocabulary import SHAPES
-    from groundzero.indexer.decode import DecodeConfig, decode_frames
 
     model = args.model or str(bundled_model_dir())
     backbone = Backbone(model, device="cpu")

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from groundzero.errors import ConfigError
-from groundzero.indexer.changes import grow_mask, block_means
+from groundzero.indexer.changes import block_means, grow_mask
 
 
 @dataclass(frozen=True)

@@ -40,13 +40,13 @@ class GroundingModelConfig:
     loss: LossWeights = field(default_factory=LossWeights)
 
     @classmethod
-    def small(cls, video_dim: int, text_dim: int) -> "GroundingModelConfig":
+    def small(cls, video_dim: int, text_dim: int) -> GroundingModelConfig:
         """The demo model's head (2.6 M parameters with 128-d features; small backbones, CPU training)."""
         return cls(encoder=RGEncoderConfig.small(video_dim, text_dim), decoder=GroundingDecoderConfig.small(),
                    context_hidden=128)
 
     @classmethod
-    def preset(cls, size: str, video_dim: int, text_dim: int) -> "GroundingModelConfig":
+    def preset(cls, size: str, video_dim: int, text_dim: int) -> GroundingModelConfig:
         """``size``: "full" (RGNet's sizes), "small" (demo model) or "tiny" (tests)."""
         if size == "full":
             return cls(encoder=RGEncoderConfig(video_dim, text_dim))
@@ -57,7 +57,7 @@ class GroundingModelConfig:
         raise ConfigError(f"model size {size!r}; allowed: full, small, tiny")
 
     @classmethod
-    def tiny(cls, video_dim: int = 32, text_dim: int = 32) -> "GroundingModelConfig":
+    def tiny(cls, video_dim: int = 32, text_dim: int = 32) -> GroundingModelConfig:
         return cls(encoder=RGEncoderConfig.tiny(video_dim, text_dim), decoder=GroundingDecoderConfig.tiny(),
                    context_tokens=4, context_hidden=32)
 
@@ -67,7 +67,7 @@ class GroundingModelConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "GroundingModelConfig":
+    def from_dict(cls, d: dict) -> GroundingModelConfig:
         enc = dict(d["encoder"])
         enc["temporal_dilations"] = tuple(enc.get("temporal_dilations", (1, 2, 4, 8)))
         return cls(encoder=RGEncoderConfig(**enc), decoder=GroundingDecoderConfig(**d["decoder"]),

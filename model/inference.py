@@ -26,10 +26,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from groundzero.data.spans import nms
 from groundzero.model.grounder import GroundingModel
 from groundzero.model.span_head import decode_best_span
 from groundzero.model.span_ops import cw_to_xx
-from groundzero.data.spans import nms
 
 WINDOW_SCORES = ("retrieval", "retrieval_confidence")
 

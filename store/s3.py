@@ -45,7 +45,7 @@ class S3Url:
     prefix: str = ""
 
     @classmethod
-    def parse(cls, url: str) -> "S3Url":
+    def parse(cls, url: str) -> S3Url:
         """``s3://bucket/some/prefix`` -> ``S3Url("bucket", "some/prefix/")``.
 
         The prefix is taken as a folder: ``s3://b/archive`` covers ``archive/x.mp4``,
@@ -91,7 +91,7 @@ class S3Config:
     addressing_style: str = "auto"  #: auto | path | virtual
     transfer_threads: int = 8  #: parallel requests for one large upload / download, and for pulls
 
-    def validate(self) -> "S3Config":
+    def validate(self) -> S3Config:
         if self.max_attempts is not None and self.max_attempts < 1:
             raise ConfigError(f"S3 max_attempts must be >= 1, got {self.max_attempts}", field="max_attempts")
         if self.retry_mode is not None and self.retry_mode not in RETRY_MODES:
@@ -114,7 +114,7 @@ class S3Config:
                               field="transfer_threads")
         return self
 
-    def resolved(self) -> "S3Config":
+    def resolved(self) -> S3Config:
         """This config with what was not given taken from the environment (then the defaults)."""
         env = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None
         try:

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from groundzero.model.identity import read_identity
 from groundzero.data.proposals import ProposalConfig, make_windows, zero_shot_tokens
+from groundzero.model.identity import read_identity
 from groundzero.store.manifest import IndexParams
 from groundzero.store.writer import IndexWriter, VideoEntry
 

@@ -25,7 +25,7 @@ def test_store_and_data_import_without_torch():
 
 def test_the_core_never_imports_the_demo():
     """Only the CLI's `synth` command and the demo itself name groundzero.synthetic."""
-    pattern = re.compile(r"^\s*(from|import)\s+groundzero\.synthetic\b", re.M)
+    pattern = re.compile(r"^\s*(from|import)\s+groundzero\.synthetic\b", re.MULTILINE)
     offenders = [str(f.relative_to(REPO)) for folder in CORE for f in (REPO / folder).rglob("*.py")
                  if pattern.search(f.read_text())]
     assert offenders == []

@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from groundzero.errors import ConfigError
 from groundzero.data.proposals import ProposalConfig, make_windows, zero_shot_tokens
 from groundzero.data.spans import format_timestamp, nms, temporal_iou
+from groundzero.errors import ConfigError
 
 
 def test_temporal_iou_hand_worked():
@@ -43,7 +43,7 @@ def test_windows_cover_every_frame_with_full_length_windows():
 
 def test_any_moment_up_to_the_stride_lies_inside_one_window():
     w = make_windows(500, 1.0, ProposalConfig(48, 24))
-    for start in range(0, 500 - 24):
+    for start in range(500 - 24):
         assert any(s <= start and start + 24 <= e for s, e in w), start
 
 

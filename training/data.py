@@ -23,9 +23,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from groundzero.errors import ConfigError
 from groundzero.data.annotations import MomentQuery
 from groundzero.data.proposals import ProposalConfig, make_windows
+from groundzero.errors import ConfigError
 
 
 @dataclass(frozen=True)

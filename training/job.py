@@ -13,15 +13,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from groundzero.errors import ConfigError
 from groundzero.data.annotations import read_annotations
+from groundzero.errors import ConfigError
 from groundzero.model.backbone import Backbone, pick_device
-from groundzero.model.identity import read_identity
 from groundzero.model.checkpoint import save_model
 from groundzero.model.grounder import GroundingModel, GroundingModelConfig
-from groundzero.training.loop import TrainConfig, train
-from groundzero.training.data import GroundingDataset, TextFeatures
+from groundzero.model.identity import read_identity
 from groundzero.store.training_set import video_frames_by_id
+from groundzero.training.data import GroundingDataset, TextFeatures
+from groundzero.training.loop import TrainConfig, train
 
 #: LoRA mode: (backbone, video ids, fps) -> (trainable image encoder, vid -> uint8 frames (T, S, S, 3))
 FramesLoader = Callable[[Backbone, set, float], tuple[torch.nn.Module, dict]]

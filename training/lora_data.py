@@ -33,8 +33,8 @@ def lora_frames_loader(archive: str | Path | None) -> FramesLoader:
 
     def load(backbone, vids: set[str], fps: float):
         from groundzero.indexer.decode import DecodeConfig, iter_frames
-        from groundzero.model.identity import image_resample
         from groundzero.indexer.sources import list_local
+        from groundzero.model.identity import image_resample
         from groundzero.model.lora import LoraImageEncoder
 
         files = {Path(e.rel_path).stem: e.uri for e in list_local(root)}

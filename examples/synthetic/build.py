@@ -87,20 +87,20 @@ def main() -> None:
     import torch
 
     from groundzero.data.annotations import read_annotations
-    from groundzero.model.checkpoint import update_config
-    from groundzero.synthetic.siglip_config import SiglipTrainConfig
-    from groundzero.synthetic.siglip_train import train_siglip
-    from groundzero.training.loop import TrainConfig
-    from groundzero.synthetic.archive import SynthConfig, make_archive
-    from groundzero.synthetic.captions import frames_and_captions
-    from groundzero.training.job import HeadJob, train_head
     from groundzero.indexer.config import IndexConfig
     from groundzero.indexer.decode import DecodeConfig, decode_frames
     from groundzero.indexer.pipeline import run_index
+    from groundzero.model.checkpoint import update_config
     from groundzero.search.searcher import Searcher
+    from groundzero.synthetic.archive import SynthConfig, make_archive
     from groundzero.synthetic.calibrate import calibrate_clip_weight, calibrate_found_threshold
+    from groundzero.synthetic.captions import frames_and_captions
     from groundzero.synthetic.clip_check import load_clip_adapter
     from groundzero.synthetic.model import BUNDLED
+    from groundzero.synthetic.siglip_config import SiglipTrainConfig
+    from groundzero.synthetic.siglip_train import train_siglip
+    from groundzero.training.job import HeadJob, train_head
+    from groundzero.training.loop import TrainConfig
 
     if args.quick:
         args.frames, args.backbone_epochs, args.train_videos, args.minutes, args.head_epochs = 1500, 3, 2, 2.0, 3

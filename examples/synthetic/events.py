@@ -33,7 +33,14 @@ from types import MappingProxyType
 from typing import Any
 
 from groundzero.errors import ConfigError
-from groundzero.synthetic.vocabulary import BACKGROUNDS, COLOURS, KINDS, MOTIONS, OBJECT_KINDS, SHAPES
+from groundzero.synthetic.vocabulary import (
+    BACKGROUNDS,
+    COLOURS,
+    KINDS,
+    MOTIONS,
+    OBJECT_KINDS,
+    SHAPES,
+)
 
 _MOTION_PHRASE = MappingProxyType(
     {

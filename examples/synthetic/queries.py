@@ -16,7 +16,13 @@ from typing import Any
 
 import numpy as np
 
-from groundzero.synthetic.events import Event, background_event, conflicts, object_event, title_event
+from groundzero.synthetic.events import (
+    Event,
+    background_event,
+    conflicts,
+    object_event,
+    title_event,
+)
 from groundzero.synthetic.scenes import object_distractor
 from groundzero.synthetic.vocabulary import ACTIONS, BACKGROUNDS, OBJECT_KINDS, WORDS
 

@@ -194,9 +194,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--delay-sec", type=float, default=0.0)
     a = ap.parse_args(argv)
 
-    from groundzero.model.identity import read_identity
     from groundzero.indexer.config import IndexConfig
     from groundzero.indexer.pipeline import run_index
+    from groundzero.model.identity import read_identity
 
     _, ident = read_identity(a.model)
     patch_embed(lambda obj, name, val: setattr(obj, name, val), ident.embed_dim, a.delay_sec)

@@ -16,8 +16,8 @@ def main() -> None:
     mode = sys.argv[4] if len(sys.argv) > 4 else "flock"
     lease_sec = float(sys.argv[5]) if len(sys.argv) > 5 else 300.0
 
-    from groundzero.model.identity import read_identity
     from groundzero.data.proposals import ProposalConfig
+    from groundzero.model.identity import read_identity
     from groundzero.store.lock import LockConfig
     from groundzero.store.manifest import IndexParams
     from groundzero.store.writer import IndexWriter

@@ -3,17 +3,17 @@ opened a snapshot keeps seeing that snapshot, whole, while later runs commit and
 
 import numpy as np
 
-from groundzero.model.identity import read_identity
 from groundzero.data.proposals import ProposalConfig, make_windows, zero_shot_tokens
+from groundzero.indexer.config import IndexConfig
+from groundzero.indexer.pipeline import run_index
+from groundzero.model.identity import read_identity
+from groundzero.search.searcher import Searcher
 from groundzero.store.catalog import connect, read_catalog
 from groundzero.store.check import verify_index
 from groundzero.store.gc import RetentionPolicy
 from groundzero.store.layout import IndexLayout
 from groundzero.store.manifest import IndexParams, read_manifest, require_manifest
 from groundzero.store.writer import IndexWriter, VideoEntry
-from groundzero.indexer.config import IndexConfig
-from groundzero.indexer.pipeline import run_index
-from groundzero.search.searcher import Searcher
 from tests.crash.fake_pipeline import make_archive, patch_embed, write_video_file
 from tests.planted import unit
 

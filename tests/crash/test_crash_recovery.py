@@ -14,10 +14,10 @@ import sys
 
 import pytest
 
+from groundzero.indexer.config import IndexConfig
 from groundzero.store.check import errors, verify_index
 from groundzero.store.layout import IndexLayout
 from groundzero.store.manifest import read_manifest
-from groundzero.indexer.config import IndexConfig
 from tests.crash import helpers
 from tests.crash.fake_pipeline import make_archive, patch_embed, write_video_file
 

@@ -10,9 +10,9 @@ import time
 import numpy as np
 import pytest
 
+from groundzero.data.proposals import ProposalConfig, make_windows, zero_shot_tokens
 from groundzero.errors import ConfigError, IndexLockedError
 from groundzero.model.identity import read_identity
-from groundzero.data.proposals import ProposalConfig, make_windows, zero_shot_tokens
 from groundzero.store.lock import (
     FlockLock,
     LeaseLock,

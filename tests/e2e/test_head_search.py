@@ -127,8 +127,8 @@ def test_found_threshold_comes_from_the_head_and_a_missing_head_is_reported(inde
 
 def test_calibrated_threshold_separates_found_from_not_found(index_and_head):
     from groundzero.data.annotations import MomentQuery
-    from groundzero.synthetic.calibrate import calibrate_found_threshold
     from groundzero.search.searcher import Searcher
+    from groundzero.synthetic.calibrate import calibrate_found_threshold
 
     index, _ = index_and_head
     searcher = Searcher(index, device="cpu")

@@ -7,8 +7,8 @@ from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from groundzero.cli.main import app
-from groundzero.model.identity import read_identity
 from groundzero.model.checkpoint import load_model
+from groundzero.model.identity import read_identity
 from tests import media
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]

@@ -102,7 +102,7 @@ def _gemma_tokenized_copy(tiny_model_dir, dest):
     shutil.copytree(tiny_model_dir, dest)
     for f in dest.glob("*token*"):
         f.unlink()
-    words = "a red circle moving left the witness is handed exhibit".split()
+    words = ["a", "red", "circle", "moving", "left", "the", "witness", "is", "handed", "exhibit"]
     tok = Tokenizer(models.WordLevel(unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()  # case-sensitive: no Lowercase normalizer
     tok.train_from_iterator([" ".join(words), " ".join(w.upper() for w in words)],

@@ -13,7 +13,12 @@ import torch
 
 from groundzero.errors import ConfigError
 from groundzero.model.context_tokens import ContextTokenPooler, info_nce
-from groundzero.model.rg_encoder import PADDED_SALIENCY, RetrievalAttention, RGEncoder, RGEncoderConfig
+from groundzero.model.rg_encoder import (
+    PADDED_SALIENCY,
+    RetrievalAttention,
+    RGEncoder,
+    RGEncoderConfig,
+)
 from groundzero.model.sampler import GumbelSampler, sparse_attention_mask
 from groundzero.model.temporal import TemporalContext, fractional_position_encoding
 

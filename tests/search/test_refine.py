@@ -36,7 +36,7 @@ def test_a_coarse_one_fps_span_gets_sub_second_edges(tiny_model_dir, tmp_path):
         coarse, q, duration_sec=30.0)
     truth = np.array([[10.25, 20.75]])
     assert abs(fine.start_sec - 10.25) <= 0.25 and abs(fine.end_sec - 20.75) <= 0.25, fine
-    iou = lambda h: float(temporal_iou(np.array([[h.start_sec, h.end_sec]]), truth)[0, 0])  # noqa: E731
+    iou = lambda h: float(temporal_iou(np.array([[h.start_sec, h.end_sec]]), truth)[0, 0])
     assert iou(fine) > iou(coarse)
     assert fine.score == coarse.score and fine.found_prob == coarse.found_prob
 

@@ -17,8 +17,8 @@ from groundzero.cli.main import app
 from groundzero.errors import ConfigError
 from groundzero.model.identity import read_identity
 from groundzero.store.catalog import RunRecord, connect
-from groundzero.store.queries import open_catalog, run_sql
 from groundzero.store.manifest import require_manifest
+from groundzero.store.queries import open_catalog, run_sql
 from groundzero.store.writer import IndexWriter, VideoEntry
 from tests.planted import plant_index
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from groundzero.errors import ConfigError
 from groundzero.data.annotations import read_qvhighlights
+from groundzero.errors import ConfigError
 from groundzero.synthetic.archive import (
     SPLITS,
     SynthConfig,

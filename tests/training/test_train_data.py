@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from groundzero.errors import ConfigError
 from groundzero.data.annotations import MomentQuery
-from groundzero.training.data import GroundingDataset, TextFeatures, collate
 from groundzero.data.proposals import ProposalConfig
+from groundzero.errors import ConfigError
+from groundzero.training.data import GroundingDataset, TextFeatures, collate
 
 PROPS = ProposalConfig(window_sec=10, stride_sec=5, tokens_per_proposal=2)
 T, D = 120, 16

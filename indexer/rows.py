@@ -78,13 +78,15 @@ def decode_rows(batch: dict[str, np.ndarray], cfg: DecodeConfig, s3: S3Config | 
                 yield from _frame_rows(video_id, local, cfg, meta, reader,
                                        StillFrames(still) if still is not None else None)
                 if reader is not None:
-                    subs, notes = [], []
+                    subs, notes = {}, []
                     for u in json.loads(sidecars or "[]"):
                         try:
-                            subs.append(stack.enter_context(local_copy(u, "", s3, tmp_dir)))
+                            subs[stack.enter_context(local_copy(u, "", s3, tmp_dir))] = u
                         except DecodeError as e:  # the captions' problem, not the video's
                             notes.append(f"captions: {e}")
-                    segments, read_notes = reader.read(local, subs)
+                    segments, read_notes = reader.read(local, list(subs))
+                    for path, u in [*subs.items(), (local, uri)]:  # notes name the uris, not downloads
+                        read_notes = [n.replace(path, u) for n in read_notes]
                     meta.update(segments=[s.to_json() for s in segments], text_notes=notes + read_notes)
         except DecodeError as e:  # messages name the uri, not a temporary download's path
             meta.update(reason=e.reason, error=str(e).replace(local, uri))

@@ -16,11 +16,14 @@
 
 Every request's sentence is distinct (a planted query plus a running number), so none is
 answered from the service's result cache: each one embeds the text, queries FAISS, reads the
-shortlisted videos' frame Parquet and grounds. The service runs searches one at a time (the
-Searcher's frame cache is not thread-safe), so throughput is bounded by one search's latency and
-concurrency shows up as queueing; torch's intra-op threads use the cores within one search.
-Client and server share the machine: on a busy or small one the figures include that contention;
-the 1-minute load average is printed.
+shortlisted videos' frame Parquet and grounds. The service runs up to ``--search-threads``
+searches at once (``groundzero serve --search-threads``; default one per CPU), each on its own
+thread: FAISS, torch and the Parquet reads release the GIL, so N requests in flight use up to N
+cores and throughput grows with concurrency until the cores (or the GIL-held Python parts of a
+search, about a third of it) are used up; beyond that, requests wait in line. The server shares
+the CPUs out among the searches at once for torch's intra-op threads unless ``--torch-threads``
+sets them (``OMP_NUM_THREADS``). Client and server share the machine: on a busy or small one the
+figures include that contention; the 1-minute load average is printed.
 """
 
 from __future__ import annotations
@@ -60,12 +63,15 @@ def build_index(workdir: Path, model: str, hours: float, video_minutes: float, q
     return corpus.index
 
 
-def start_server(index: Path, model: str, device: str, threads: int) -> tuple[subprocess.Popen, str]:
+def start_server(index: Path, model: str, device: str, threads: int,
+                 search_threads: int = 0) -> tuple[subprocess.Popen, str]:
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "GROUNDZERO_TOKEN": ""}
+    env.pop("OMP_NUM_THREADS", None)
     if threads > 0:
         env["OMP_NUM_THREADS"] = str(threads)
     p = subprocess.Popen([sys.executable, "-m", "groundzero.cli.main", "serve", "--index", str(index), "--port", "0",
-                          "--model", model, "--device", device, "--reload-every", "-1"],
+                          "--model", model, "--device", device, "--reload-every", "-1",
+                          "--search-threads", str(search_threads)],
                          cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
     line = p.stdout.readline()
     m = re.search(r"at (http://\S+?)/?[;\s]", line)
@@ -136,7 +142,10 @@ def main() -> None:
     ap.add_argument("--model", default=None, help="backbone (default: the tiny random bench SigLIP, "
                     "groundzero.model.tiny.bench_siglip, built in WORKDIR)")
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--torch-threads", type=int, default=0, help="server's OMP threads (0: torch's default)")
+    ap.add_argument("--torch-threads", type=int, default=0, help="server's OMP threads per search (0: the server's "
+                    "default, CPUs // search threads)")
+    ap.add_argument("--search-threads", type=int, default=0, help="searches the server runs at once (0: its "
+                    "default, one per CPU)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     if any(c < 1 for c in args.concurrency) or args.requests < 1 or args.seconds <= 0:
@@ -152,11 +161,12 @@ def main() -> None:
     model = args.model
     index = build_index(args.workdir, model, args.hours, args.video_minutes, args.queries, args.seed)
     t0 = time.perf_counter()
-    server, url = start_server(index, model, args.device, args.torch_threads)
+    server, url = start_server(index, model, args.device, args.torch_threads, args.search_threads)
     print(f"server up in {time.perf_counter() - t0:.1f} s (model and index loaded)", flush=True)
     try:
-        print(f"server {url} (model {Path(model).name}, {args.device}); {os.cpu_count()} CPUs; client asyncio+httpx "
-              f"in another process; k={args.k}", flush=True)
+        print(f"server {url} (model {Path(model).name}, {args.device}); {os.cpu_count()} CPUs; search threads "
+              f"{args.search_threads or 'one per CPU'}, torch threads {args.torch_threads or 'CPUs // search threads'}; "
+              f"client asyncio+httpx in another process; k={args.k}", flush=True)
         asyncio.run(load(url, list(SENTENCES), 1, args.warmup, 600, args.k, 10**6))
         rows = []
         for c in args.concurrency:

@@ -23,7 +23,7 @@ from groundzero.cli.common import (
 #: SearchConfig field -> flag of `search`
 SEARCH_FLAGS = {"top_k": "--top", "refine_fps": "--refine", "channels": "--channels"}
 #: ServeConfig field -> flag of `serve`
-SERVE_FLAGS = {"host": "--host", "port": "--port", "token": "--token"}
+SERVE_FLAGS = {"host": "--host", "port": "--port", "token": "--token", "search_threads": "--search-threads"}
 
 def parse_channels(text: str) -> tuple[str, ...]:
     """``"frames, speech"`` -> ``("frames", "speech")`` (validated by SearchConfig)."""
@@ -65,7 +65,12 @@ def search(
     with reported(SEARCH_FLAGS):
         query = normalize_query(query)  # a query that can never be searched is refused before the model loads
         cfg = SearchConfig(top_k=top, refine=refine, channels=parse_channels(channels)).validate()
-        searcher = Searcher(index_dir, model=model, device=device, cfg=cfg, head=opt_str(head))
+        # One query in a fresh process: on a CPU the text tower runs in NumPy, so neither torch nor
+        # transformers' model code is imported (seconds of start-up). A process that already holds torch
+        # (the CLI called in-process) embeds with it, bit for bit as its other searches do.
+        numpy_text = "torch" not in sys.modules
+        searcher = Searcher(index_dir, model=model, device=device, cfg=cfg, head=opt_str(head),
+                            numpy_text=numpy_text)
         result = searcher.search(query)
         clips = clip_cmds.export_clips(result, searcher, export) if export is not None else None
     if json_out:
@@ -95,17 +100,22 @@ def serve(
     device: Device = "auto",
     reload_every: Annotated[float, typer.Option(
         help="Seconds between checks for a newer snapshot (negative: never).")] = 5.0,
+    search_threads: Annotated[int, typer.Option(
+        help="Searches run at once, in parallel (0: one per CPU); more requests wait. The CPUs are "
+             "shared out among them for torch's threads, unless OMP_NUM_THREADS is set.")] = 0,
     verbose: Annotated[bool, typer.Option("-v", "--verbose", help="Log every request.")] = False,
 ) -> None:
     """Serve the search page and JSON API (loopback only, unless --token)."""
     setup_logging(verbose)
     from groundzero.search.service.app import create_app
     from groundzero.search.service.config import ServeConfig
-    from groundzero.search.service.server import serve_forever
+    from groundzero.search.service.server import serve_forever, share_cores
 
     with reported(SERVE_FLAGS):
         cfg = ServeConfig(index_dir=index_dir, host=host, port=port, token=token or None, model=model,
-                          head=opt_str(head), device=device, reload_every_sec=reload_every).validate()
+                          head=opt_str(head), device=device, reload_every_sec=reload_every,
+                          search_threads=search_threads).validate()
+        share_cores(cfg.searches_at_once)
         application = create_app(cfg)
 
     def ready(url: str) -> None:

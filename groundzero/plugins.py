@@ -25,13 +25,14 @@ package; nothing in the core imports it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from importlib.metadata import entry_points
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from groundzero.errors import ConfigError
 
 if TYPE_CHECKING:
+    from importlib.metadata import EntryPoint
+
     import numpy as np
 
     from groundzero.model.backbone import Backbone
@@ -64,6 +65,15 @@ class Rescorer(Protocol):
             (new scores (S,), presence factors (S,) in [0, 1] that multiply each span's found-probability).
         """
         ...
+
+
+def entry_points(group: str) -> list[EntryPoint]:
+    """The installed entry points of ``group`` (``importlib.metadata`` is imported only when asked:
+    scanning the installed packages' metadata is not free, and a command given a checkpoint path
+    never needs it)."""
+    from importlib.metadata import entry_points as scan
+
+    return list(scan(group=group))
 
 
 def model_names() -> list[str]:

@@ -12,6 +12,10 @@ Fixed-resolution checkpoints (``model_type`` ``siglip``; all of Google's
 ``siglip-*`` and ``siglip2-*-patchNN-RES`` releases, So400m included) are
 supported. NaFlex checkpoints (``siglip2-*-naflex``, ``model_type`` ``siglip2``)
 take variable-resolution patch inputs and are refused with a clear message.
+
+torch and transformers are imported when first needed. With ``numpy_text`` (a one-shot query on a
+CPU) the text tower runs in NumPy (:mod:`groundzero.model.numpy_text`) and the torch model is loaded
+only if something else is asked for.
 """
 
 from __future__ import annotations
@@ -19,18 +23,29 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
+import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from groundzero.errors import ConfigError, ModelNotFoundError
 from groundzero.model.identity import CPU_MODEL_ID, SO400M_ID, read_identity
 
+if TYPE_CHECKING:
+    import torch
+
 log = logging.getLogger(__name__)
+
+#: device nodes without which torch finds no GPU (NVIDIA, ROCm, WSL)
+_GPU_NODES = ("/dev/nvidiactl", "/dev/nvidia0", "/dev/kfd", "/dev/dxg")
+
 
 def pick_device(device: str | None = None) -> torch.device:
     """``None``/"auto" -> CUDA when present, else CPU; otherwise the named device."""
+    import torch
+
     if device in (None, "", "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
@@ -38,11 +53,24 @@ def pick_device(device: str | None = None) -> torch.device:
     return torch.device(device)
 
 
+def surely_cpu(device: str | None) -> bool:
+    """Whether ``device`` is the CPU, told without importing torch: "cpu", or "auto" on a machine
+    without a GPU's device nodes (where torch could find none)."""
+    if device in (None, "", "auto"):
+        return not any(os.path.exists(p) for p in _GPU_NODES)
+    return device == "cpu"
+
+
 def default_model(device: str | None = "auto") -> str:
     """The model a new index uses when none is named: SigLIP 2 So400m where the embed device is a
     CUDA GPU, else SigLIP 2 base at 224 px, a size a CPU can index."""
-    gpu = str(device or "auto").startswith("cuda") or (device in (None, "", "auto") and torch.cuda.is_available())
-    return SO400M_ID if gpu else CPU_MODEL_ID
+    if str(device or "auto").startswith("cuda"):
+        return SO400M_ID
+    if device not in (None, "", "auto"):
+        return CPU_MODEL_ID
+    import torch
+
+    return SO400M_ID if torch.cuda.is_available() else CPU_MODEL_ID
 
 
 class Backbone:
@@ -54,34 +82,103 @@ class Backbone:
         dtype: None -> bfloat16 on CUDA, float32 on CPU. The towers run in ``dtype``; SigLIP's
             ``logit_scale`` and ``logit_bias`` are read in float32 before the cast, so
             :meth:`match_probability` (and "not found") does not depend on the device.
+        numpy_text: on a CPU in float32, run :meth:`embed_texts` in NumPy
+            (:mod:`groundzero.model.numpy_text`, same weights, same result to float32 rounding),
+            and load the torch model only when something else is asked for (images, token
+            states, :attr:`model`, :attr:`tokenizer`): a one-shot query then imports neither torch
+            nor transformers' model code. Ignored (torch, as always) on a GPU, in bf16, or for a
+            checkpoint NumPy cannot run exactly. For one query at a time: a server keeps torch,
+            whose threads it shares out.
     """
 
-    def __init__(self, name_or_path: str, device: str | None = "auto", dtype: torch.dtype | None = None):
-        from transformers import AutoModel, AutoTokenizer
-
+    def __init__(self, name_or_path: str, device: str | None = "auto", dtype: torch.dtype | None = None,
+                 *, numpy_text: bool = False):
         model_dir, self.identity = read_identity(name_or_path)
-        self.device = pick_device(device)
-        self.dtype = dtype or (torch.bfloat16 if self.device.type == "cuda" else torch.float32)
-        try:
-            model = AutoModel.from_pretrained(model_dir, dtype=torch.float32)
-            self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
-        except Exception as e:
-            raise ModelNotFoundError(f"cannot load the model or tokenizer from {model_dir}: {e}") from e
-        # exp(scale) in bf16 is off by ~1.3% (109.95 -> 108.5), enough to flip "not found"
-        self._logit_scale = float(model.logit_scale.detach().float().exp())
-        self._logit_bias = float(model.logit_bias.detach().float())
-        self.model = model.to(device=self.device, dtype=self.dtype).eval()
-        # SigLIP pools the last position and was trained right-padded; some tokenizer configs
-        # (Gemma's, SigLIP 2's) default to left padding, so the side is set here, not left to the files
-        self.tokenizer.padding_side = "right"
-        self.model.requires_grad_(False)
         self.model_dir = model_dir
         self.image_size: int = self.identity.image_size
         self.text_max_len: int = self.identity.text_max_len
-        mean, std = _image_norm(model_dir)
-        self._mean = torch.tensor(mean, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
-        self._std = torch.tensor(std, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
-        log.info("backbone %s on %s (%s), embed_dim=%d", name_or_path, self.device, self.dtype, self.embed_dim)
+        self._device_arg, self._dtype_arg = device, dtype
+        self._device: torch.device | None = None
+        self._model = self._tokenizer = None
+        self._model_lock, self._tokenizer_lock = threading.Lock(), threading.Lock()
+        #: the NumPy text tower and tokenizer (numpy_text); None: torch runs the text tower
+        self._np_text = self._np_tokens = None
+        if numpy_text and surely_cpu(device) and (dtype is None or str(dtype) == "torch.float32"):
+            from groundzero.model.numpy_text import FastTokenizer, NumpyTextTower
+
+            self._np_text = NumpyTextTower.load(model_dir)
+            if self._np_text is not None:
+                self._np_tokens = FastTokenizer.load(model_dir, self.text_max_len)  # None: transformers'
+                self._logit_scale, self._logit_bias = self._np_text.logit_scale, self._np_text.logit_bias
+                self._device_arg = "cpu"
+        if self._np_text is None:
+            self._load_model()
+        log.info("backbone %s on %s, embed_dim=%d%s", name_or_path, self._device_arg, self.embed_dim,
+                 " (text tower in NumPy)" if self._np_text is not None else "")
+
+    @property
+    def device(self) -> torch.device:
+        """The torch device the towers run on."""
+        if self._device is None:
+            self._device = pick_device(self._device_arg)
+        return self._device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The towers' dtype."""
+        import torch
+
+        return self._dtype_arg or (torch.bfloat16 if self.device.type == "cuda" else torch.float32)
+
+    @property
+    def model(self) -> torch.nn.Module:
+        """The transformers SigLIP model (loaded on first use where the text tower runs in NumPy)."""
+        if self._model is None:
+            self._load_model()
+        return self._model
+
+    @property
+    def tokenizer(self):
+        """The checkpoint's transformers tokenizer, right-padding (loaded on first use)."""
+        if self._tokenizer is None:
+            with self._tokenizer_lock:
+                if self._tokenizer is None:
+                    from transformers import AutoTokenizer
+
+                    try:
+                        tokenizer = AutoTokenizer.from_pretrained(self.model_dir)
+                    except Exception as e:
+                        raise ModelNotFoundError(f"cannot load the tokenizer from {self.model_dir}: {e}") from e
+                    # SigLIP pools the last position and was trained right-padded; some tokenizer configs
+                    # (Gemma's, SigLIP 2's) default to left padding, so the side is set here, not left to the files
+                    tokenizer.padding_side = "right"
+                    self._tokenizer = tokenizer
+        return self._tokenizer
+
+    def _load_model(self) -> None:
+        """Load the torch model (once, whichever thread comes first)."""
+        with self._model_lock:
+            if self._model is not None:
+                return
+            import torch
+            from transformers import AutoModel
+
+            device, dtype = self.device, self.dtype
+            try:
+                model = AutoModel.from_pretrained(self.model_dir, dtype=torch.float32)
+            except Exception as e:
+                raise ModelNotFoundError(f"cannot load the model or tokenizer from {self.model_dir}: {e}") from e
+            if self._np_text is None:
+                # exp(scale) in bf16 is off by ~1.3% (109.95 -> 108.5), enough to flip "not found"
+                self._logit_scale = float(model.logit_scale.detach().float().exp())
+                self._logit_bias = float(model.logit_bias.detach().float())
+            model = model.to(device=device, dtype=dtype).eval()
+            model.requires_grad_(False)
+            mean, std = _image_norm(self.model_dir)
+            self._mean = torch.tensor(mean, dtype=torch.float32, device=device).view(1, 3, 1, 1)
+            self._std = torch.tensor(std, dtype=torch.float32, device=device).view(1, 3, 1, 1)
+            self._model = model  # last: a thread that sees the model sees the rest
+        self.tokenizer  # noqa: B018 - loaded with the model, so a bad checkpoint fails here
 
     @property
     def embed_dim(self) -> int:
@@ -97,7 +194,6 @@ class Backbone:
         scale, bias = self.logit_scale_bias
         return 1.0 / (1.0 + np.exp(-(scale * np.asarray(cos, dtype=np.float64) + bias)))
 
-    @torch.inference_mode()
     def embed_images(self, frames: np.ndarray) -> np.ndarray:
         """Pooled, L2-normalised image features.
 
@@ -113,8 +209,11 @@ class Backbone:
             )
         if len(frames) == 0:
             return np.zeros((0, self.embed_dim), np.float32)
-        feats = self.image_features(torch.from_numpy(np.ascontiguousarray(frames)))
-        return feats.float().cpu().numpy().astype(np.float32)
+        import torch
+
+        with torch.inference_mode():
+            feats = self.image_features(torch.from_numpy(np.ascontiguousarray(frames)))
+            return feats.float().cpu().numpy().astype(np.float32)
 
     def image_features(self, frames: torch.Tensor, model: torch.nn.Module | None = None) -> torch.Tensor:
         """Differentiable twin of :meth:`embed_images` (LoRA fine-tuning uses it).
@@ -125,9 +224,13 @@ class Backbone:
         Returns:
             (N, D) L2-normalised features, float32, on this backbone's device.
         """
+        import torch
+
+        base = self.model  # loaded first: the normalisation constants come with it
+        model = model or base
         x = frames.to(self.device).permute(0, 3, 1, 2).float().div(255.0)  # (N, 3, S, S) in [0, 1]
         x = ((x - self._mean) / self._std).to(self.dtype)
-        feats = pooled_output((model or self.model).get_image_features(pixel_values=x))  # (N, D)
+        feats = pooled_output(model.get_image_features(pixel_values=x))  # (N, D)
         return torch.nn.functional.normalize(feats.float(), dim=-1)
 
     def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
@@ -141,14 +244,20 @@ class Backbone:
         )
         return {k: v.to(self.device) for k, v in enc.items()}
 
-    @torch.inference_mode()
     def embed_texts(self, texts: list[str]) -> np.ndarray:
         """Pooled, L2-normalised text features: float32 (Q, D)."""
-        enc = self.tokenize(texts)
-        feats = pooled_output(self.model.get_text_features(input_ids=enc["input_ids"]))  # (Q, D)
-        return _l2norm(feats)
+        if self._np_text is not None:
+            ids = self._np_tokens.ids([t.lower() for t in texts]) if self._np_tokens is not None \
+                else self.tokenize(texts)["input_ids"].numpy()
+            feats = self._np_text.pooled(ids)
+            return (feats / np.maximum(np.linalg.norm(feats, axis=-1, keepdims=True), 1e-12)).astype(np.float32)
+        import torch
 
-    @torch.inference_mode()
+        with torch.inference_mode():
+            enc = self.tokenize(texts)
+            feats = pooled_output(self.model.get_text_features(input_ids=enc["input_ids"]))  # (Q, D)
+            return _l2norm(feats)
+
     def encode_text_tokens(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """Token-level text states for word-level attention: the text tower's last hidden state
         (after its final LayerNorm), RGNet's word features.
@@ -160,20 +269,27 @@ class Backbone:
             states: float32 (Q, L, Dt) (L = text_max_len, Dt = the text tower's width).
             mask: bool (Q, L), True at real (non-padding) tokens.
         """
-        enc = self.tokenize(texts)
-        states = self.model.text_model(input_ids=enc["input_ids"]).last_hidden_state  # (Q, L, Dt)
-        mask = enc.get("attention_mask")
-        if mask is None:
-            mask = enc["input_ids"] != self.tokenizer.pad_token_id
-        return states.float().cpu().numpy(), mask.bool().cpu().numpy()
+        import torch
+
+        with torch.inference_mode():
+            enc = self.tokenize(texts)
+            states = self.model.text_model(input_ids=enc["input_ids"]).last_hidden_state  # (Q, L, Dt)
+            mask = enc.get("attention_mask")
+            if mask is None:
+                mask = enc["input_ids"] != self.tokenizer.pad_token_id
+            return states.float().cpu().numpy(), mask.bool().cpu().numpy()
 
 
 def pooled_output(out) -> torch.Tensor:
     """transformers 5 returns an output object; older releases a tensor."""
+    import torch
+
     return out if isinstance(out, torch.Tensor) else out.pooler_output
 
 
 def _l2norm(x: torch.Tensor) -> np.ndarray:
+    import torch
+
     x = x.float()
     return torch.nn.functional.normalize(x, dim=-1).cpu().numpy().astype(np.float32)
 

@@ -7,12 +7,23 @@ The store records a :class:`ModelIdentity` in every manifest; search refuses a q
 whose fingerprint differs. It also records the runtime (precision) that embedded the frames; a
 later index run refuses another one, search does not: its text tower's precision is the search
 machine's choice, and bf16 and fp32 image embeddings agree to a cosine of 0.999 or better.
+
+Reading an identity is cheap, for a one-shot search: ``config.json`` is read as JSON (transformers'
+defaults for what it omits; transformers is not imported), and a fingerprint is computed once per
+process, and for large checkpoints (:data:`FINGERPRINT_CACHE_MIN_BYTES`) once per file version:
+it is kept in ``$GROUNDZERO_CACHE_DIR/fingerprints.json`` (default ``~/.cache/groundzero``) under
+each weight file's path, size, inode, mtime and ctime, so any rewrite or replacement of a file
+hashes it again.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 import re
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,8 +90,14 @@ def resolve_model_dir(name_or_path: str) -> Path:
     resolved with ``huggingface_hub.snapshot_download`` (which reads the local
     cache first, so ``HF_HUB_OFFLINE=1`` works once the model is cached).
     """
+    return _resolve(name_or_path)[0]
+
+
+def _resolve(name_or_path: str) -> tuple[Path, bool]:
+    """(the checkpoint directory, whether ``name_or_path`` named a registered model)."""
     if not name_or_path or not name_or_path.strip():
         raise ModelNotFoundError("no model given: pass --model with a directory or a hub id")
+    # a name with a slash is a path or a hub id, never a registered name: no entry-point scan for it
     bundle = named_model(name_or_path) if "/" not in name_or_path else None
     p = bundle.backbone_dir if bundle is not None else Path(name_or_path).expanduser()
     if p.exists():
@@ -94,7 +111,7 @@ def resolve_model_dir(name_or_path: str) -> Path:
                 f"model directory {p} has no config.json; pass a directory written by "
                 "save_pretrained (config.json + model.safetensors + tokenizer files)"
             )
-        return p
+        return p, bundle is not None
     if not _HUB_ID.fullmatch(name_or_path):
         raise ModelNotFoundError(
             f"model directory {name_or_path} does not exist; pass an existing checkpoint "
@@ -103,7 +120,7 @@ def resolve_model_dir(name_or_path: str) -> Path:
     try:
         from huggingface_hub import snapshot_download
 
-        return Path(snapshot_download(repo_id=name_or_path))
+        return Path(snapshot_download(repo_id=name_or_path)), False
     except Exception as e:  # network, auth, missing repo: all actionable the same way
         raise ModelNotFoundError(_hub_failure(name_or_path, e)) from e
 
@@ -126,17 +143,113 @@ def _hub_failure(hub_id: str, e: Exception) -> str:
 
 
 def fingerprint_weights(model_dir: Path) -> str:
-    """SHA-256 over (file name, bytes) of every weight file, in name order."""
-    files = sorted(f for f in model_dir.iterdir() if f.is_file() and f.name.endswith(_WEIGHT_SUFFIXES))
+    """SHA-256 over (file name, bytes) of every weight file, in name order.
+
+    Computed once per process and weight-file version; for checkpoints of at least
+    :data:`FINGERPRINT_CACHE_MIN_BYTES` also kept on disk across processes (module docstring).
+    """
+    files = sorted(f for f in Path(model_dir).iterdir() if f.is_file() and f.name.endswith(_WEIGHT_SUFFIXES))
     if not files:
         raise ModelNotFoundError(f"model directory {model_dir} holds no weight files (*.safetensors)")
-    h = hashlib.sha256()
-    for f in files:
-        h.update(f.name.encode())
-        with open(f, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 22), b""):
-                h.update(block)
-    return h.hexdigest()
+    stamps = [_file_stamp(f) for f in files]
+    key = json.dumps(stamps)
+    with _fp_lock:
+        if key in _fp_memo:
+            return _fp_memo[key]
+    big = sum(st[2] for st in stamps) >= FINGERPRINT_CACHE_MIN_BYTES
+    sha = _disk_cache_get(key) if big else None
+    if sha is None:
+        h = hashlib.sha256()
+        for f in files:
+            h.update(f.name.encode())
+            with open(f, "rb") as fh:
+                for block in iter(lambda: fh.read(1 << 22), b""):
+                    h.update(block)
+        sha = h.hexdigest()
+        # changed while hashed, or so recently that a rewrite within the file system's timestamp
+        # granularity would go unseen: remember nothing
+        if [_file_stamp(f) for f in files] != stamps or \
+                time.time_ns() - max(max(st[-2:]) for st in stamps) < _RECENT_NS:
+            return sha
+        if big:
+            _disk_cache_put(key, sha)
+    with _fp_lock:
+        _fp_memo[key] = sha
+    return sha
+
+
+#: weight files totalling at least this many bytes have their fingerprint kept on disk (smaller ones
+#: hash in milliseconds)
+FINGERPRINT_CACHE_MIN_BYTES = 64 << 20
+_FP_CACHE_MAX = 64  #: fingerprints kept on disk (most recent)
+_RECENT_NS = 2_000_000_000  #: a file changed less than this long ago is hashed every time
+_fp_memo: dict[str, str] = {}
+_fp_lock = threading.Lock()
+
+
+def _file_stamp(f: Path) -> list:
+    """What identifies one version of a file: any write, copy over or replacement changes it (the
+    name is hashed into the fingerprint; the hub's cache links names to blobs)."""
+    st = f.stat()
+    return [f.name, str(f.resolve()), st.st_size, st.st_ino, st.st_dev, st.st_mtime_ns, st.st_ctime_ns]
+
+
+def _fingerprint_cache() -> Path:
+    base = os.environ.get("GROUNDZERO_CACHE_DIR") or Path.home() / ".cache" / "groundzero"
+    return Path(base) / "fingerprints.json"
+
+
+def _disk_cache_read() -> dict[str, str]:
+    try:
+        d = json.loads(_fingerprint_cache().read_text())
+    except (OSError, ValueError):
+        return {}
+    return {k: v for k, v in d.items() if isinstance(k, str) and isinstance(v, str)} if isinstance(d, dict) else {}
+
+
+def _disk_cache_get(key: str) -> str | None:
+    sha = _disk_cache_read().get(key)
+    return sha if sha is not None and re.fullmatch(r"[0-9a-f]{64}", sha) else None
+
+
+def _disk_cache_put(key: str, sha: str) -> None:
+    """Best effort: a cache that cannot be written only means hashing again next time."""
+    d = _disk_cache_read()
+    d.pop(key, None)
+    d[key] = sha
+    d = dict(list(d.items())[-_FP_CACHE_MAX:])
+    path = _fingerprint_cache()
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps(d))
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+
+
+#: transformers' defaults (SiglipTextConfig, SiglipVisionConfig) for what a config.json leaves out
+TEXT_CONFIG_DEFAULTS = {"vocab_size": 32000, "hidden_size": 768, "intermediate_size": 3072,
+                        "num_hidden_layers": 12, "num_attention_heads": 12, "max_position_embeddings": 64,
+                        "hidden_act": "gelu_pytorch_tanh", "layer_norm_eps": 1e-6, "projection_size": None}
+VISION_CONFIG_DEFAULTS = {"image_size": 224, "patch_size": 16, "hidden_size": 768}
+
+
+def read_model_config(model_dir: Path) -> dict:
+    """The checkpoint's ``config.json`` as a dict, its ``text_config`` and ``vision_config`` completed
+    with transformers' defaults (``projection_size``: the text width when unset), without importing
+    transformers. Raises ModelNotFoundError for a file that is not a JSON object."""
+    path = Path(model_dir) / "config.json"
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(config, dict):
+            raise TypeError(f"not a JSON object but a JSON {type(config).__name__}")
+        text = {**TEXT_CONFIG_DEFAULTS, **(config.get("text_config") or {})}
+        vision = {**VISION_CONFIG_DEFAULTS, **(config.get("vision_config") or {})}
+    except (OSError, ValueError, TypeError, AttributeError) as e:
+        raise ModelNotFoundError(f"cannot read the model config in {model_dir}: {e}") from e
+    text["projection_size"] = text["projection_size"] or text["hidden_size"]
+    return {**config, "text_config": text, "vision_config": vision}
 
 
 def read_identity(name_or_path: str) -> tuple[Path, ModelIdentity]:
@@ -144,32 +257,29 @@ def read_identity(name_or_path: str) -> tuple[Path, ModelIdentity]:
 
     Refuses architectures GroundZero cannot use (see the module docstring).
     """
-    from transformers import AutoConfig
-
-    model_dir = resolve_model_dir(name_or_path)
-    try:
-        config = AutoConfig.from_pretrained(model_dir)
-    except Exception as e:
-        raise ModelNotFoundError(f"cannot read the model config in {model_dir}: {e}") from e
-    if config.model_type != "siglip":
+    model_dir, registered = _resolve(name_or_path)
+    config = read_model_config(model_dir)
+    model_type = config.get("model_type")
+    if model_type != "siglip":
         hint = (" (NaFlex checkpoints are not supported yet; use a fixed-resolution one)"
-                if config.model_type == "siglip2" else "")
+                if model_type == "siglip2" else "")
         raise UnsupportedModelError(
-            f"model {name_or_path} is a {config.model_type!r} checkpoint; GroundZero needs a "
+            f"model {name_or_path} is a {model_type!r} checkpoint; GroundZero needs a "
             f"fixed-resolution SigLIP / SigLIP 2 dual encoder such as {SO400M_ID}{hint}"
         )
-    vc, tc = config.vision_config, config.text_config
-    is_local = Path(name_or_path).expanduser().exists() and named_model(name_or_path) is None
-    identity = ModelIdentity(
-        name=str(model_dir.resolve()) if is_local else name_or_path,  # a hub id or a model name as given
-        fingerprint=fingerprint_weights(model_dir),
-        embed_dim=int(getattr(tc, "projection_size", None) or tc.hidden_size),
-        image_size=int(vc.image_size),
-        text_max_len=int(tc.max_position_embeddings),
-    )
+    vc, tc = config["vision_config"], config["text_config"]
+    is_local = Path(name_or_path).expanduser().exists() and not registered
+    try:
+        identity = ModelIdentity(
+            name=str(model_dir.resolve()) if is_local else name_or_path,  # a hub id or a model name as given
+            fingerprint=fingerprint_weights(model_dir),
+            embed_dim=int(tc["projection_size"]),
+            image_size=int(vc["image_size"]),
+            text_max_len=int(tc["max_position_embeddings"]),
+        )
+    except (TypeError, ValueError) as e:
+        raise ModelNotFoundError(f"cannot read the model config in {model_dir}: {e}") from e
     return model_dir, identity
-
-
 
 
 #: PIL resampling codes (``preprocessor_config.json`` ``resample``) -> the ffmpeg scaler closest to each

@@ -22,11 +22,14 @@ so an index run going on meanwhile is invisible to it.
 from __future__ import annotations
 
 import logging
+import os
 import re
+import threading
 import time
 import unicodedata
 from collections import OrderedDict, defaultdict
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 from typing import NoReturn
@@ -40,6 +43,7 @@ from groundzero.plugins import Rescorer, load_rescorer
 from groundzero.search.config import SearchConfig
 from groundzero.search.fusion import fuse, with_frames_evidence
 from groundzero.search.ground_zeroshot import ground_region, merge_ranges
+from groundzero.search.memory import return_large_frees
 from groundzero.search.merge import merge_hits
 from groundzero.search.results import Hit, SearchResult, VideoGrounding, clamp_span
 from groundzero.search.shortlist import shortlist
@@ -156,17 +160,22 @@ class Searcher:
         device: "auto" | "cpu" | "cuda[:n]".
         cfg: search parameters.
         cache_videos: how many videos' frame embeddings to keep in memory between queries.
+        cache_mb: and at most about this many MB of them (the least recently used videos go first).
         head: a trained grounding head (``groundzero train``); the index must hold that head's
             context tokens (``groundzero reindex --head``). Default: the head the index's
             tokens were made with (recorded in its manifest), else zero-shot grounding.
         backbone: an already loaded :class:`Backbone` of ``model`` to reuse (a server opening a
             newer snapshot of the same index keeps its model in memory); default: load ``model``.
+        numpy_text: a one-shot search (the CLI's ``search``): on a CPU the query's text tower runs in
+            NumPy, so neither torch nor transformers' model code is imported unless a head or
+            ``refine`` needs them (:class:`Backbone`'s ``numpy_text``).
     """
 
     def __init__(self, index_dir: str | Path, model: str | None = None, device: str = "auto",
                  cfg: SearchConfig | None = None, cache_videos: int = 64, head: str | None = None,
-                 backbone: Backbone | None = None):
+                 backbone: Backbone | None = None, *, numpy_text: bool = False, cache_mb: float = 256):
         self.cfg = (cfg or SearchConfig()).validate()
+        return_large_frees()  # frame arrays come and go with the cache: give their memory back (search.memory)
         # an s3:// index is pulled into a local cache first (groundzero.store.s3_index)
         self.layout, self.manifest = require_manifest(resolve_index_dir(index_dir))
         model = model or self.manifest.model.name
@@ -175,7 +184,7 @@ class Searcher:
         if backbone is not None and backbone.identity.fingerprint != identity.fingerprint:
             raise IndexMismatchError(f"the loaded backbone ({backbone.identity.name!r}) is not the model "
                                      f"{model!r} this index needs; load that model")
-        self.backbone = backbone if backbone is not None else Backbone(model, device=device)
+        self.backbone = backbone if backbone is not None else Backbone(model, device=device, numpy_text=numpy_text)
         self.vectors = ContextIndex.load(self.layout.path(self.manifest.faiss_file)) \
             if self.manifest.faiss_file else ContextIndex.create(identity.embed_dim)
         self.videos = {int(r["video_seq"]): r for r in read_catalog(self.layout, self.manifest)
@@ -194,8 +203,12 @@ class Searcher:
         #: the head's re-scorer (``"rescorer"`` in its config.json; :mod:`groundzero.plugins`), if any
         self.rescorer: Rescorer | None = load_rescorer(head_meta["rescorer"], self.backbone) \
             if self.head is not None and head_meta.get("rescorer") else None
-        self._cache: OrderedDict[int, tuple[tables.FrameReader, np.ndarray]] = OrderedDict()
-        self._cache_size = cache_videos
+        self._cache: OrderedDict[int, _CachedVideo] = OrderedDict()
+        self._cache_size, self._cache_bytes = cache_videos, int(cache_mb * 2**20)
+        self._cache_lock, self._refiner_lock = threading.Lock(), threading.Lock()
+        #: opens the shortlisted videos and reads their row groups side by side (Parquet I/O and decoding
+        #: release the GIL); threads start on first use
+        self._fetch_pool = ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1), thread_name_prefix="gz-fetch")
         self._refiner = None  # built on first use (search.refine)
         #: the snapshot's full-text index of what is said and shown (None: no video has text); kept
         #: open, so it stays readable after a later commit's garbage collection deletes the file
@@ -218,37 +231,68 @@ class Searcher:
         model, meta = load_model(head, self.backbone.device)
         return model, meta
 
-    def _video(self, seq: int) -> tuple[tables.FrameReader, np.ndarray]:
-        """(frame reader, proposal frame ranges (P, 2)) of a video, kept in an LRU cache."""
-        if seq in self._cache:
-            self._cache.move_to_end(seq)
-            return self._cache[seq]
+    def _video(self, seq: int) -> _CachedVideo:
+        """A video's entry in the LRU cache of ``cache_videos`` videos and ``cache_mb`` of frames: its
+        frame reader and proposal frame ranges, opened on first use.
+
+        Thread-safe: the cache's lock is held only for the dictionary operations; the files are opened
+        under the entry's own lock, so threads asking for one video open it once, and a video being
+        opened holds up no other.
+        """
         row = self.videos[seq]
-        reader = tables.FrameReader(self.layout.path(row["frames_file"]))
-        props = tables.read_proposals(self.layout.path(row["proposals_file"]), tokens=False)
-        ranges = np.stack([props["frame_start"], props["frame_end"]], axis=1).astype(np.int64)
-        self._cache[seq] = (reader, ranges)
-        if len(self._cache) > self._cache_size:
-            self._cache.popitem(last=False)
-        return self._cache[seq]
+        with self._cache_lock:
+            entry = self._cache.get(seq)
+            if entry is None:
+                entry = self._cache[seq] = _CachedVideo()
+                held = sum(e.reader.nbytes for e in self._cache.values() if e.reader is not None)
+                while len(self._cache) > 1 and (len(self._cache) > self._cache_size or held > self._cache_bytes):
+                    _, old = self._cache.popitem(last=False)  # a thread still using it keeps its reference
+                    held -= old.reader.nbytes if old.reader is not None else 0
+            else:
+                self._cache.move_to_end(seq)
+        if entry.reader is None:
+            with entry.lock:
+                if entry.reader is None:  # a file that fails to open leaves it None: the next query tries again
+                    reader = tables.FrameReader(self.layout.path(row["frames_file"]))
+                    props = tables.read_proposals(self.layout.path(row["proposals_file"]), tokens=False)
+                    entry.ranges = np.stack([props["frame_start"], props["frame_end"]], axis=1).astype(np.int64)
+                    entry.reader = reader  # last: a thread that sees the reader sees the ranges
+        return entry
+
+    def fetch(self, proposals: dict[int, list[int]]) -> dict[int, np.ndarray]:
+        """video_seq -> int64 (P, 2) the frame ranges of the given proposals of each video, with the
+        frame row groups they cover read into the cache; the videos are opened and read side by side.
+        Videos not in the snapshot's catalog are left out."""
+        def one(item: tuple[int, list[int]]) -> tuple[int, np.ndarray]:
+            seq, props = item
+            w = self.proposal_ranges(seq)[sorted(props)]
+            self.video_data(seq, np.array(merge_ranges(w), np.int64).reshape(-1, 2))
+            return seq, w
+
+        return dict(self._fetch_pool.map(one, [(s, p) for s, p in proposals.items() if s in self.videos]))
 
     def proposal_ranges(self, seq: int) -> np.ndarray:
         """int64 (P, 2): the ``[start, end)`` frame range of each of a video's proposals."""
-        return self._video(seq)[1]
+        return self._video(seq).ranges
 
     def video_data(self, seq: int, frame_ranges: np.ndarray | None = None
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(timestamps (T,), frame embeddings (T, D), proposal frame ranges (P, 2)) of a video.
 
         ``frame_ranges`` (R, 2) ``[start, end)``: only the Parquet row groups covering them are
-        read, and the embedding rows outside them may be zeros; default: every frame.
+        read, and the embedding rows outside them may be zeros; default: every frame. The array is
+        the cached reader's own: later calls (from any thread) may fill more of its rows, never
+        change a filled one.
         """
-        reader, ranges = self._video(seq)
-        return reader.timestamps, reader.frames(frame_ranges), ranges
+        entry = self._video(seq)
+        with entry.lock:  # a FrameReader is not thread-safe: frames() reads into one array, marks groups read
+            emb = entry.reader.frames(frame_ranges)
+        return entry.reader.timestamps, emb, entry.ranges
 
     def frame_groups_read(self) -> tuple[int, int]:
         """(frame row groups read, row groups in all) over the videos in the cache: the I/O search did."""
-        readers = [r for r, _ in self._cache.values()]
+        with self._cache_lock:
+            readers = [e.reader for e in self._cache.values() if e.reader is not None]
         return sum(r.groups_read for r in readers), sum(r.n_groups for r in readers)
 
     def search(self, query: str, top_k: int | None = None, channels: Sequence[str] | None = None
@@ -259,6 +303,12 @@ class Searcher:
         :class:`EmptyQueryError` when empty, too long, or not valid text). ``channels``: which of
         frames, speech, text to search (default ``cfg.channels``); when several answer, their
         hits are fused (:mod:`groundzero.search.fusion`).
+
+        Safe to call from several threads at once (``groundzero serve`` does): the frame cache
+        locks itself (:meth:`_video`), the text index takes turns, the refiner is built once. Call
+        the backbone's tokenizer once before threads share it (a fast tokenizer sets its padding on
+        its first call, and raises "Already borrowed" if another thread encodes meanwhile;
+        ``IndexState`` does so). A re-scorer plugin's ``rescore`` is called from those threads too.
         """
         query = normalize_query(query)
         top_k = top_k or self.cfg.top_k
@@ -302,8 +352,9 @@ class Searcher:
         by_video: dict[int, list[int]] = defaultdict(list)
         for s, p in zip(sl.video_seq.tolist(), sl.proposal_idx.tolist()):
             by_video[s].append(p)
-        windows = {s: self.proposal_ranges(s)[sorted(props)] for s, props in by_video.items() if s in self.videos}
         timings["shortlist"], t = _ms(t), time.perf_counter()
+        windows = self.fetch(by_video)
+        timings["fetch"], t = _ms(t), time.perf_counter()
         candidates = [h for g in self.ground(query, windows, q) for h in g.hits]
         timings["ground"], t = _ms(t), time.perf_counter()
         hits = merge_hits(candidates, top_k, self.cfg.nms_iou)
@@ -327,13 +378,15 @@ class Searcher:
         Args: hits best first; q float32 (D,) the query's sentence embedding.
         """
         if self._refiner is None:
-            from groundzero.model.identity import image_resample
-            from groundzero.search.refine import Refiner
+            with self._refiner_lock:  # built once, whichever thread comes first
+                if self._refiner is None:
+                    from groundzero.model.identity import image_resample
+                    from groundzero.search.refine import Refiner
 
-            self._refiner = Refiner(self.backbone, self.manifest.params.frame_size,
-                                    image_resample(self.backbone.model_dir), fps=self.cfg.refine_fps,
-                                    pad_sec=self.cfg.refine_pad_sec, smooth_frames=self.cfg.smooth_frames)
-            self._durations = {r["video_id"]: float(r["duration_sec"]) for r in self.videos.values()}
+                    self._durations = {r["video_id"]: float(r["duration_sec"]) for r in self.videos.values()}
+                    self._refiner = Refiner(self.backbone, self.manifest.params.frame_size,
+                                            image_resample(self.backbone.model_dir), fps=self.cfg.refine_fps,
+                                            pad_sec=self.cfg.refine_pad_sec, smooth_frames=self.cfg.smooth_frames)
         n = self.cfg.refine_hits
         return [self._refiner.refine(h, q, self._durations.get(h.video_id, 0.0)) for h in hits[:n]] + list(hits[n:])
 
@@ -395,6 +448,18 @@ class Searcher:
                 ))
         hits.sort(key=lambda h: -h.score)
         return VideoGrounding(seq, hits, np.zeros(0, np.int64))
+
+
+class _CachedVideo:
+    """A video in :class:`Searcher`'s frame cache: its reader and proposal frame ranges (None until
+    opened), and the lock held while they are opened and while row groups are read through the reader."""
+
+    __slots__ = ("lock", "ranges", "reader")
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.reader: tables.FrameReader | None = None
+        self.ranges: np.ndarray | None = None
 
 
 def _ms(t0: float) -> float:

@@ -29,13 +29,16 @@ import logging
 import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from groundzero.store.layout import IndexLayout, damaged, read_error
 from groundzero.store.manifest import Manifest, atomic_write, write_hashed
+
+if TYPE_CHECKING:
+    import duckdb  # imported by connect(): reading the catalog (search) does not need it
 
 log = logging.getLogger(__name__)
 
@@ -135,8 +138,8 @@ def read_catalog(layout: IndexLayout, manifest: Manifest | None) -> list[dict]:
     if manifest is None:
         return []
     path = layout.path(manifest.catalog_file)
-    with layout.reading(path):
-        table = pq.read_table(path, page_checksum_verification=True)
+    with layout.reading(path):  # ParquetFile, not read_table: no pyarrow.dataset (and pandas) to import
+        table = pq.ParquetFile(path, page_checksum_verification=True).read()
     missing = [c for c in _REQUIRED if c not in table.column_names]
     if missing:
         raise damaged(path, f"not a catalog: it lacks the column(s) {', '.join(missing)}", layout.root)
@@ -159,6 +162,8 @@ def connect(layout: IndexLayout, manifest: Manifest) -> duckdb.DuckDBPyConnectio
     """An in-memory DuckDB connection with the store's views (see module docstring), sandboxed:
     it reads files of this index only, and cannot write files, attach databases, or install or
     load extensions (:func:`_sandbox`; :func:`run_sql` also refuses such statements)."""
+    import duckdb
+
     con = duckdb.connect(":memory:")
     root = Path(os.path.abspath(layout.root))  # the sandbox compares path strings
     layout = IndexLayout(root)

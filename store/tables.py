@@ -3,12 +3,12 @@
 frames (one row per sampled frame)::
 
     video_id: string, frame_idx: int32, timestamp_sec: float64,
-    embedding: fixed_size_list<float32>[D]        (L2-normalised)
+    embedding: fixed_size_list<halffloat>[D]      (L2-normalised; float32 in files written before fp16)
 
 proposals (one row per proposal window)::
 
     video_id: string, proposal_idx: int32, frame_start: int32, frame_end: int32 (exclusive),
-    start_sec: float64, end_sec: float64, tokens: fixed_size_list<float32>[K * D]
+    start_sec: float64, end_sec: float64, tokens: fixed_size_list<halffloat>[K * D]
 
 segments (one row per text segment: a caption cue, an ASR utterance, an OCR text block;
 :class:`~groundzero.data.segments.TextSegment`), only for a video with any::
@@ -17,12 +17,15 @@ segments (one row per text segment: a caption cue, an ASR utterance, an OCR text
     source: string (caption | asr | ocr), confidence: float64, speaker: string,
     words: string (JSON list of {start_sec, end_sec, text, confidence}; "[]" without word times)
 
-DuckDB reads the fixed-size lists as ``FLOAT[D]`` arrays, so the ``array_*``
-functions work on them directly.
+Embeddings are stored as IEEE half floats (``STORE_DTYPE``): half the bytes of float32, and a
+relative rounding of at most 2**-11 per component, so the cosine of a stored 1152-d vector with
+its float32 original is above 0.99999. Readers return float32 whatever a file holds, so indexes
+written with float32 embeddings read unchanged. DuckDB reads the lists as ``FLOAT[]`` (the
+``list_*`` functions work on them; cast to ``FLOAT[D]`` for the ``array_*`` ones).
 
 Frames are written in row groups of ``FRAME_ROW_GROUP`` frames, so search reads only
 the row groups its shortlisted windows cover (:class:`FrameReader`), not a whole
-hour of 1152-d embeddings (17 MB) per shortlisted video. Files written before this
+hour of 1152-d embeddings (8 MB) per shortlisted video. Files written before this
 are one row group and are read whole, as before.
 
 Every data page carries a CRC-32 (Parquet's page checksum), verified when search reads it: a
@@ -46,16 +49,22 @@ from groundzero.data.segments import TextSegment, Word
 from groundzero.store.layout import READ_ERRORS, read_error
 from groundzero.store.manifest import write_hashed
 
-FRAME_ROW_GROUP = 256  #: frames per Parquet row group (1.2 MB of 1152-d float32)
+FRAME_ROW_GROUP = 256  #: frames per Parquet row group (0.6 MB of 1152-d half floats)
+STORE_DTYPE = np.float16  #: how frame embeddings and context tokens are stored
+
+
+def as_stored(x: np.ndarray) -> np.ndarray:
+    """float32 ``x`` rounded as the store keeps it (through ``STORE_DTYPE``): what a reader gets back."""
+    return np.ascontiguousarray(np.asarray(x, np.float32).astype(STORE_DTYPE), np.float32)
 
 
 def _fixed_list(x: np.ndarray) -> pa.FixedSizeListArray:
-    x = np.ascontiguousarray(x, dtype=np.float32)
+    x = np.ascontiguousarray(x, dtype=STORE_DTYPE)
     return pa.FixedSizeListArray.from_arrays(pa.array(x.reshape(-1)), x.shape[1])
 
 
 def write_frames(path: Path, video_id: str, timestamps_sec: np.ndarray, embeddings: np.ndarray) -> None:
-    """Args: timestamps_sec float64 (T,), embeddings float32 (T, D)."""
+    """Args: timestamps_sec float64 (T,), embeddings float32 (T, D), stored as ``STORE_DTYPE``."""
     n = len(timestamps_sec)
     table = pa.table({
         "video_id": pa.array([video_id] * n, pa.string()),
@@ -68,7 +77,7 @@ def write_frames(path: Path, video_id: str, timestamps_sec: np.ndarray, embeddin
 
 def write_proposals(path: Path, video_id: str, windows: np.ndarray, timestamps_sec: np.ndarray,
                     fps: float, tokens: np.ndarray) -> None:
-    """Args: windows int64 (P, 2) frame ranges; tokens float32 (P, K, D)."""
+    """Args: windows int64 (P, 2) frame ranges; tokens float32 (P, K, D), stored as ``STORE_DTYPE``."""
     P = len(windows)
     end_idx = windows[:, 1] - 1
     table = pa.table({
@@ -122,23 +131,38 @@ def _write(table: pa.Table, path: Path, row_group_size: int | None = None) -> No
     # Written under a temporary name and renamed, so a crash never leaves a
     # half-written file under a name some manifest could point to; hashed as written.
     # Embedding columns: no dictionary (float vectors never repeat; pyarrow would write a 1 MB
-    # dictionary page per row group and fall back to plain: +50% size), byte-stream-split
-    # encoding (float bytes grouped by significance: zstd compresses it better and it decodes faster).
-    floats = [f"{f.name}.list.element" for f in table.schema if pa.types.is_fixed_size_list(f.type)]
+    # dictionary page per row group and fall back to plain: +50% size). float32 lists get
+    # byte-stream-split encoding (float bytes grouped by significance: zstd compresses it better and it
+    # decodes faster); half floats do not: DuckDB cannot read that encoding of them (it would save 6%).
+    floats = [f"{f.name}.list.element" for f in table.schema
+              if pa.types.is_fixed_size_list(f.type) and pa.types.is_float32(f.type.value_type)]
     strings = [f.name for f in table.schema if pa.types.is_string(f.type)]
     with write_hashed(path) as f:
         pq.write_table(table, f, compression="zstd", row_group_size=row_group_size, use_dictionary=strings,
                        use_byte_stream_split=floats or False, write_page_checksum=True)
 
 
+def _numpy(col: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """A null-free numeric column as numpy, through DLPack: pyarrow's ``to_numpy`` imports pandas, which
+    costs a one-shot search 0.4 s. A read-only view where it can be (one chunk), else a copy."""
+    parts = [np.from_dlpack(c) for c in (col.chunks if isinstance(col, pa.ChunkedArray) else [col])]
+    if not parts:  # a column of no chunks (no rows)
+        return np.from_dlpack(pa.array([], col.type))
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+
+def _read(path: Path, columns: list[str]) -> pa.Table:
+    """The columns of a whole Parquet file, page checksums verified, decoded on this thread."""
+    return pq.ParquetFile(path, page_checksum_verification=True).read(columns=columns, use_threads=False)
+
+
 def read_frames(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """Returns (timestamps_sec float64 (T,), embeddings float32 (T, D)) in frame order."""
     try:
-        t = pq.read_table(path, columns=["frame_idx", "timestamp_sec", "embedding"], page_checksum_verification=True)
+        t = _read(path, ["frame_idx", "timestamp_sec", "embedding"])
         emb = t.column("embedding").combine_chunks()
-        d = emb.type.list_size
-        e = np.array(emb.values.to_numpy(zero_copy_only=False), np.float32).reshape(-1, d)  # writable copy
-        return np.array(t.column("timestamp_sec").to_numpy(), np.float64), e
+        e = np.array(_numpy(emb.values), np.float32).reshape(-1, emb.type.list_size)  # writable copy
+        return np.array(_numpy(t.column("timestamp_sec")), np.float64), e
     except READ_ERRORS as e:  # whatever pyarrow raises: the file is missing or damaged
         raise read_error(path, e) from e
 
@@ -158,7 +182,8 @@ class FrameReader:
             self._file = pq.ParquetFile(self.path, page_checksum_verification=True)
             meta = self._file.metadata
             sizes = np.array([meta.row_group(i).num_rows for i in range(meta.num_row_groups)], np.int64)
-            self.timestamps = np.array(self._file.read(columns=["timestamp_sec"]).column(0).to_numpy(), np.float64)
+            self.timestamps = np.array(_numpy(self._file.read(columns=["timestamp_sec"], use_threads=False).column(0)),
+                                       np.float64)
             self.dim = self._file.schema_arrow.field("embedding").type.list_size
         except READ_ERRORS as e:  # missing, truncated, not Parquet, another schema
             raise read_error(self.path, e) from e
@@ -174,6 +199,12 @@ class FrameReader:
     @property
     def n_groups(self) -> int:
         return len(self._loaded)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of embeddings read so far (the rows of the row groups read: what the reader holds)."""
+        rows = int((self._starts[1:] - self._starts[:-1])[self._loaded].sum())
+        return rows * self.dim * self._emb.itemsize
 
     def frames(self, ranges: np.ndarray | None = None) -> np.ndarray:
         """(T, D) embeddings, rows of every ``[start, end)`` frame range of ``ranges`` (P, 2) filled.
@@ -194,9 +225,10 @@ class FrameReader:
         todo = np.flatnonzero(want & ~self._loaded)
         if len(todo):
             try:
-                table = self._file.read_row_groups(todo.tolist(), columns=["embedding"])
+                # decoded on the calling thread: a search's few row groups gain nothing from pyarrow's pool
+                table = self._file.read_row_groups(todo.tolist(), columns=["embedding"], use_threads=False)
                 col = table.column("embedding").combine_chunks()
-                values = np.asarray(col.values.to_numpy(zero_copy_only=False), np.float32).reshape(-1, self.dim)
+                values = np.asarray(_numpy(col.values), np.float32).reshape(-1, self.dim)
             except READ_ERRORS as e:  # a damaged page (CRC, decompression), a file cut since
                 raise read_error(self.path, e) from e
             if len(values) != int(self._starts[todo + 1].sum() - self._starts[todo].sum()):
@@ -211,14 +243,14 @@ class FrameReader:
 
 
 def read_proposals(path: Path, tokens: bool = True) -> dict[str, np.ndarray]:
-    """Columns as numpy arrays; ``tokens`` (P, K*D) only when asked for."""
+    """Columns as numpy arrays; ``tokens`` float32 (P, K*D) only when asked for."""
     cols = ["proposal_idx", "frame_start", "frame_end", "start_sec", "end_sec"] + (["tokens"] if tokens else [])
     try:
-        t = pq.read_table(path, columns=cols, page_checksum_verification=True)
-        out = {c: t.column(c).to_numpy() for c in cols if c != "tokens"}
+        t = _read(path, cols)
+        out = {c: _numpy(t.column(c)) for c in cols if c != "tokens"}
         if tokens:
             tok = t.column("tokens").combine_chunks()
-            out["tokens"] = tok.values.to_numpy(zero_copy_only=False).reshape(len(t), tok.type.list_size)
+            out["tokens"] = np.asarray(_numpy(tok.values), np.float32).reshape(len(t), tok.type.list_size)
         return out
     except READ_ERRORS as e:  # whatever pyarrow raises: the file is missing or damaged
         raise read_error(path, e) from e

@@ -24,7 +24,7 @@ trained IVF (assigned to the existing centroids, no retraining) and removals
 delete from its lists; when the corpus has grown (or shrunk) by
 ``retrain_growth`` since the last training the IVF is trained again from
 scratch ("compaction"), with ``nlist`` ~ ``lists_per_sqrt * sqrt(N)``. Above
-``pq_min_tokens`` a (re)training switches to product-quantised codes. The
+``pq_min_tokens`` (by default: from the first IVF) a training uses product-quantised codes. The
 writer (:mod:`groundzero.store.writer`) applies the policy at each commit and
 records the result as :class:`VectorState` in the manifest.
 """
@@ -243,13 +243,15 @@ class GrowthPolicy:
     ``"auto:flat_max_tokens=5000,retrain_growth=2"`` (any field below, comma-separated)."""
 
     flat_max_tokens: int = 100_000  #: exact Flat up to this many vectors (~110 h of video at K=6)
-    pq_min_tokens: int = 2_000_000  #: from this size a (re)training uses PQ codes instead of raw floats
+    #: from this size a (re)training uses PQ codes instead of raw floats: at the default, every IVF does
+    #: (raw 1152-d floats are 4.1 MB per video hour in the index and in RAM; 288-byte codes 0.26 MB)
+    pq_min_tokens: int = 100_000
     retrain_growth: float = 4.0  #: retrain once the corpus is this many times (or 1/this) the trained size
     lists_per_sqrt: float = 4.0  #: nlist ~ lists_per_sqrt * sqrt(N), a power of two (FAISS wiki: 4-16)
     min_lists: int = 16
     max_lists: int = 65536
     nprobe: int = 0  #: lists searched per query; 0: nlist / 16, clamped to [16, 256]
-    pq_bytes: int = 0  #: PQ code bytes per vector; 0: the largest of 96/64/48/32/16/8 dividing D into >= 4-d parts
+    pq_bytes: int = 0  #: PQ code bytes per vector; 0: one byte per 4 dimensions (288 at 1152-d)
     train_per_list: int = 64  #: training sample = train_per_list * nlist vectors (at most all of them)
     seed: int = 0
 
@@ -287,7 +289,9 @@ class GrowthPolicy:
     def code(self, n: int, dim: int) -> str:
         if n < self.pq_min_tokens:
             return "Flat"
-        m = self.pq_bytes or next((b for b in (96, 64, 48, 32, 16, 8) if dim % b == 0 and dim // b >= 4), 0)
+        # 4-d sub-vectors (1152-d: 288 bytes): on structured 1152-d data 96-byte codes (12-d) kept 0.48 of
+        # the exact shortlist and 288-byte ones 0.73 (docs/RESULTS.md, search at 1152-d)
+        m = self.pq_bytes or (dim // 4 if dim % 4 == 0 and dim >= 16 else 0)
         if not m or dim % m:
             return "Flat"  # no PQ split of this dimension: keep raw vectors
         return f"PQ{m}"

@@ -260,7 +260,7 @@ class IndexWriter:
         self._video_bytes += self.bytes_written - before
         self._drop_vectors(seq)
         self._pending_add[seq] = (encode_ids(seq, len(windows), tokens.shape[1]),
-                                  np.ascontiguousarray(tokens.reshape(-1, tokens.shape[-1]), np.float32))
+                                  tables.as_stored(tokens.reshape(-1, tokens.shape[-1])))  # as rebuilt
         if segments:
             self._text_add[seq] = (vid, tuple(segments))
         row = self._row(entry, vid, seq, run_id, status="indexed", n_frames=len(timestamps_sec),

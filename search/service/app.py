@@ -96,6 +96,9 @@ def create_app(cfg: ServeConfig, state: IndexState | None = None) -> FastAPI:
     # the other routes run in: a burst queues here and /api/health and searches still answer at once.
     thumb_workers = anyio.CapacityLimiter(thumbs.max_procs)
     clip_workers = anyio.CapacityLimiter(cfg.clip_procs)  # the same for clips, fewer at once (each may be long)
+    # Searches run in parallel on their own worker threads, up to cfg.search_threads at once (the searcher is
+    # thread-safe; FAISS, torch and Parquet reads release the GIL); more wait in line here, on the event loop.
+    search_workers = anyio.CapacityLimiter(cfg.searches_at_once)
     app = FastAPI(title="GroundZero", version="1", docs_url=None, redoc_url=None,
                   description="Natural-language search inside a video archive: (video, start, end) spans.")
     app.state.gz = state
@@ -122,7 +125,7 @@ def create_app(cfg: ServeConfig, state: IndexState | None = None) -> FastAPI:
     @app.get("/api/search", response_model=SearchOut,
              responses={422: {"description": "bad parameters (empty or too long query, bad range)"},
                         400: {"model": ErrorOut, "description": "query string is not UTF-8"}})
-    def search(
+    async def search(
         q: Annotated[str, Query(min_length=1, max_length=MAX_QUERY_CHARS,
                                 description="a sentence describing the moment")],
         k: Annotated[int, Query(ge=1, le=cfg.max_k, description="moments ranked before filters and paging")] = 50,
@@ -148,16 +151,20 @@ def create_app(cfg: ServeConfig, state: IndexState | None = None) -> FastAPI:
         filters = Filters(folder=folder or None, min_duration_sec=min_duration, max_duration_sec=max_duration,
                           since=since, until=until, date_field=date_field).validate()
         chosen = None if channels is None else tuple(c for c in CHANNELS if c in channels.split(","))
-        snap = state.snapshot()
-        page = page_of(snap.search(q, k, chosen), snap.catalog, filters, offset, limit, group == "video")
-        body = page.result.to_dict()  # exactly what `groundzero search --json` prints
-        ids = dict.fromkeys(h.video_id for h in page.result.hits)
-        body.update(total=page.total, offset=offset, limit=limit, k=k, group=group, index_version=snap.version,
-                    videos={v: video_json(snap.catalog[v]) for v in ids},
-                    groups=None if page.groups is None else [
-                        {"video_id": g.video_id, "best_score": g.best_score, "hits": [h.to_dict() for h in g.hits]}
-                        for g in page.groups])
-        return body
+
+        def answer() -> dict:  # on a worker thread, once one is free
+            snap = state.snapshot()  # the search, its page and its catalog rows from one snapshot, even mid-reload
+            page = page_of(snap.search(q, k, chosen), snap.catalog, filters, offset, limit, group == "video")
+            body = page.result.to_dict()  # exactly what `groundzero search --json` prints
+            ids = dict.fromkeys(h.video_id for h in page.result.hits)
+            body.update(total=page.total, offset=offset, limit=limit, k=k, group=group, index_version=snap.version,
+                        videos={v: video_json(snap.catalog[v]) for v in ids},
+                        groups=None if page.groups is None else [
+                            {"video_id": g.video_id, "best_score": g.best_score,
+                             "hits": [h.to_dict() for h in g.hits]} for g in page.groups])
+            return body
+
+        return await anyio.to_thread.run_sync(answer, limiter=search_workers)
 
     @app.get("/api/folders", response_model=list[FolderOut])
     def folders() -> list[dict]:

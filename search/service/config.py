@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from groundzero.errors import ConfigError
 from groundzero.search.config import SearchConfig
+from groundzero.search.service.media import cpu_count
 
 TOKEN_ENV = "GROUNDZERO_TOKEN"
 MIN_TOKEN_CHARS = 8
@@ -26,6 +27,10 @@ class ServeConfig:
     reload_every_sec: float = 5.0  #: how often the manifest is checked for a newer snapshot (< 0: never)
     search: SearchConfig = field(default_factory=SearchConfig)
     result_cache: int = 64  #: searches remembered per snapshot, so paging does not search again
+    #: searches run at once, in parallel threads (0: one per CPU); more requests wait in line. Each
+    #: search's torch ops use torch's own threads besides: ``groundzero serve`` sets them to
+    #: CPUs // search_threads (unless ``OMP_NUM_THREADS`` is set), so the searches do not oversubscribe the cores
+    search_threads: int = 0
     thumb_cache: int = 512  #: thumbnails kept in memory
     thumb_timeout_sec: float = 20.0  #: ffmpeg budget per thumbnail
     thumb_procs: int = 0  #: ffmpeg processes making thumbnails at once (0: one per CPU); more requests queue
@@ -38,6 +43,11 @@ class ServeConfig:
     @property
     def is_loopback(self) -> bool:
         return is_loopback_host(self.host)
+
+    @property
+    def searches_at_once(self) -> int:
+        """``search_threads``, 0 resolved: the CPUs this process may run on."""
+        return self.search_threads or cpu_count()
 
     @property
     def url(self) -> str:
@@ -60,6 +70,9 @@ class ServeConfig:
         if not 1 <= self.max_k <= 1000 or not 1 <= self.max_limit <= self.max_k:
             raise ConfigError(f"max_k must be in [1, 1000] and max_limit in [1, max_k], "
                               f"got {self.max_k} and {self.max_limit}", field="max_k")
+        if self.search_threads < 0:
+            raise ConfigError(f"search_threads must be >= 0 (0: one per CPU), got {self.search_threads}",
+                              field="search_threads")
         if self.thumb_procs < 0:
             raise ConfigError(f"thumb_procs must be >= 0 (0: one per CPU), got {self.thumb_procs}",
                               field="thumb_procs")

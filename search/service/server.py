@@ -1,8 +1,12 @@
 """Running the app under uvicorn: in the foreground (``groundzero serve``) or in a background
-thread (tests, benchmarks), always on a socket bound first, so port 0 gives a known free port."""
+thread (tests, benchmarks), always on a socket bound first, so port 0 gives a known free port.
+
+:func:`share_cores` splits the CPUs between the searches that run at once (``groundzero serve``
+calls it before loading the model; it sets torch's process-wide thread count)."""
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 import time
@@ -10,6 +14,20 @@ from collections.abc import Callable
 
 import uvicorn
 from starlette.types import ASGIApp
+
+
+def share_cores(searches_at_once: int, cpus: int | None = None) -> int:
+    """Set torch's intra-op threads to the CPUs' share of each of ``searches_at_once`` searches (at least
+    one), so parallel searches never run more torch threads than there are cores; left as it is when
+    ``OMP_NUM_THREADS`` is set. ``cpus`` default: those this process may run on. Returns torch's
+    thread count."""
+    import torch
+
+    from groundzero.search.service.media import cpu_count
+
+    if not os.environ.get("OMP_NUM_THREADS"):
+        torch.set_num_threads(max(1, (cpus or cpu_count()) // max(1, searches_at_once)))
+    return torch.get_num_threads()
 
 
 def bind(host: str, port: int) -> socket.socket:

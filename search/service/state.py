@@ -12,6 +12,11 @@ half-written index; one that cannot be opened (another model, missing files) is 
 
 An ``s3://`` index is read from its local copy (``groundzero.store.s3_index``); only a change to
 that copy is noticed, so restart the service to serve a newer snapshot published to S3.
+
+Requests search in parallel: a :class:`~groundzero.search.searcher.Searcher` is safe to call from
+several threads at once (its frame cache takes a lock only for its dictionary operations, and one
+per video while that video's files are read), and :meth:`Snapshot.search` takes its lock only to
+look up and store results. The app runs up to ``ServeConfig.search_threads`` searches at once.
 """
 
 from __future__ import annotations
@@ -54,7 +59,8 @@ def folder_of(rel_path: str) -> str:
 
 @dataclass
 class Snapshot:
-    """One committed index version, ready to search. Only ``search`` touches mutable state."""
+    """One committed index version, ready to search. Only ``search`` touches mutable state (its
+    result cache, under ``_lock``; the searcher's own caches are thread-safe)."""
 
     version: int
     searcher: Searcher
@@ -66,24 +72,32 @@ class Snapshot:
     _results: OrderedDict = field(default_factory=OrderedDict)
 
     def search(self, query: str, k: int, channels: tuple[str, ...] | None = None) -> SearchResult:
-        """``Searcher.search`` under a lock (its frame cache is not thread-safe), memoised per
-        (query, k, channels); ``channels`` None: the searcher's default channels."""
+        """``Searcher.search``, memoised per (query, k, channels); ``channels`` None: the searcher's
+        default channels.
+
+        Safe to call from many threads at once, and searches run in parallel: the lock is held only
+        to look up and store results (the searcher is thread-safe). Two identical searches at the
+        same moment may both run; they find the same result.
+        """
         key = (query.strip(), k, channels)
         with self._lock:
-            if key in self._results:
+            result = self._results.get(key)
+            if result is not None:
                 self._results.move_to_end(key)
-                return self._results[key]
-            try:
-                result = self.searcher.search(query, top_k=k, channels=channels)
-            except IndexDamagedError as e:  # shown by /api/health until a newer snapshot is in service
-                raise self._damaged(e) from None
-            except FileNotFoundError as e:
-                raise self._gone(str(e.filename)) from e
-            if self.result_cache_size > 0:
+                return result
+        try:
+            result = self.searcher.search(query, top_k=k, channels=channels)
+        except IndexDamagedError as e:  # shown by /api/health until a newer snapshot is in service
+            raise self._damaged(e) from None
+        except FileNotFoundError as e:
+            raise self._gone(str(e.filename)) from e
+        if self.result_cache_size > 0:
+            with self._lock:
                 self._results[key] = result
-                if len(self._results) > self.result_cache_size:
+                self._results.move_to_end(key)
+                while len(self._results) > self.result_cache_size:
                     self._results.popitem(last=False)
-            return result
+        return result
 
     def segments(self, row: dict) -> list[TextSegment]:
         """The text segments (speech and on-screen text) of ``row``, a video of this snapshot's catalog,
@@ -172,6 +186,10 @@ class IndexState:
     def _load(self) -> Snapshot:
         s = Searcher(self.cfg.index_dir, model=self.cfg.model, device=self.cfg.device, cfg=self.cfg.search,
                      head=self.cfg.head, backbone=self.backbone)
+        # A fast tokenizer sets its padding and truncation on its first call, and raises "Already borrowed"
+        # if that happens while another thread encodes: set them now, before requests share it (later calls,
+        # with the same settings, only read them).
+        s.backbone.tokenize(["warm up"])
         self.backbone = s.backbone
         self.layout = s.layout  # where the snapshot really is (an s3:// index: its local copy)
         catalog = {r["video_id"]: r for r in read_catalog(s.layout, s.manifest)}

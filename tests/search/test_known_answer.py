@@ -35,7 +35,7 @@ def test_rank_one_is_the_planted_segment(planted):
     assert [h.rel_path for h in res.hits[1:3]] == ["video_01.mp4", "video_04.mp4"]
     assert abs(res.hits[1].start_sec - 50) <= 1 and abs(res.hits[1].end_sec - 60) <= 1
     assert top.score > res.hits[1].score > res.hits[2].score
-    assert set(res.timings_ms) == {"text", "shortlist", "ground", "merge"}
+    assert set(res.timings_ms) == {"text", "shortlist", "fetch", "ground", "merge"}
 
 
 def test_search_reads_only_the_shortlisted_frames_and_agrees_with_a_full_read(planted):

@@ -42,13 +42,13 @@ def test_tables_round_trip(tmp_path):
     tables.write_frames(tmp_path / "f.parquet", "v", ts, emb)
     ts2, emb2 = tables.read_frames(tmp_path / "f.parquet")
     np.testing.assert_array_equal(ts2, ts)
-    np.testing.assert_array_equal(emb2, emb)
+    np.testing.assert_array_equal(emb2, tables.as_stored(emb))
     win = np.array([[0, 4], [1, 5]])
     tok = zero_shot_tokens(emb, win, 2)
     tables.write_proposals(tmp_path / "p.parquet", "v", win, ts, 2.0, tok)
     p = tables.read_proposals(tmp_path / "p.parquet")
     assert p["start_sec"].tolist() == [0.0, 0.5] and p["end_sec"].tolist() == [2.0, 2.5]
-    np.testing.assert_array_equal(p["tokens"].reshape(2, 2, 8), tok)
+    np.testing.assert_array_equal(p["tokens"].reshape(2, 2, 8), tables.as_stored(tok))
 
 
 def test_frame_reader_reads_only_the_row_groups_asked_for(tmp_path):
@@ -61,15 +61,35 @@ def test_frame_reader_reads_only_the_row_groups_asked_for(tmp_path):
     assert r.groups_read == 0
     got = r.frames(np.array([[10, 20], [G + 5, G + 6]]))
     assert r.groups_read == 2
-    np.testing.assert_array_equal(got[10:20], emb[10:20])
-    np.testing.assert_array_equal(got[G + 5], emb[G + 5])
+    np.testing.assert_array_equal(got[10:20], tables.as_stored(emb[10:20]))
+    np.testing.assert_array_equal(got[G + 5], tables.as_stored(emb[G + 5]))
     assert not got[2 * G :].any()  # never read: zeros
     got = r.frames(np.array([[G - 1, 2 * G + 1]]))  # straddles three groups, two already read
     assert r.groups_read == 3
-    np.testing.assert_array_equal(got[G - 1 : 2 * G + 1], emb[G - 1 : 2 * G + 1])
-    np.testing.assert_array_equal(r.frames(np.array([[T - 1, T]]))[T - 1], emb[T - 1])
-    np.testing.assert_array_equal(r.frames(), emb)
+    np.testing.assert_array_equal(got[G - 1 : 2 * G + 1], tables.as_stored(emb[G - 1 : 2 * G + 1]))
+    np.testing.assert_array_equal(r.frames(np.array([[T - 1, T]]))[T - 1], tables.as_stored(emb[T - 1]))
+    np.testing.assert_array_equal(r.frames(), tables.as_stored(emb))
     assert r.groups_read == 4
+
+
+def test_float32_files_written_before_half_floats_read_unchanged(tmp_path):
+    """An index written with float32 embeddings reads the same values back; the half-float store keeps
+    a 1152-d unit vector's direction to a cosine above 0.99999."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    emb = unit(np.random.default_rng(3).normal(size=(300, 1152)))
+    tables.write_frames(tmp_path / "f.parquet", "v", np.arange(300.0), emb)
+    t = pq.read_table(tmp_path / "f.parquet")
+    assert t.schema.field("embedding").type.value_type == pa.float16()
+    old = t.set_column(3, "embedding", pa.FixedSizeListArray.from_arrays(pa.array(emb.reshape(-1)), 1152))
+    pq.write_table(old, tmp_path / "old.parquet", row_group_size=tables.FRAME_ROW_GROUP)
+    np.testing.assert_array_equal(tables.FrameReader(tmp_path / "old.parquet").frames(), emb)
+    np.testing.assert_array_equal(tables.read_frames(tmp_path / "old.parquet")[1], emb)
+    stored = tables.read_frames(tmp_path / "f.parquet")[1]
+    cos = (stored * emb).sum(1) / np.linalg.norm(stored, axis=1)
+    assert cos.min() > 0.99999
+    assert (tmp_path / "f.parquet").stat().st_size < 0.55 * (tmp_path / "old.parquet").stat().st_size
 
 
 def test_frame_reader_reads_files_of_one_row_group(tmp_path):
@@ -81,7 +101,7 @@ def test_frame_reader_reads_files_of_one_row_group(tmp_path):
     pq.write_table(pq.read_table(tmp_path / "f.parquet"), tmp_path / "old.parquet", row_group_size=10_000)
     assert pq.ParquetFile(tmp_path / "old.parquet").metadata.num_row_groups == 1
     r = tables.FrameReader(tmp_path / "old.parquet")
-    np.testing.assert_array_equal(r.frames(np.array([[300, 310]])), emb)
+    np.testing.assert_array_equal(r.frames(np.array([[300, 310]])), tables.as_stored(emb))
     assert r.groups_read == 1
 
 
@@ -100,12 +120,12 @@ def test_commit_publishes_snapshot_and_catalog_is_queryable(tmp_path, tiny_model
     con = connect(layout, m2)
     assert con.execute("SELECT count(*) FROM frames").fetchone()[0] == 130
     assert con.execute("SELECT status, reason FROM videos WHERE rel_path='bad.mp4'").fetchone() == ("failed", "empty_file")
-    # DuckDB sees the embedding as a fixed-size array
-    assert con.execute("SELECT array_length(embedding) FROM frames LIMIT 1").fetchone()[0] == 32
-    # and reads the byte-stream-split-encoded values exactly
+    # DuckDB sees the embedding as a list of D floats
+    assert con.execute("SELECT len(embedding) FROM frames LIMIT 1").fetchone()[0] == 32
+    # and reads the half floats exactly
     got = con.execute("SELECT f.embedding FROM frames f JOIN videos v USING (video_id) "
                       "WHERE v.rel_path = 'one.mp4' AND f.frame_idx = 57").fetchone()[0]
-    np.testing.assert_array_equal(np.array(got, np.float32), emb_one[57])
+    np.testing.assert_array_equal(np.array(got, np.float32), tables.as_stored(emb_one[57]))
 
 
 def test_remove_and_reindex_keep_faiss_consistent(tmp_path, tiny_model_dir):

@@ -184,14 +184,15 @@ def test_growth_policy_rules():
     with pytest.raises(ConfigError, match="retrain_growth > 1"):
         GrowthPolicy.parse("auto:retrain_growth=1")
     p = GrowthPolicy()
-    assert p.ivf_factory(1_000_000, 1152) == "IVF4096,Flat"  # 4 * sqrt(1e6) = 4000 -> 4096
-    assert p.ivf_factory(10_000_000, 1152) == "IVF16384,PQ96"  # above pq_min_tokens: 96-byte codes
+    assert p.ivf_factory(1_000_000, 1152) == "IVF4096,PQ288"  # 4 * sqrt(1e6) = 4000 -> 4096
+    assert p.ivf_factory(10_000_000, 1152) == "IVF16384,PQ288"  # above pq_min_tokens: 96-byte codes
+    assert GrowthPolicy(pq_min_tokens=2_000_000).ivf_factory(1_000_000, 1152) == "IVF4096,Flat"
     assert p.ivf_factory(2000, 64) == "IVF32,Flat"  # capped by 39 training points per list
     assert p.nprobe_for("IVF4096,Flat") == 256 and p.nprobe_for("IVF16,Flat") == 16
     flat, ivf = VectorState("Flat"), VectorState("IVF1024,Flat", trained_on=200_000, nprobe=64)
-    assert p.target(90_000, 1152, flat) is None and p.target(150_000, 1152, flat) == "IVF2048,Flat"
+    assert p.target(90_000, 1152, flat) is None and p.target(150_000, 1152, flat) == "IVF2048,PQ288"
     assert p.target(700_000, 1152, ivf) is None  # x3.5 since training: keep adding
-    assert p.target(800_000, 1152, ivf) == "IVF4096,Flat"  # x4: retrain
+    assert p.target(800_000, 1152, ivf) == "IVF4096,PQ288"  # x4: retrain
     assert p.target(40_000, 1152, ivf) == "Flat"  # shrunk below flat_max / 2
     # fixed factories: an IVF waits for enough vectors to train its lists, then stays as it is
     assert plan_structure("IVF64,Flat", 1000, 32, flat) is None

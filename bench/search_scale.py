@@ -45,8 +45,9 @@ What is synthetic, and why it is a fair stand-in:
   towers' cost (random weights in SigLIP 2 base's and So400m's shapes, one query, this machine)
   so that it can be added.
 * The model is a random SigLIP of width 1152 with one layer (only its identity and text tokens
-  are used; nothing is decoded). No grounding head: zero-shot grounding (``bench/search_latency.py``
-  measures a head's re-rank at 64-d).
+  are used; nothing is decoded). Search is zero-shot; ``--head`` also reindexes each corpus with a
+  tiny random grounding head (``GroundingModelConfig.tiny``, seed 0) and times search through it:
+  its latency, not its answers, means something.
 * A corpus is committed once, at the end of its build (one FAISS training), as a first index of
   that size would be.
 """

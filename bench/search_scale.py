@@ -335,6 +335,8 @@ def shortlist_at_scale(hours: float, n_queries: int, seed: int, factory: str | N
     factory = factory or policy.ivf_factory(n_videos * n_prop * k_tok, DIM)
     index = ContextIndex.create(DIM, factory)
     index.nprobe = policy.nprobe_for(factory)
+    n_train = training_size("auto", factory, n_videos * n_prop * k_tok)
+    chunk_videos = max(chunk_videos, math.ceil(n_train / (n_prop * k_tok)))  # the first chunk trains the index
     planted_at = {int(v): i for i, v in enumerate(rng.choice(n_videos, n_queries, replace=False))}
 
     def video_tokens(v: int) -> np.ndarray:
@@ -365,9 +367,6 @@ def shortlist_at_scale(hours: float, n_queries: int, seed: int, factory: str | N
         toks = np.concatenate([s_[prop_seg.reshape(-1)] for s_ in segs])  # (n * P * K, D)
         if not index.is_trained:
             t = time.perf_counter()
-            n_train = training_size("auto", factory, n_videos * n_prop * k_tok)
-            if len(toks) < n_train:
-                raise SystemExit(f"a chunk of {chunk_videos} videos holds fewer than the {n_train} training tokens")
             index.train(toks[rng.choice(len(toks), n_train, replace=False)])
             train_s = time.perf_counter() - t
         t = time.perf_counter()

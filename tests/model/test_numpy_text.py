@@ -143,15 +143,21 @@ def test_fingerprints_are_remembered_per_file_version(tiny_model_dir, tmp_path, 
     assert identity.fingerprint_weights(model_dir) != first and calls
 
 
-def test_one_shot_text_embedding_imports_neither_torch_nor_transformers(tiny_model_dir):
-    code = ("import sys\n"
-            "from groundzero.model.backbone import Backbone\n"
-            f"b = Backbone({str(tiny_model_dir)!r}, device='cpu', numpy_text=True)\n"
-            "assert b.embed_texts(['a red circle']).shape == (1, 32)\n"
-            "bad = [m for m in ('torch', 'transformers', 'duckdb') if m in sys.modules]\n"
-            "assert not bad, bad\n")
+def run_without_heavy_imports(code: str) -> str:
+    """Run ``code`` in a fresh interpreter, assert it imported neither torch, transformers nor duckdb;
+    its stdout."""
+    code += ("import sys\n"
+             "bad = [m for m in ('torch', 'transformers', 'duckdb') if m in sys.modules]\n"
+             "assert not bad, bad\n")
     r = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
+    return r.stdout
+
+
+def test_one_shot_text_embedding_imports_neither_torch_nor_transformers(tiny_model_dir):
+    run_without_heavy_imports("from groundzero.model.backbone import Backbone\n"
+                              f"b = Backbone({str(tiny_model_dir)!r}, device='cpu', numpy_text=True)\n"
+                              "assert b.embed_texts(['a red circle']).shape == (1, 32)\n")
 
 
 def test_a_one_shot_cli_search_loads_no_torch_and_finds_what_torch_finds(tiny_model_dir, tmp_path):
@@ -163,16 +169,12 @@ def test_a_one_shot_cli_search_loads_no_torch_and_finds_what_torch_finds(tiny_mo
     index = tmp_path / "index"
     plant_index(index, tiny_model_dir, q, durations=[120, 300, 90], target_video=1, target_start=130,
                 target_end=145, decoys=[(2, 10, 20, 0.5)])
-    code = ("import json, sys\n"
-            "from typer.main import get_command\n"
-            "from groundzero.cli.main import app\n"
-            f"get_command(app).main(['search', {query!r}, '--index', {str(index)!r}, '--json', '--top', '3'],\n"
-            "                      standalone_mode=False)\n"
-            "bad = [m for m in ('torch', 'transformers', 'duckdb') if m in sys.modules]\n"
-            "assert not bad, bad\n")
-    r = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
-    cli = json.loads(r.stdout)["hits"]
+    out = run_without_heavy_imports(
+        "from typer.main import get_command\n"
+        "from groundzero.cli.main import app\n"
+        f"get_command(app).main(['search', {query!r}, '--index', {str(index)!r}, '--json', '--top', '3'],\n"
+        "                      standalone_mode=False)\n")
+    cli = json.loads(out)["hits"]
     ref = [h.to_dict() for h in Searcher(index, device="cpu").search(query, top_k=3).hits]
     assert [(h["video_id"], h["start_sec"], h["end_sec"]) for h in cli] == \
         [(h["video_id"], h["start_sec"], h["end_sec"]) for h in ref]

@@ -3,9 +3,9 @@
     .venv/bin/python bench/embed_cost.py --workdir WORKDIR [--sizes base so400m] [--batch 16] [--seconds 30]
 
 Random weights in the real SigLIP architectures (:class:`TinySiglipConfig` presets: SigLIP 2
-base-224, So400m-384), through :meth:`Backbone.embed_images` as the embed actors call it, in
-float32 and, where the CPU has fast bf16 (``torch.backends.mkldnn``), bfloat16. One video hour
-at 1 fps is 3,600 frames.
+base-224, So400m-384, and their NaFlex twins ``base-naflex`` / ``so400m-naflex``: 16 px patches,
+256 a frame, fed 16:9 frames at their NaFlex size, 192x336), through :meth:`Backbone.embed_images`
+as the embed actors call it, in float32 and bfloat16. One video hour at 1 fps is 3,600 frames.
 """
 
 from __future__ import annotations
@@ -13,13 +13,14 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--workdir", type=Path, required=True)
-    ap.add_argument("--sizes", nargs="+", default=["base"], choices=("base", "so400m"))
+    ap.add_argument("--sizes", nargs="+", default=["base"], choices=("base", "so400m", "base-naflex", "so400m-naflex"))
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--seconds", type=float, default=30.0, help="time spent per measurement")
     ap.add_argument("--device", default="cpu")
@@ -29,16 +30,20 @@ def main() -> None:
     import torch
 
     from groundzero.model.backbone import Backbone
+    from groundzero.model.naflex import naflex_size
     from groundzero.model.tiny import TinySiglipConfig, build_tiny_siglip
 
     report = {"threads": torch.get_num_threads(), "batch": args.batch, "device": args.device, "rows": []}
     for size in args.sizes:
-        shape = TinySiglipConfig.siglip2_base() if size == "base" else TinySiglipConfig.so400m()
+        shape = TinySiglipConfig.siglip2_base() if size.startswith("base") else TinySiglipConfig.so400m()
+        hw = (shape.image_size, shape.image_size)
+        if size.endswith("naflex"):  # Google's NaFlex releases: 16 px patches on a 16 x 16 position grid
+            shape = replace(shape, image_size=256, patch_size=16, naflex_patches=256)
+            hw = naflex_size(720, 1280, 16, 256)
         model = args.workdir / f"siglip-{size}-random"
         if not (model / "model.safetensors").is_file():
             build_tiny_siglip(model, shape)
-        frames = np.random.default_rng(0).integers(0, 256, (args.batch, shape.image_size, shape.image_size, 3),
-                                                   dtype=np.uint8)
+        frames = np.random.default_rng(0).integers(0, 256, (args.batch, *hw, 3), dtype=np.uint8)
         for dtype in (torch.float32, torch.bfloat16):
             b = Backbone(str(model), device=args.device, dtype=dtype)
             b.embed_images(frames)  # warm-up

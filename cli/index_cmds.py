@@ -29,7 +29,8 @@ INDEX_FLAGS = {"fps": "--fps", "window_sec": "--window", "stride_sec": "--stride
                "embed_actors": "--workers", "embed_threads": "--threads", "precision": "--precision",
                "commit_every": "--commit-every",
                "commit_every_sec": "--commit-every-sec", "asr_model": "--asr-model",
-               "asr_language": "--asr-language", "reuse_still": "--reuse-still", **S3_FLAGS}
+               "asr_language": "--asr-language", "reuse_still": "--reuse-still", "max_patches": "--max-patches",
+               **S3_FLAGS}
 
 
 def index(
@@ -58,6 +59,10 @@ def index(
         help="auto | fp32 | bf16, for the image tower. auto: the index's own precision; for a new index "
         "bf16 on a GPU and on CPUs with native bf16 (avx512_bf16 / amx_bf16), else fp32. Recorded in "
         "the index; a later run with another precision is refused.")] = "auto",
+    max_patches: Annotated[int | None, typer.Option(
+        "--max-patches", help="NaFlex models (siglip2-*-naflex) only: patches per frame, the aspect "
+        "ratio kept. Default: the index's own, else the checkpoint's (256). Recorded in the index.",
+        show_default=False)] = None,
     captions: Annotated[bool, typer.Option(
         "--captions/--no-captions", help="Index what is said from subtitle files beside each video "
         "(same name, .srt / .vtt) or subtitle streams inside it.")] = True,
@@ -123,7 +128,8 @@ def index(
                 exclude=tuple(exclude or ()), retry_failed=retry_failed,
                 dry_run=dry_run, head=opt_str(head), s3=S3Config(endpoint_url=endpoint_url),
                 cache_dir=cache_dir, tmp_dir=tmp_dir, commit_every=commit_every,
-                commit_every_sec=commit_every_sec, reuse_still=reuse_still, **({"model": model} if model else {}),
+                commit_every_sec=commit_every_sec, reuse_still=reuse_still, max_patches=max_patches,
+                **({"model": model} if model else {}),
                 channels=ChannelsConfig(
                     TranscriptConfig(asr_model=asr_model or (SUGGESTED_MODEL if asr else None),
                                      asr_language=asr_language, asr_device=device, captions=captions),

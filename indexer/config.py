@@ -54,12 +54,16 @@ class IndexConfig:
     #: ``fps``; :mod:`groundzero.indexer.stills`). Not recorded in the index: runs with and without it
     #: mix (the same model embeds every frame that is embedded)
     reuse_still: bool = True
+    #: a NaFlex model's patch budget per frame (frames keep their aspect ratio; more patches, more
+    #: detail and cost). None: the index's own, else the checkpoint processor's ``max_num_patches``.
+    #: Recorded in the index, which refuses another; an error for a fixed-resolution model
+    max_patches: int | None = None
 
     def validate(self) -> IndexConfig:
         if not 0 < self.fps <= 30:
             raise ConfigError(f"fps must be in (0, 30], got {self.fps}", field="fps")
         for name in ("embed_batch_size", "embed_actors", "embed_threads", "decode_threads", "chunk_frames",
-                     "commit_every"):
+                     "commit_every", "max_patches"):
             if getattr(self, name) is not None and getattr(self, name) < 1:  # None: sized to the machine
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}", field=name)
         if self.precision not in PRECISIONS:

@@ -33,15 +33,20 @@ Rotation. ffmpeg applies the display matrix (phone videos), so frames come out
 upright; :class:`VideoInfo` reports the size after rotation.
 
 Frames are what the checkpoint's own image processor gives for the decoded RGB frame: converted
-to RGB at full resolution first, then resized to ``size x size`` without keeping the aspect
-ratio, with the processor's interpolation (``resample`` in its ``preprocessor_config.json``:
-bilinear for the fixed-resolution SigLIP 2 checkpoints, bicubic for SigLIP 1; see
+to RGB at full resolution first, then resized with the processor's interpolation (``resample``
+in its ``preprocessor_config.json``: bilinear for SigLIP 2, bicubic for SigLIP 1; see
 :func:`groundzero.model.identity.image_resample`). Scaling the YUV planes before the RGB
-conversion instead would shift colours at edges.
+conversion instead would shift colours at edges. A fixed-resolution checkpoint's frames are
+``size x size``, the aspect ratio not kept; a NaFlex checkpoint's (``max_patches`` > 0) keep the
+video's aspect ratio: :func:`groundzero.model.naflex.naflex_size` of its picture, the same for
+every frame of the video. Those are resized by PIL, as the SigLIP 2 processor resizes them: ffmpeg's
+bilinear scaler differs from PIL's by up to 5 levels (p99) at some downscaling factors (2.1-2.2 for
+640x480 -> 288x224), and a frame is only read in full at the sampling rate (1 fps).
 """
 
 from __future__ import annotations
 
+import io
 import logging
 import math
 import threading
@@ -62,6 +67,7 @@ from groundzero.indexer.probe import (
     probe,
     require_tools,
 )
+from groundzero.model.naflex import naflex_size
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +76,8 @@ _STDERR_TAIL = 4096  # bytes of ffmpeg's stderr kept for error messages
 
 #: ffmpeg scalers that match PIL's resampling filters (nearest, bilinear, bicubic, lanczos, box)
 RESAMPLERS = ("neighbor", "bilinear", "bicubic", "lanczos", "area")
+#: each scaler's PIL resampling filter (NaFlex frames are resized by PIL)
+_PIL_FILTERS = {"neighbor": 0, "lanczos": 1, "bilinear": 2, "bicubic": 3, "area": 4}
 
 
 @dataclass(frozen=True)
@@ -77,12 +85,35 @@ class DecodeConfig:
     """How frames are sampled."""
 
     fps: float = 1.0  #: sampling rate, frames per second of video; 0 < fps <= 30
-    size: int = 384  #: output frames are size x size RGB (the backbone's input side)
+    size: int = 384  #: output frames are size x size RGB (the backbone's input side); unused for NaFlex
     #: interpolation of the resize, an ffmpeg scaler: the checkpoint processor's (model.identity.image_resample)
     resample: str = "bicubic"
     chunk_frames: int = 32  #: frames per yielded chunk (bounds memory)
     threads: int = 1  #: ffmpeg decoder threads (0 = ffmpeg's choice)
     min_coverage: float = 0.9  #: decoded duration below this fraction of the probed one -> "truncated"
+    #: NaFlex: at most this many ``patch_size`` patches per frame, aspect ratio kept; 0: ``size x size``
+    max_patches: int = 0
+    patch_size: int = 0  #: NaFlex: the checkpoint's patch side
+
+    @classmethod
+    def for_model(cls, model_dir: Path, identity, fps: float, max_patches: int = 0, **kw) -> DecodeConfig:
+        """How to sample frames for checkpoint ``model_dir`` (its :class:`~groundzero.model.identity.ModelIdentity`):
+        its frame side or, for NaFlex, ``max_patches`` of its patches; its processor's interpolation."""
+        from groundzero.model.identity import image_resample
+
+        if identity.naflex:
+            return cls(fps=fps, size=identity.patch_size, resample=image_resample(model_dir),
+                       max_patches=max_patches, patch_size=identity.patch_size, **kw)
+        return cls(fps=fps, size=identity.image_size, resample=image_resample(model_dir), **kw)
+
+    def frame_hw(self, height: int, width: int) -> tuple[int, int]:
+        """(h, w) of the frames of a ``height x width`` video (its picture as displayed)."""
+        if not self.max_patches:
+            return self.size, self.size
+        if height < 1 or width < 1:
+            raise DecodeError("decode_failed", f"the video's picture size is unknown ({width}x{height}); "
+                                               "NaFlex frames keep the aspect ratio, so it is needed")
+        return naflex_size(height, width, self.patch_size, self.max_patches)
 
     def __post_init__(self) -> None:
         if not (isinstance(self.fps, (int, float)) and 0 < self.fps <= 30):
@@ -98,6 +129,9 @@ class DecodeConfig:
             raise ConfigError(f"decode threads must be >= 0 (0 = automatic), got {self.threads}")
         if not 0 < self.min_coverage <= 1:
             raise ConfigError(f"min_coverage must be in (0, 1], got {self.min_coverage}")
+        if self.max_patches < 0 or (self.max_patches and self.patch_size < 1):
+            raise ConfigError(f"max_patches must be >= 1 with a patch size (NaFlex) or 0, got {self.max_patches} "
+                              f"patches of {self.patch_size} px", field="max_patches")
 
 
 @dataclass(frozen=True)
@@ -106,7 +140,7 @@ class FrameChunk:
 
     first_frame_idx: int  #: index of frames[0] among the video's sampled frames
     timestamps_sec: np.ndarray  #: float64 (n,): frame k is at k / fps seconds (see module docstring)
-    frames: np.ndarray  #: uint8 (n, size, size, 3) RGB
+    frames: np.ndarray  #: uint8 (n, h, w, 3) RGB: (size, size), or the video's NaFlex size
 
 
 def decoded_duration_ok(n_frames: int, fps: float, duration_sec: float, min_coverage: float) -> bool:
@@ -136,37 +170,64 @@ def _read_exact(pipe: IO[bytes], buf: memoryview) -> int:
     return got
 
 
-def _sampled(stream, cfg: DecodeConfig):
-    """The sampling filters on an ffmpeg input stream, to raw RGB frames of ``cfg.size`` on stdout."""
+def _read_chunk(pipe: IO[bytes], out: np.ndarray, src: tuple[int, int] | None, resample: str) -> tuple[int, int]:
+    """Fill ``out`` (n, h, w, 3) with frames from ``pipe``: as they come, or (``src``: the size ffmpeg
+    writes) one by one, each resized to (h, w) by PIL. Returns (frames read, bytes of a partial frame)."""
+    if src is None:
+        return divmod(_read_exact(pipe, memoryview(out).cast("B")), out[0].nbytes)
+    from PIL import Image
+
+    buf = np.empty((*src, 3), np.uint8)
+    for i in range(len(out)):
+        got = _read_exact(pipe, memoryview(buf).cast("B"))
+        if got < buf.nbytes:
+            return i, got
+        out[i] = np.asarray(Image.fromarray(buf).resize((out.shape[2], out.shape[1]), _PIL_FILTERS[resample]))
+    return len(out), 0
+
+
+def _sampled(stream, cfg: DecodeConfig, h: int, w: int):
+    """The sampling filters on an ffmpeg input stream, to raw ``h x w`` RGB frames on stdout."""
     rate = Fraction(cfg.fps).limit_denominator(1_000_000)
     return (
         stream.filter("fps", fps=f"{rate.numerator}/{rate.denominator}", round="near", start_time=0,
                       eof_action="pass")
         .filter("format", "rgb24")  # RGB at full resolution first, as the processor sees the frame
-        .filter("scale", cfg.size, cfg.size, flags=cfg.resample)
+        .filter("scale", w, h, flags=cfg.resample)
         .output("pipe:", format="rawvideo", vsync="passthrough")  # one raw frame per fps-filter frame
     )
 
 
 def decode_window(path: str, start_sec: float, end_sec: float, cfg: DecodeConfig,
-                  stream_index: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+                  stream_index: int | None = None, picture: tuple[int, int] | None = None
+                  ) -> tuple[np.ndarray, np.ndarray]:
     """The frames of ``[start_sec, end_sec)`` sampled at ``cfg.fps``, by a seek (coarse-to-fine search).
 
     ``path`` may be a local file or an ``http(s)://`` URL (e.g. a presigned S3 link: ffmpeg reads
     only the byte ranges it needs). Returns (timestamps float64 (N,) in seconds of the video,
-    frames uint8 (N, S, S, 3)); frame k stands for ``[start_sec + k / fps, start_sec + (k + 1) / fps)``.
+    frames uint8 (N, h, w, 3), sized as :func:`iter_frames` sizes them); frame k stands for
+    ``[start_sec + k / fps, start_sec + (k + 1) / fps)``.
     ``stream_index``: the stream :func:`probe` chose (the one the index holds); default: the first
-    video stream that is not cover art.
+    video stream that is not cover art. ``picture``: the video's (height, width) as displayed, which
+    NaFlex frames are sized from (probed when not given).
     Raises :class:`DecodeError` when ffmpeg fails.
     """
     tools = require_tools()
+    if cfg.max_patches and picture is None:
+        info = probe(path)
+        picture = (info.height, info.width)
+    h, w = cfg.frame_hw(*(picture or (0, 0)))
+    src = picture if cfg.max_patches else None  # NaFlex: full frames out of ffmpeg, resized here
     dur = max(end_sec - start_sec, 1.0 / cfg.fps)
     stream = _sampled(ffmpeg.input(path, ss=f"{max(start_sec, 0.0):.3f}", t=f"{dur:.3f}",
-                                   threads=cfg.threads)["V:0" if stream_index is None else str(stream_index)], cfg)
+                                   threads=cfg.threads)["V:0" if stream_index is None else str(stream_index)],
+                      cfg, *(src or (h, w)))
     cmd = [tools["ffmpeg"], "-nostdin", "-hide_banner", "-nostats", "-loglevel", "error"]
     out, _ = _run_capture(stream, cmd, path)
-    n = len(out) // (cfg.size * cfg.size * 3)
-    frames = np.frombuffer(bytearray(out[: n * cfg.size * cfg.size * 3]), np.uint8).reshape(n, cfg.size, cfg.size, 3)
+    pipe_hw = src or (h, w)
+    n = len(out) // (pipe_hw[0] * pipe_hw[1] * 3)
+    frames = np.empty((n, h, w, 3), np.uint8)
+    _read_chunk(io.BytesIO(out), frames, src, cfg.resample)
     return max(start_sec, 0.0) + np.arange(n, dtype=np.float64) / cfg.fps, frames
 
 
@@ -193,10 +254,11 @@ def iter_frames(path: str, cfg: DecodeConfig, info: VideoInfo | None = None) -> 
     tools = require_tools()
     info = info if info is not None else probe(path)
     rate = Fraction(cfg.fps).limit_denominator(1_000_000)
-    frame_bytes = cfg.size * cfg.size * 3
+    h, w = cfg.frame_hw(info.height, info.width)
+    src = (info.height, info.width) if cfg.max_patches else None  # NaFlex: full frames out, resized here
     # the stream probe() chose; without its index, the first video stream that is not cover art
     selector = "V:0" if info.stream_index is None else str(info.stream_index)
-    stream = _sampled(ffmpeg.input(path, threads=cfg.threads)[selector], cfg)
+    stream = _sampled(ffmpeg.input(path, threads=cfg.threads)[selector], cfg, *(src or (h, w)))
     cmd = [tools["ffmpeg"], "-nostdin", "-hide_banner", "-nostats", "-loglevel", "error"]
     log.debug("decoding %s: %s", path, " ".join(stream.get_args()))
     proc = stream.run_async(cmd=cmd, pipe_stdout=True, pipe_stderr=True)
@@ -206,9 +268,8 @@ def iter_frames(path: str, cfg: DecodeConfig, info: VideoInfo | None = None) -> 
     n = 0  # frames yielded so far
     try:
         while True:
-            frames = np.empty((cfg.chunk_frames, cfg.size, cfg.size, 3), np.uint8)
-            got = _read_exact(proc.stdout, memoryview(frames).cast("B"))
-            k, partial = divmod(got, frame_bytes)
+            frames = np.empty((cfg.chunk_frames, h, w, 3), np.uint8)
+            k, partial = _read_chunk(proc.stdout, frames, src, cfg.resample)
             if k:
                 ts = (n + np.arange(k, dtype=np.float64)) * rate.denominator / rate.numerator
                 yield FrameChunk(n, ts, frames if k == cfg.chunk_frames else frames[:k].copy())
@@ -241,12 +302,10 @@ def iter_frames(path: str, cfg: DecodeConfig, info: VideoInfo | None = None) -> 
 
 
 def decode_frames(path: str | Path, cfg: DecodeConfig) -> np.ndarray:
-    """All of ``path``'s frames sampled as :func:`iter_frames` samples them: uint8 (N, S, S, 3).
+    """All of ``path``'s frames sampled as :func:`iter_frames` samples them: uint8 (N, h, w, 3).
 
     For short clips only (the whole result is in memory); the indexer streams.
     Raises what :func:`iter_frames` raises.
     """
     chunks = [c.frames for c in iter_frames(str(path), cfg)]
-    if not chunks:
-        return np.empty((0, cfg.size, cfg.size, 3), np.uint8)
-    return np.concatenate(chunks)
+    return np.concatenate(chunks) if chunks else np.empty((0, cfg.size, cfg.size, 3), np.uint8)

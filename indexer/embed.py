@@ -17,6 +17,7 @@ class EmbedFrames:
 
         video_id (N,) str, frame_idx (N,) int64, timestamp_sec (N,) float64,
         frame (N, S, S, 3) uint8, end_meta (N,) str  ("" for frame rows)
+        (NaFlex: frame (N, L, p*p*3) uint8 patch sequences and spatial (N, 2) int64)
 
     Batch out: the same columns with ``frame`` replaced by ``embedding``
     (N, D) float32, L2-normalised. End-of-video marker rows (non-empty
@@ -43,11 +44,13 @@ class EmbedFrames:
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         frames = batch.pop("frame")
+        spatial = batch.pop("spatial", None)
         is_frame = np.asarray([m == "" for m in batch["end_meta"]], bool)
         emb = np.zeros((len(frames), self.backbone.embed_dim), np.float32)
         idx = np.flatnonzero(is_frame)
         for s in range(0, len(idx), self.max_batch):
             sel = idx[s : s + self.max_batch]
-            emb[sel] = self.backbone.embed_images(frames[sel])
+            emb[sel] = self.backbone.embed_images(frames[sel]) if spatial is None else \
+                self.backbone.embed_patches(frames[sel], spatial[sel])
         batch["embedding"] = emb
         return batch

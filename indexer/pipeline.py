@@ -34,7 +34,7 @@ from pathlib import Path
 
 from groundzero.data.proposals import make_windows
 from groundzero.data.segments import TextSegment
-from groundzero.errors import DiskFullError, GroundZeroError, RemoteStoreError
+from groundzero.errors import ConfigError, DiskFullError, GroundZeroError, RemoteStoreError
 from groundzero.indexer.asr import check_asr_model
 from groundzero.indexer.config import IndexConfig
 from groundzero.indexer.decode import DecodeConfig
@@ -46,7 +46,7 @@ from groundzero.indexer.sources import list_archive
 from groundzero.indexer.stills import StillConfig
 from groundzero.indexer.stops import disk_full_error, is_disk_full, uninterrupted
 from groundzero.indexer.tokens import ZERO_SHOT, TokenMaker, head_token_kind
-from groundzero.model.identity import image_resample, read_identity
+from groundzero.model.identity import default_max_patches, read_identity
 from groundzero.model.precision import runtime_name
 from groundzero.plugins import named_model
 from groundzero.store.catalog import RunRecord
@@ -125,7 +125,8 @@ def _run_index(cfg: IndexConfig, on_progress: Callable[[Progress], None] | None)
         check_asr_model(cfg.channels.transcript.asr_model)
     tokens = _token_maker(cfg, root)
     params = IndexParams(fps=cfg.fps, frame_size=identity.image_size, token_kind=tokens.kind,
-                         proposals=replace(cfg.proposals, tokens_per_proposal=tokens.k))
+                         proposals=replace(cfg.proposals, tokens_per_proposal=tokens.k),
+                         max_patches=_max_patches(cfg, root, model_dir, identity))
     with IndexWriter.open(root, identity, params, cfg.faiss_factory) as writer:
         if remote:
             _best_effort(remote.push_finished_runs, "updating run records on S3")
@@ -159,7 +160,9 @@ def _run_index(cfg: IndexConfig, on_progress: Callable[[Progress], None] | None)
                 writer.remove(uri)
             if on_progress:
                 on_progress(progress)
-            videos = _embed_all(cfg, plan.todo, identity.image_size, image_resample(model_dir), progress, tick)
+            dcfg = DecodeConfig.for_model(model_dir, identity, cfg.fps, params.max_patches,
+                                          chunk_frames=cfg.chunk_frames, threads=cfg.decode_threads)
+            videos = _embed_all(cfg, plan.todo, dcfg, progress, tick)
             for video, entry in videos:
                 _store(writer, cfg, run_id, video, entry, record, reasons, failures, tokens)
                 progress.indexed, progress.failed = record.n_indexed, record.n_failed
@@ -289,6 +292,20 @@ def _with_model(cfg: IndexConfig, root: Path) -> IndexConfig:
     return replace(cfg, model=m.model.name if m is not None else default_model(cfg.device))
 
 
+def _max_patches(cfg: IndexConfig, root: Path, model_dir: Path, identity) -> int:
+    """A NaFlex model's patch budget: ``cfg.max_patches``, else the index's own, else the
+    checkpoint's; 0 for a fixed-resolution model (which refuses the option)."""
+    if not identity.naflex:
+        if cfg.max_patches is not None:
+            raise ConfigError(f"max_patches is for NaFlex checkpoints (siglip2-*-naflex); {cfg.model} takes "
+                              f"{identity.image_size}x{identity.image_size} frames", field="max_patches")
+        return 0
+    if cfg.max_patches is not None:
+        return cfg.max_patches
+    m = read_manifest(IndexLayout(root))
+    return m.params.max_patches if m is not None and m.params.max_patches else default_max_patches(model_dir)
+
+
 def _token_maker(cfg: IndexConfig, root: Path) -> TokenMaker:
     """The head's learned tokens when a head is given, the index already uses one (then the same
     head), or a new index's model is a named model with a default head (:mod:`groundzero.plugins`);
@@ -327,7 +344,7 @@ def _store(writer: IndexWriter, cfg: IndexConfig, run_id: str, video: AssembledV
         record.n_failed += 1
 
 
-def _embed_all(cfg: IndexConfig, todo: list[VideoEntry], image_size: int, resample: str, progress: Progress,
+def _embed_all(cfg: IndexConfig, todo: list[VideoEntry], dcfg: DecodeConfig, progress: Progress,
                on_progress: Callable[[Progress], None] | None):
     """Yield (AssembledVideo, VideoEntry) for every video in ``todo`` as each completes."""
     if not todo:
@@ -345,8 +362,6 @@ def _embed_all(cfg: IndexConfig, todo: list[VideoEntry], image_size: int, resamp
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False  # the CLI draws one bar for the whole run
     by_id = {video_id_for(e.uri): e for e in todo}
-    dcfg = DecodeConfig(fps=cfg.fps, size=image_size, resample=resample, chunk_frames=cfg.chunk_frames,
-                        threads=cfg.decode_threads)
     device = embed_device(cfg.device)  # the cluster's GPUs count, not only the driver's
     ds = ray.data.from_items(
         [{"video_id": vid, "path": e.uri, "content_id": e.content_id, "sidecars": json.dumps(list(e.sidecars))}

@@ -9,6 +9,11 @@ and all its frames have arrived::
     frame row:  video_id, frame_idx, timestamp_sec, frame (S, S, 3) uint8, end_meta = ""
     end row:    video_id, frame_idx = -1, timestamp_sec = 0, frame = zeros, end_meta = JSON
 
+For a NaFlex model (``DecodeConfig.max_patches`` > 0) every row holds the frame as the patch
+sequence the model takes, so rows of videos of any aspect ratio share one shape:
+``frame`` (max_patches, p*p*3) uint8, zero-padded, and ``spatial`` (2,) int64, the frame's
+(h / p, w / p) (:func:`groundzero.model.naflex.to_patches`).
+
 ``end_meta`` says how decoding ended: ``{"ok": true, "n_frames", "duration_sec",
 "width", "height", "content_hash"}`` (plus ``"reused"``, when still frames reuse embeddings:
 ``[[frame_idx, timestamp_sec, same_as], ...]``, the frames that emitted no row because their
@@ -40,6 +45,7 @@ from groundzero.indexer.decode import DecodeConfig, iter_frames
 from groundzero.indexer.fetch import local_copy
 from groundzero.indexer.probe import probe
 from groundzero.indexer.stills import StillConfig, StillFrames
+from groundzero.model.naflex import to_patches
 from groundzero.store.s3 import S3Config
 
 log = logging.getLogger(__name__)
@@ -97,9 +103,18 @@ def decode_rows(batch: dict[str, np.ndarray], cfg: DecodeConfig, s3: S3Config | 
             "video_id": np.array([video_id], dtype=object),
             "frame_idx": np.array([-1], np.int64),
             "timestamp_sec": np.zeros(1, np.float64),
-            "frame": np.zeros((1, cfg.size, cfg.size, 3), np.uint8),
+            **_pixels(np.zeros((1, cfg.patch_size, cfg.patch_size, 3) if cfg.max_patches else
+                               (1, cfg.size, cfg.size, 3), np.uint8), cfg),
             "end_meta": np.array([json.dumps(meta)], dtype=object),
         }
+
+
+def _pixels(frames: np.ndarray, cfg: DecodeConfig) -> dict[str, np.ndarray]:
+    """The rows' picture columns: ``frame`` as decoded, or NaFlex patches plus ``spatial``."""
+    if not cfg.max_patches:
+        return {"frame": frames}
+    patches, spatial = to_patches(frames, cfg.patch_size, cfg.max_patches)
+    return {"frame": patches, "spatial": spatial}
 
 
 def _frame_rows(video_id: str, path: str, cfg: DecodeConfig, meta: dict, reader: ChannelReader | None = None,
@@ -134,7 +149,7 @@ def _frame_rows(video_id: str, path: str, cfg: DecodeConfig, meta: dict, reader:
             "video_id": np.array([video_id] * m, dtype=object),
             "frame_idx": frame_idx[keep],
             "timestamp_sec": ts[keep],
-            "frame": chunk.frames[keep],
+            **_pixels(chunk.frames[keep], cfg),
             "end_meta": np.array([""] * m, dtype=object),
         }
     if n == 0:

@@ -9,9 +9,10 @@ registered model name (:mod:`groundzero.model.identity`), and exposes the three 
   word-level attention in the grounding model.
 
 Fixed-resolution checkpoints (``model_type`` ``siglip``; all of Google's
-``siglip-*`` and ``siglip2-*-patchNN-RES`` releases, So400m included) are
-supported. NaFlex checkpoints (``siglip2-*-naflex``, ``model_type`` ``siglip2``)
-take variable-resolution patch inputs and are refused with a clear message.
+``siglip-*`` and ``siglip2-*-patchNN-RES`` releases, So400m included) take square frames.
+NaFlex checkpoints (``siglip2-*-naflex``, ``model_type`` ``siglip2``) take frames that keep
+their aspect ratio, as sequences of patches (:mod:`groundzero.model.naflex`,
+:meth:`Backbone.embed_patches`).
 
 torch and transformers are imported when first needed. With ``numpy_text`` (a one-shot query on a
 CPU) the text tower runs in NumPy (:mod:`groundzero.model.numpy_text`) and the torch model is loaded
@@ -95,7 +96,8 @@ class Backbone:
                  *, numpy_text: bool = False):
         model_dir, self.identity = read_identity(name_or_path)
         self.model_dir = model_dir
-        self.image_size: int = self.identity.image_size
+        self.image_size: int = self.identity.image_size  #: square frame side; 0 for NaFlex
+        self.patch_size: int = self.identity.patch_size  #: NaFlex patch side; 0 for fixed resolution
         self.text_max_len: int = self.identity.text_max_len
         self._device_arg, self._dtype_arg = device, dtype
         self._device: torch.device | None = None
@@ -194,14 +196,28 @@ class Backbone:
         scale, bias = self.logit_scale_bias
         return 1.0 / (1.0 + np.exp(-(scale * np.asarray(cos, dtype=np.float64) + bias)))
 
+    @property
+    def naflex(self) -> bool:
+        """Whether frames keep their aspect ratio, as NaFlex patch sequences."""
+        return self.identity.naflex
+
     def embed_images(self, frames: np.ndarray) -> np.ndarray:
         """Pooled, L2-normalised image features.
 
         Args:
-            frames: uint8 (N, S, S, 3) RGB, already resized to ``image_size`` (S).
+            frames: uint8 (N, S, S, 3) RGB, already resized to ``image_size`` (S); for NaFlex,
+                uint8 (N, h, w, 3) at the video's NaFlex size (sides multiples of ``patch_size``).
         Returns:
             float32 (N, D).
         """
+        if self.naflex:
+            if frames.ndim != 4 or frames.shape[-1] != 3 or frames.shape[1] % self.patch_size \
+                    or frames.shape[2] % self.patch_size:
+                raise ConfigError(f"frames must be (N, h, w, 3) uint8 with h and w multiples of {self.patch_size} "
+                                  f"for this NaFlex model, got {tuple(frames.shape)}")
+            from groundzero.model.naflex import to_patches
+
+            return self.embed_patches(*to_patches(frames, self.patch_size))
         if frames.ndim != 4 or frames.shape[1:] != (self.image_size, self.image_size, 3):
             raise ConfigError(
                 f"frames must be (N, {self.image_size}, {self.image_size}, 3) uint8 for this model, "
@@ -215,11 +231,35 @@ class Backbone:
             feats = self.image_features(torch.from_numpy(np.ascontiguousarray(frames)))
             return feats.float().cpu().numpy().astype(np.float32)
 
+    def embed_patches(self, patches: np.ndarray, spatial: np.ndarray) -> np.ndarray:
+        """NaFlex: pooled, L2-normalised features of patch sequences.
+
+        Args:
+            patches: uint8 (N, L, p*p*3), :func:`groundzero.model.naflex.to_patches`' layout, each
+                sequence's real patches first, zeros after.
+            spatial: int (N, 2), each frame's (h / p, w / p).
+        Returns:
+            float32 (N, D).
+        """
+        if not self.naflex:
+            raise ConfigError("patch sequences are for NaFlex models; this one takes square frames")
+        if patches.ndim != 3 or patches.shape[-1] != 3 * self.patch_size ** 2 or spatial.shape != (len(patches), 2):
+            raise ConfigError(f"patches must be (N, L, {3 * self.patch_size ** 2}) with spatial (N, 2), "
+                              f"got {tuple(patches.shape)} and {tuple(spatial.shape)}")
+        if len(patches) == 0:
+            return np.zeros((0, self.embed_dim), np.float32)
+        import torch
+
+        with torch.inference_mode():
+            feats = self._patch_features(torch.from_numpy(np.ascontiguousarray(patches)),
+                                         torch.from_numpy(np.asarray(spatial, np.int64)), self.model)
+            return feats.float().cpu().numpy().astype(np.float32)
+
     def image_features(self, frames: torch.Tensor, model: torch.nn.Module | None = None) -> torch.Tensor:
         """Differentiable twin of :meth:`embed_images` (LoRA fine-tuning uses it).
 
         Args:
-            frames: uint8 (N, S, S, 3) RGB tensor.
+            frames: uint8 (N, S, S, 3) RGB tensor (NaFlex: (N, h, w, 3)).
             model: the SigLIP model to run (default: this backbone's; a peft-wrapped one for LoRA).
         Returns:
             (N, D) L2-normalised features, float32, on this backbone's device.
@@ -228,9 +268,31 @@ class Backbone:
 
         base = self.model  # loaded first: the normalisation constants come with it
         model = model or base
+        if self.naflex:
+            n, h, w, c = frames.shape
+            p = self.patch_size
+            patches = frames.reshape(n, h // p, p, w // p, p, c).permute(0, 1, 3, 2, 4, 5).reshape(n, -1, p * p * c)
+            return self._patch_features(patches, torch.tensor([[h // p, w // p]] * n), model)
         x = frames.to(self.device).permute(0, 3, 1, 2).float().div(255.0)  # (N, 3, S, S) in [0, 1]
         x = ((x - self._mean) / self._std).to(self.dtype)
         feats = pooled_output(model.get_image_features(pixel_values=x))  # (N, D)
+        return torch.nn.functional.normalize(feats.float(), dim=-1)
+
+    def _patch_features(self, patches: torch.Tensor, spatial: torch.Tensor, model: torch.nn.Module) -> torch.Tensor:
+        """NaFlex: uint8 (N, L, p*p*3) patches and int64 (N, 2) grid sizes -> (N, D) L2-normalised
+        float32 features. Padding past the batch's longest sequence is dropped first (it is masked
+        anyway, so this only saves work)."""
+        import torch
+
+        spatial = spatial.to(self.device)
+        valid = spatial.prod(-1)  # (N,) real patches per sequence
+        x = patches[:, : int(valid.max())].to(self.device).float().div(255.0)  # (N, L', p*p*3)
+        n, length, _ = x.shape
+        x = (x.view(n, length, -1, 3) - self._mean.view(3)) / self._std.view(3)  # per pixel, channels last
+        mask = torch.arange(length, device=self.device)[None, :] < valid[:, None]  # (N, L')
+        x = (x.view(n, length, -1) * mask[..., None]).to(self.dtype)  # padding: zeros, as the processor's
+        feats = pooled_output(model.get_image_features(pixel_values=x, pixel_attention_mask=mask.long(),
+                                                       spatial_shapes=spatial))
         return torch.nn.functional.normalize(feats.float(), dim=-1)
 
     def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
@@ -297,8 +359,8 @@ def _l2norm(x: torch.Tensor) -> np.ndarray:
 def _image_norm(model_dir: Path) -> tuple[list[float], list[float]]:
     """Per-channel mean/std from preprocessor_config.json (SigLIP default 0.5/0.5).
 
-    Resizing is done by ffmpeg at decode time (bicubic, like SigLIP's processor),
-    so only the rescale + normalise part of the processor is needed here.
+    Resizing is done by ffmpeg at decode time, with the processor's interpolation
+    (:mod:`groundzero.indexer.decode`), so only the rescale + normalise part of the processor is needed here.
     """
     path = model_dir / "preprocessor_config.json"
     mean, std = [0.5, 0.5, 0.5], [0.5, 0.5, 0.5]

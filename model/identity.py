@@ -52,11 +52,19 @@ class ModelIdentity:
     name: str
     fingerprint: str
     embed_dim: int
-    image_size: int
+    image_size: int  #: the square frame side of a fixed-resolution checkpoint; 0 for NaFlex
     text_max_len: int
     #: what embedded an index's frames: "torch-fp32" | "torch-bf16" (:mod:`groundzero.model.precision`);
     #: "" where none is chosen (a query-time identity, :func:`read_identity`), which any index accepts
     runtime: str = ""
+    #: a NaFlex checkpoint's patch side (frames keep their aspect ratio, :mod:`groundzero.model.naflex`);
+    #: 0 for a fixed-resolution one
+    patch_size: int = 0
+
+    @property
+    def naflex(self) -> bool:
+        """Whether the checkpoint takes NaFlex patch sequences rather than square frames."""
+        return self.patch_size > 0
 
     def to_dict(self) -> dict:
         d = {
@@ -68,6 +76,8 @@ class ModelIdentity:
         }
         if self.runtime:
             d["runtime"] = self.runtime
+        if self.patch_size:
+            d["patch_size"] = self.patch_size
         return d
 
     @classmethod
@@ -79,6 +89,7 @@ class ModelIdentity:
             image_size=int(d["image_size"]),
             text_max_len=int(d["text_max_len"]),
             runtime=str(d.get("runtime", LEGACY_RUNTIME)),  # indexes built before runtimes were recorded
+            patch_size=int(d.get("patch_size", 0)),
         )
 
 
@@ -260,22 +271,22 @@ def read_identity(name_or_path: str) -> tuple[Path, ModelIdentity]:
     model_dir, registered = _resolve(name_or_path)
     config = read_model_config(model_dir)
     model_type = config.get("model_type")
-    if model_type != "siglip":
-        hint = (" (NaFlex checkpoints are not supported yet; use a fixed-resolution one)"
-                if model_type == "siglip2" else "")
+    if model_type not in ("siglip", "siglip2"):
         raise UnsupportedModelError(
-            f"model {name_or_path} is a {model_type!r} checkpoint; GroundZero needs a "
-            f"fixed-resolution SigLIP / SigLIP 2 dual encoder such as {SO400M_ID}{hint}"
+            f"model {name_or_path} is a {model_type!r} checkpoint; GroundZero needs a SigLIP or "
+            f"SigLIP 2 dual encoder such as {SO400M_ID}"
         )
     vc, tc = config["vision_config"], config["text_config"]
     is_local = Path(name_or_path).expanduser().exists() and not registered
+    naflex = model_type == "siglip2"  # transformers' Siglip2Model: the NaFlex checkpoints
     try:
         identity = ModelIdentity(
             name=str(model_dir.resolve()) if is_local else name_or_path,  # a hub id or a model name as given
             fingerprint=fingerprint_weights(model_dir),
             embed_dim=int(tc["projection_size"]),
-            image_size=int(vc["image_size"]),
+            image_size=0 if naflex else int(vc["image_size"]),
             text_max_len=int(tc["max_position_embeddings"]),
+            patch_size=int(vc["patch_size"]) if naflex else 0,
         )
     except (TypeError, ValueError) as e:
         raise ModelNotFoundError(f"cannot read the model config in {model_dir}: {e}") from e
@@ -286,17 +297,31 @@ def read_identity(name_or_path: str) -> tuple[Path, ModelIdentity]:
 _PIL_TO_FFMPEG = {0: "neighbor", 1: "lanczos", 2: "bilinear", 3: "bicubic", 4: "area", 5: "bilinear"}
 
 
+def default_max_patches(model_dir: Path) -> int:
+    """A NaFlex checkpoint's patch budget per frame: its processor's ``max_num_patches`` (256, the
+    SigLIP 2 processor's default, when unset)."""
+    path = Path(model_dir) / "preprocessor_config.json"
+    try:
+        n = json.loads(path.read_text()).get("max_num_patches", 256) if path.is_file() else 256
+    except (OSError, ValueError, AttributeError) as e:
+        raise ModelNotFoundError(f"cannot read {path}: {e}") from e
+    if not isinstance(n, int) or n < 1:
+        raise ModelNotFoundError(f"{path}: max_num_patches={n!r} is not a positive number of patches")
+    return n
+
+
 def image_resample(model_dir: Path) -> str:
     """The interpolation the checkpoint's image processor resizes with, as an ffmpeg scaler name.
 
     Read from ``preprocessor_config.json`` (``resample``, a PIL code: 2 bilinear for the
-    fixed-resolution SigLIP 2 checkpoints, 3 bicubic for SigLIP 1); bicubic, the SigLIP image
-    processor's default, when the file or the key is absent.
+    fixed-resolution and NaFlex SigLIP 2 checkpoints, 3 bicubic for SigLIP 1); when the file or
+    the key is absent, the processor class's default: bilinear for NaFlex (``siglip2``), bicubic
+    otherwise.
     """
-    import json
-
     path = Path(model_dir) / "preprocessor_config.json"
-    code = json.loads(path.read_text()).get("resample", 3) if path.is_file() else 3
+    naflex = (Path(model_dir) / "config.json").is_file() and read_model_config(model_dir).get("model_type") == "siglip2"
+    default = 2 if naflex else 3
+    code = json.loads(path.read_text()).get("resample", default) if path.is_file() else default
     if code not in _PIL_TO_FFMPEG:
         raise ModelNotFoundError(f"{path}: resample={code!r} is not a PIL resampling filter (0-5)")
     return _PIL_TO_FFMPEG[code]

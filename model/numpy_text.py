@@ -206,9 +206,12 @@ class FastTokenizer:
 
     @classmethod
     def load(cls, model_dir: Path, length: int) -> FastTokenizer | None:
-        """None where transformers would do more than run ``tokenizer.json``: another tokenizer class,
+        """None where transformers would do more than run ``tokenizer.json``: another tokenizer class
+        (as for every ``siglip2``, i.e. NaFlex, checkpoint),
         options that change the encoding, special tokens that it would add, no post-processor."""
         model_dir = Path(model_dir)
+        if read_model_config(model_dir).get("model_type") == "siglip2":
+            return None  # transformers gives every siglip2 checkpoint its own Siglip2Tokenizer pipeline
         try:
             cfg = json.loads((model_dir / "tokenizer_config.json").read_text(encoding="utf-8"))
             special = json.loads((model_dir / "special_tokens_map.json").read_text(encoding="utf-8")) \

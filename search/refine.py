@@ -9,7 +9,8 @@ level in the padding around it (:func:`refine_edges`). A span whose inside does 
 from its surroundings keeps its coarse edges.
 
 It needs the video: a local file, or an ``s3://`` object read through a presigned link (ffmpeg
-fetches only the byte ranges it needs). Videos that cannot be read keep their coarse spans.
+fetches only the byte ranges it needs; the endpoint from ``AWS_ENDPOINT_URL``, as for an ``s3://``
+index). Videos that cannot be read keep their coarse spans.
 """
 
 from __future__ import annotations
@@ -65,30 +66,30 @@ class Refiner:
 
     Args:
         backbone: the index's backbone (:class:`groundzero.model.backbone.Backbone`).
-        frame_size, resample: the index's frame side and the checkpoint's interpolation.
-        fps: the fine sampling rate; pad_sec: how far around the span to look.
-        smooth_frames: moving-average width of the fine curve.
+        decode: how the index's frames were made (:meth:`DecodeConfig.for_model
+            <groundzero.indexer.decode.DecodeConfig.for_model>`), at the fine sampling rate.
+        pad_sec: how far around the span to look; smooth_frames: moving-average width of the fine curve.
     """
 
-    def __init__(self, backbone, frame_size: int, resample: str, fps: float = 4.0, pad_sec: float = 2.0,
-                 smooth_frames: int = 3):
-        from groundzero.indexer.decode import DecodeConfig
-
-        self.backbone, self.pad_sec, self.smooth_frames = backbone, pad_sec, smooth_frames
-        self.decode = DecodeConfig(fps=fps, size=frame_size, resample=resample)
+    def __init__(self, backbone, decode, pad_sec: float = 2.0, smooth_frames: int = 3):
+        self.backbone, self.decode, self.pad_sec, self.smooth_frames = backbone, decode, pad_sec, smooth_frames
         self._streams: dict[str, int | None] = {}  # uri -> the video stream indexing chose
 
-    def refine(self, hit: Hit, q: np.ndarray, duration_sec: float) -> Hit:
+    def refine(self, hit: Hit, q: np.ndarray, duration_sec: float, picture: tuple[int, int] | None = None) -> Hit:
         """``hit`` with its edges re-grounded; unchanged when its video cannot be read.
 
-        Args: q float32 (D,) the query's sentence embedding; duration_sec: the video's length.
+        Args: q float32 (D,) the query's sentence embedding; duration_sec: the video's length;
+        picture: its (height, width) as displayed (the catalog's), which NaFlex frames are sized from
+        (probed when None).
         """
         from groundzero.indexer.decode import decode_window
+        from groundzero.search.clips import video_source
 
         a = max(0.0, hit.start_sec - self.pad_sec)
         b = hit.end_sec + self.pad_sec if duration_sec <= 0 else min(duration_sec, hit.end_sec + self.pad_sec)
         try:
-            ts, frames = decode_window(_readable(hit.uri), a, b, self.decode, self._stream(hit.uri))
+            ts, frames = decode_window(video_source(hit.uri, expires_sec=600), a, b, self.decode,
+                                       self._stream(hit.uri), picture if picture and min(picture) > 0 else None)
         except (GroundZeroError, OSError, ValueError) as e:
             log.info("refine: %s kept its coarse span: %s", hit.rel_path, e)
             return hit
@@ -100,7 +101,6 @@ class Refiner:
             e = min(e, duration_sec)
         return replace(hit, start_sec=s, end_sec=e) if e > s else hit
 
-
     def _stream(self, uri: str) -> int | None:
         """The video stream the indexer read (probed once per local file; an s3:// object keeps
         ffmpeg's first non-cover-art stream, as probing it would mean fetching it)."""
@@ -109,10 +109,3 @@ class Refiner:
 
             self._streams[uri] = None if uri.startswith("s3://") else probe(uri).stream_index
         return self._streams[uri]
-
-
-def _readable(uri: str) -> str:
-    """A path or URL ffmpeg can open: local paths as they are, ``s3://`` through a presigned link."""
-    from groundzero.store.s3 import presigned_url
-
-    return presigned_url(uri, expires_sec=600) if uri.startswith("s3://") else uri

@@ -380,15 +380,18 @@ class Searcher:
         if self._refiner is None:
             with self._refiner_lock:  # built once, whichever thread comes first
                 if self._refiner is None:
-                    from groundzero.model.identity import image_resample
+                    from groundzero.indexer.decode import DecodeConfig
                     from groundzero.search.refine import Refiner
 
-                    self._durations = {r["video_id"]: float(r["duration_sec"]) for r in self.videos.values()}
-                    self._refiner = Refiner(self.backbone, self.manifest.params.frame_size,
-                                            image_resample(self.backbone.model_dir), fps=self.cfg.refine_fps,
-                                            pad_sec=self.cfg.refine_pad_sec, smooth_frames=self.cfg.smooth_frames)
+                    self._videos_at = {r["video_id"]: (float(r["duration_sec"]), (int(r["height"]), int(r["width"])))
+                                       for r in self.videos.values()}
+                    decode = DecodeConfig.for_model(self.backbone.model_dir, self.backbone.identity,
+                                                    self.cfg.refine_fps, self.manifest.params.max_patches)
+                    self._refiner = Refiner(self.backbone, decode, pad_sec=self.cfg.refine_pad_sec,
+                                            smooth_frames=self.cfg.smooth_frames)
         n = self.cfg.refine_hits
-        return [self._refiner.refine(h, q, self._durations.get(h.video_id, 0.0)) for h in hits[:n]] + list(hits[n:])
+        return [self._refiner.refine(h, q, *self._videos_at.get(h.video_id, (0.0, None))) for h in hits[:n]] \
+            + list(hits[n:])
 
     def ground(self, query: str, windows: dict[int, np.ndarray], q: np.ndarray | None = None
                ) -> list[VideoGrounding]:

@@ -40,23 +40,29 @@ class IndexParams:
     """Everything that must match for embeddings to be comparable across runs."""
 
     fps: float
-    frame_size: int
+    frame_size: int  #: the square frame side; 0 for a NaFlex model (frames keep their aspect ratio)
     proposals: ProposalConfig
     token_kind: str = "zero-shot-mean"  #: how context tokens were made (a trained head names itself)
+    #: a NaFlex model's patch budget per frame (:func:`groundzero.model.naflex.naflex_size`); 0: fixed resolution
+    max_patches: int = 0
 
     def to_dict(self) -> dict:
         p = self.proposals
-        return {
+        d = {
             "fps": self.fps, "frame_size": self.frame_size, "token_kind": self.token_kind,
             "window_sec": p.window_sec, "stride_sec": p.stride_sec,
             "tokens_per_proposal": p.tokens_per_proposal,
         }
+        if self.max_patches:
+            d["max_patches"] = self.max_patches
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> IndexParams:
         return cls(
             fps=float(d["fps"]), frame_size=int(d["frame_size"]), token_kind=str(d["token_kind"]),
             proposals=ProposalConfig(float(d["window_sec"]), float(d["stride_sec"]), int(d["tokens_per_proposal"])),
+            max_patches=int(d.get("max_patches", 0)),
         )
 
 

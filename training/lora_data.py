@@ -37,6 +37,11 @@ def lora_frames_loader(archive: str | Path | None) -> FramesLoader:
         from groundzero.model.identity import image_resample
         from groundzero.model.lora import LoraImageEncoder
 
+        if backbone.naflex:  # frames of each video have their own shape; LoRA batches frames of many videos
+            from groundzero.errors import UnsupportedModelError
+
+            raise UnsupportedModelError(f"LoRA fine-tuning needs a fixed-resolution SigLIP checkpoint; "
+                                        f"{backbone.identity.name} is a NaFlex one (train a head instead)")
         files = {Path(e.rel_path).stem: e.uri for e in list_local(root)}
         frames = {}
         for vid in sorted(vids):

@@ -79,3 +79,30 @@ def test_the_interpolation_is_read_from_the_checkpoint(tmp_path, config, scaler)
     if config is not None:
         (tmp_path / "preprocessor_config.json").write_text(json.dumps(config))
     assert image_resample(tmp_path) == scaler
+
+
+@pytest.mark.parametrize("width, height", [(1280, 720), (640, 480)])
+@pytest.mark.parametrize("source", ["testsrc2", "smptebars", "photo"])
+def test_naflex_frames_match_the_image_processor(tmp_path, source, width, height):
+    """NaFlex (SigLIP 2 ``*-naflex``, 16 px patches, 256 a frame): the frame keeps its aspect ratio;
+    the reference is ``Siglip2ImageProcessorPil``'s patch sequence, laid back out as a picture."""
+    from transformers.models.siglip2.image_processing_pil_siglip2 import Siglip2ImageProcessorPil
+
+    from groundzero.model.naflex import from_patches
+
+    path = tmp_path / f"{source}.mp4"
+    if source == "photo":
+        _photo_like(path, width, height)
+    else:
+        _lavfi(path, source, width, height)
+    proc = Siglip2ImageProcessorPil(patch_size=16, max_num_patches=256, resample=2, do_rescale=False,
+                                    do_normalize=False)
+    out = proc(_full_rgb(path, width, height), return_tensors="np")
+    gh, gw = (int(x) for x in out["spatial_shapes"][0])
+    want = from_patches(np.asarray(out["pixel_values"])[:1], (gh, gw), 16)[0].astype(np.float64)
+    (chunk,) = list(iter_frames(str(path), DecodeConfig(fps=1, resample="bilinear", max_patches=256, patch_size=16)))
+    got = chunk.frames[0].astype(np.float64)
+    assert got.shape == want.shape == (gh * 16, gw * 16, 3)
+    assert abs(gw / gh - width / height) < 0.05 * width / height  # the aspect ratio, to whole patches
+    diff = np.abs(got - want)
+    assert diff.mean() <= 0.5 and np.percentile(diff, 99) <= 4, (diff.mean(), np.percentile(diff, 99))

@@ -74,9 +74,9 @@ def test_hub_id_without_network_is_a_clear_error(monkeypatch):
 
 def test_other_architectures_are_refused(tmp_path, tiny_model_dir):
     cfg = json.loads((tiny_model_dir / "config.json").read_text())
-    cfg["model_type"] = "siglip2"
+    cfg["model_type"] = "clip"
     (tmp_path / "config.json").write_text(json.dumps(cfg))
-    with pytest.raises(UnsupportedModelError, match="NaFlex"):
+    with pytest.raises(UnsupportedModelError, match="'clip' checkpoint.*SigLIP"):
         read_identity(str(tmp_path))
 
 

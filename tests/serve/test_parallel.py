@@ -145,8 +145,8 @@ def test_the_refiner_is_built_once(index_dir, state, monkeypatch):
             built.append(1)
             threading.Event().wait(0.05)  # widens the window a second build would slip through
 
-        def refine(self, hit, q, duration_sec):
-            assert duration_sec > 0  # the durations are there before the refiner is
+        def refine(self, hit, q, duration_sec, picture):
+            assert duration_sec > 0 and min(picture) > 0  # the videos' sizes are there before the refiner is
             return hit
 
     monkeypatch.setattr(refine_mod, "Refiner", Stub)

@@ -52,6 +52,7 @@ def main() -> None:
     ap.add_argument("--queries-per-video", type=int, default=12)
     ap.add_argument("--seed", type=int, default=0, help="synthetic archive seed (the build's)")
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--precision", default="auto", help="the image tower's at index time: auto | fp32 | bf16 | int8")
     ap.add_argument("--window-score", default=None, choices=("retrieval", "retrieval_confidence"),
                     help="how the head ranks proposals (default: SearchConfig's)")
     ap.add_argument("--refine", action="store_true",
@@ -86,7 +87,8 @@ def main() -> None:
     if not (args.reuse and (work / "archive" / "test.jsonl").is_file() and index.is_dir()):
         make_archive(work / "archive", synth)
         run_index(IndexConfig(archive=str(work / "archive" / "test"), index_dir=str(index), model=model,
-                              head=head, device=args.device, reuse_still=not args.no_reuse_still))
+                              head=head, device=args.device, reuse_still=not args.no_reuse_still,
+                              precision=args.precision))
     queries = read_annotations(work / "archive" / "test.jsonl")
     cfg = SearchConfig() if args.window_score is None else SearchConfig(window_score=args.window_score)
     t_index = time.perf_counter() - t0
@@ -108,7 +110,7 @@ def main() -> None:
                          "search_ms_per_query": round((time.perf_counter() - t_search) * 1000 / len(queries), 1)}
     n_pos = sum(1 for q in queries if q.windows)  # with a moment in their own video (within-video metrics)
     n_nowhere = sum(1 for q in queries if not q.corpus_truth())  # with none in any video: "not found" is right
-    report = {"model": model, "head": head, "window_score": cfg.window_score, "videos": args.videos, "minutes": args.minutes,
+    report = {"model": model, "head": head, "precision": args.precision, "window_score": cfg.window_score, "videos": args.videos, "minutes": args.minutes,
               "queries": len(queries), "queries_with_moment": n_pos, "queries_not_in_archive": n_nowhere,
               "index_s": round(t_index, 1),
               "results": results}

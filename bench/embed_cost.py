@@ -5,7 +5,8 @@
 Random weights in the real SigLIP architectures (:class:`TinySiglipConfig` presets: SigLIP 2
 base-224, So400m-384, and their NaFlex twins ``base-naflex`` / ``so400m-naflex``: 16 px patches,
 256 a frame, fed 16:9 frames at their NaFlex size, 192x336), through :meth:`Backbone.embed_images`
-as the embed actors call it, in float32 and bfloat16. One video hour at 1 fps is 3,600 frames.
+as the embed actors call it, in float32, bfloat16 and int8 (ONNX Runtime, fixed resolution only; its
+build is cached in GROUNDZERO_CACHE_DIR and not timed). One video hour at 1 fps is 3,600 frames.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--workdir", type=Path, required=True)
     ap.add_argument("--sizes", nargs="+", default=["base"], choices=("base", "so400m", "base-naflex", "so400m-naflex"))
+    ap.add_argument("--precisions", nargs="+", default=["fp32", "bf16", "int8"], choices=("fp32", "bf16", "int8"))
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--seconds", type=float, default=30.0, help="time spent per measurement")
     ap.add_argument("--device", default="cpu")
@@ -31,6 +33,7 @@ def main() -> None:
 
     from groundzero.model.backbone import Backbone
     from groundzero.model.naflex import naflex_size
+    from groundzero.model.precision import torch_dtype
     from groundzero.model.tiny import TinySiglipConfig, build_tiny_siglip
 
     report = {"threads": torch.get_num_threads(), "batch": args.batch, "device": args.device, "rows": []}
@@ -44,15 +47,19 @@ def main() -> None:
         if not (model / "model.safetensors").is_file():
             build_tiny_siglip(model, shape)
         frames = np.random.default_rng(0).integers(0, 256, (args.batch, *hw, 3), dtype=np.uint8)
-        for dtype in (torch.float32, torch.bfloat16):
-            b = Backbone(str(model), device=args.device, dtype=dtype)
+        for precision in args.precisions:
+            if precision == "int8" and size.endswith("naflex"):
+                continue  # fixed-resolution checkpoints only
+            kw = {"int8_images": True, "threads": torch.get_num_threads()} if precision == "int8" else \
+                {"dtype": torch_dtype(precision)}
+            b = Backbone(str(model), device=args.device, **kw)
             b.embed_images(frames)  # warm-up
             n, t0 = 0, time.perf_counter()
             while time.perf_counter() - t0 < args.seconds:
                 b.embed_images(frames)
                 n += len(frames)
             ips = n / (time.perf_counter() - t0)
-            report["rows"].append({"size": size, "dtype": str(dtype).removeprefix("torch."),
+            report["rows"].append({"size": size, "precision": precision,
                                    "images_per_s": round(ips, 2),
                                    "minutes_per_video_hour": round(3600 / ips / 60, 1)})
             print(json.dumps(report["rows"][-1]), flush=True)

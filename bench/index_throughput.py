@@ -82,7 +82,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2, help="ffmpeg decode threads (both measurements)")
     ap.add_argument("--embed-threads", nargs="+", default=["auto"],
                     help="torch threads per embed actor, one run each: N or auto")
-    ap.add_argument("--precision", nargs="+", default=["auto"], choices=("auto", "fp32", "bf16"),
+    ap.add_argument("--precision", nargs="+", default=["auto"], choices=("auto", "fp32", "bf16", "int8"),
                     help="image tower precision, one run each")
     args = ap.parse_args()
     if shutil.which("ffmpeg") is None:

@@ -56,8 +56,9 @@ def index(
         "--threads", help="Torch threads (and Ray CPUs) per embedding actor. Default: sized with "
         "--workers.", show_default=False)] = None,
     precision: Annotated[str, typer.Option(
-        help="auto | fp32 | bf16, for the image tower. auto: the index's own precision; for a new index "
-        "bf16 on a GPU and on CPUs with native bf16 (avx512_bf16 / amx_bf16), else fp32. Recorded in "
+        help="auto | fp32 | bf16 | int8, for the image tower. auto: the index's own precision; for a new "
+        "index bf16 on a GPU and on CPUs with native bf16 (avx512_bf16 / amx_bf16), else fp32. int8: "
+        "ONNX Runtime with int8 weights, CPUs only, built once per model and cached. Recorded in "
         "the index; a later run with another precision is refused.")] = "auto",
     max_patches: Annotated[int | None, typer.Option(
         "--max-patches", help="NaFlex models (siglip2-*-naflex) only: patches per frame, the aspect "

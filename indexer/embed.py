@@ -26,7 +26,7 @@ class EmbedFrames:
 
     def __init__(self, model: str, device: str = "auto", max_batch: int = 64, precision: str | None = None,
                  threads: int | None = None):
-        """``precision``: fp32 | bf16 (the run's, :func:`groundzero.indexer.embed_plan.with_precision`);
+        """``precision``: fp32 | bf16 | int8 (the run's, :func:`groundzero.indexer.embed_plan.with_precision`);
         None: the backbone's default. ``threads``: torch intra-op threads (the Ray CPUs this actor
         reserved; Ray starts actors with ``OMP_NUM_THREADS=1``); None leaves torch's setting."""
         import ray
@@ -39,7 +39,8 @@ class EmbedFrames:
             torch.set_num_threads(threads)
         gpus = ray.get_gpu_ids() if ray.is_initialized() else []  # inside an actor: the GPU Ray gave it
         dtype = torch_dtype(precision) if precision is not None else None
-        self.backbone = Backbone(model, device=actor_device(device, gpus), dtype=dtype)
+        self.backbone = Backbone(model, device=actor_device(device, gpus), dtype=dtype,
+                                 int8_images=precision == "int8", threads=threads)
         self.max_batch = max_batch
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -121,6 +121,10 @@ def _run_index(cfg: IndexConfig, on_progress: Callable[[Progress], None] | None)
     cfg = with_precision(_with_model(cfg, root), root)
     model_dir, identity = read_identity(cfg.model)
     identity = replace(identity, runtime=runtime_name(cfg.precision))  # recorded; another one is refused
+    if cfg.precision == "int8":  # built here, once, before the actors load it (and refused here for NaFlex)
+        from groundzero.model.onnx_tower import ensure_int8
+
+        ensure_int8(model_dir, identity)
     if cfg.channels.transcript.asr_model is not None:  # refused before anything runs, like the image model
         check_asr_model(cfg.channels.transcript.asr_model)
     tokens = _token_maker(cfg, root)

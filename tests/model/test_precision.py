@@ -1,4 +1,5 @@
-"""Index-time precision: the CPU's bf16 support, auto's choice, the recorded runtime, bf16 ~ fp32."""
+"""Index-time precision: the CPU's bf16 support, auto's choice, the recorded runtime, bf16 ~ fp32
+(int8: tests/model/test_onnx_tower.py)."""
 
 import numpy as np
 import pytest
@@ -35,11 +36,20 @@ def test_auto_follows_the_index_then_the_device():
 
 
 def test_bad_precision_names_the_field():
-    with pytest.raises(ConfigError, match="auto, fp32, bf16, got 'fp16'") as e:
+    with pytest.raises(ConfigError, match="auto, fp32, bf16, int8, got 'fp16'") as e:
         index_precision("fp16", "cpu", None, fast_bf16_cpu=False)
     assert e.value.field == "precision"
-    with pytest.raises(IndexMismatchError, match="runtime 'onnx-int8'"):
-        index_precision("auto", "cpu", "onnx-int8", fast_bf16_cpu=False)
+    with pytest.raises(IndexMismatchError, match="runtime 'onnx-fp16'"):
+        index_precision("auto", "cpu", "onnx-fp16", fast_bf16_cpu=False)
+
+
+def test_int8_is_for_cpus():
+    assert index_precision("auto", "cpu", "onnx-int8", fast_bf16_cpu=True) == "int8"  # the index's own
+    assert index_precision("int8", "cpu", None, fast_bf16_cpu=False) == "int8"
+    for requested, recorded in [("int8", None), ("auto", "onnx-int8")]:
+        with pytest.raises(ConfigError, match="int8 runs on CPUs") as e:
+            index_precision(requested, "cuda", recorded, fast_bf16_cpu=False)
+        assert e.value.field == "precision"
 
 
 def test_identity_records_the_runtime_and_old_manifests_read_as_fp32():

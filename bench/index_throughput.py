@@ -11,8 +11,10 @@ minutes (ffmpeg's testsrc2 pattern), then times
    (Ray CPU task), embed (Ray actor, the tiny random bench SigLIP or --model, CPU unless
    CUDA is present), write Parquet + FAISS + catalog, commit;
 
-and prints video-seconds per wall-second for both and their ratio. Ray's
-start-up is excluded from (2) by starting Ray before the clock.
+and prints video-seconds per wall-second for both and their ratio, (1) timed again after each
+run of (2) and averaged with the one before it (the machine may be shared: each ratio compares
+neighbouring runs). Ray's start-up is excluded from (2) by starting Ray before the clock. Each run
+also says how busy each stage was: the decode tasks' and embed calls' wall and CPU seconds.
 
 With several ``--embed-threads`` (torch threads per embed actor; "auto": sized to the machine)
 or ``--precision`` values, (2) runs once per combination, in this process and on one Ray, and
@@ -23,6 +25,7 @@ the real SigLIP 2 architectures (built in WORKDIR), whose embedding costs what t
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import subprocess
 import tempfile
@@ -52,7 +55,8 @@ def time_raw_decode(video: Path, threads: int) -> float:
 
 
 def time_pipeline(video: Path, model: str | None, threads: int, embed_threads: int | None = None,
-                  precision: str = "auto") -> tuple[float, int]:
+                  precision: str = "auto") -> tuple[float, int, object]:
+    """(wall seconds, video seconds indexed, the run's last Progress: how busy each stage was)."""
     from groundzero.indexer.config import IndexConfig
     from groundzero.indexer.pipeline import run_index
     from groundzero.indexer.ray_runtime import init_ray
@@ -65,12 +69,13 @@ def time_pipeline(video: Path, model: str | None, threads: int, embed_threads: i
         kw = {"model": model} if model else {}
         cfg = IndexConfig(archive=str(archive), index_dir=str(Path(d) / "index"), decode_threads=threads,
                           embed_threads=embed_threads, precision=precision, **kw)
+        last = []
         t0 = time.perf_counter()
-        report = run_index(cfg)
+        report = run_index(cfg, on_progress=last.append)  # the same Progress, updated as the run goes
         wall = time.perf_counter() - t0
     if report.record.n_indexed != 1:
         raise SystemExit(f"pipeline did not index the video: {report.failures}")
-    return wall, int(report.record.video_seconds_indexed)
+    return wall, int(report.record.video_seconds_indexed), last[-1]
 
 
 def main() -> None:
@@ -92,18 +97,26 @@ def main() -> None:
     make_video(video, args.minutes)
     print(f"video: {video} ({video.stat().st_size / 1e6:.0f} MB, made/cached in {time.perf_counter() - t0:.0f} s)")
     seconds = args.minutes * 60
-    raw = time_raw_decode(video, args.threads)
+    raw = before = time_raw_decode(video, args.threads)
     args.model = bench_model(args.model, args.workdir)
     print(f"raw ffmpeg -vf fps=1 decode : {raw:8.1f} s wall  {seconds / raw:8.1f} video-s per wall-s")
     first = None
     for embed_threads in args.embed_threads:
         for precision in args.precision:
             n = None if embed_threads == "auto" else int(embed_threads)
-            pipe, indexed = time_pipeline(video, args.model, args.threads, n, precision)
+            pipe, indexed, p = time_pipeline(video, args.model, args.threads, n, precision)
             first = first or pipe
+            after = time_raw_decode(video, args.threads)  # the floor again, next to this run
+            raw, before = (before + after) / 2, after
+            print(f"raw decode around it: {raw:8.1f} s wall (mean of the runs just before and after)")
             print(f"groundzero index (embed threads {embed_threads}, {precision}): {pipe:8.1f} s wall  "
                   f"{seconds / pipe:8.1f} video-s per wall-s ({indexed} frames indexed)  "
                   f"pipeline / raw decode speed {raw / pipe:5.2f}  speed vs first {first / pipe:5.2f}", flush=True)
+            cores = os.cpu_count() or 1
+            print(f"    busy: decode tasks {p.decode_s:6.1f} s wall, {p.decode_cpu_s:6.1f} s CPU "
+                  f"({p.decode_cpu_s / (pipe * cores):4.0%} of {cores} cores over the run); embed calls "
+                  f"{p.embed_s:6.1f} s wall ({p.embed_s / pipe:4.0%} of the run), {p.embed_cpu_s:6.1f} s CPU "
+                  f"({p.embed_cpu_s / (pipe * cores):4.0%} of the cores)", flush=True)
 
 
 def bench_model(model: str | None, workdir: Path) -> str:

@@ -20,34 +20,15 @@ from __future__ import annotations
 import argparse
 import json
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: tests.media
+
 SIZES = [(1280, 720), (640, 480), (1920, 1080)]
 SOURCES = ["testsrc2", "smptebars", "photo"]
-
-
-def _video(path: Path, source: str, width: int, height: int) -> Path:
-    """A 2 s H.264 clip at 1 fps of an ffmpeg test source or a photo-like still."""
-    if source == "photo":
-        from PIL import Image
-
-        rng = np.random.default_rng(0)
-        fy, fx = np.meshgrid(np.fft.fftfreq(height), np.fft.fftfreq(width), indexing="ij")
-        amp = 1.0 / np.maximum(np.hypot(fx, fy), 1.0 / max(width, height))
-        chans = []
-        for _ in range(3):
-            x = np.real(np.fft.ifft2(amp * np.exp(2j * np.pi * rng.random((height, width)))))
-            chans.append((x - x.min()) / (x.max() - x.min()) * 255)
-        png = path.with_suffix(".png")
-        Image.fromarray(np.stack(chans, -1).astype(np.uint8)).save(png)
-        src = ["-loop", "1", "-i", str(png), "-t", "2", "-r", "1"]
-    else:
-        src = ["-f", "lavfi", "-i", f"{source}=s={width}x{height}:r=1:d=2"]
-    subprocess.run(["ffmpeg", "-v", "error", "-y", *src, "-c:v", "libx264", "-crf", "12", "-pix_fmt", "yuv420p",
-                    str(path)], check=True)
-    return path
 
 
 def _ffmpeg_rgb(path: Path, vf: str, height: int, width: int) -> np.ndarray:
@@ -71,13 +52,18 @@ def main() -> None:
 
     from groundzero.indexer.decode import DecodeConfig, iter_frames
     from groundzero.model.naflex import from_patches
+    from tests import media  # the clips' makers, shared with the parity tests
 
     args.workdir.mkdir(parents=True, exist_ok=True)
     rows = []
     for source in SOURCES:
         for width, height in SIZES:
-            path = _video(args.workdir / f"{source}-{width}x{height}.mp4", source, width, height)
-            rgb = _ffmpeg_rgb(path, "format=rgb24", height, width)
+            path = args.workdir / f"{source}-{width}x{height}.mp4"
+            if source == "photo":
+                media.make_photo_like(path, width, height)
+            else:
+                media.make_lavfi_still(path, source, width, height)
+            rgb = media.first_frame_rgb(path, width, height)
             row = {"source": source, "size": f"{width}x{height}"}
             for name, code, scaler in [("siglip2-fixed", 2, "bilinear"), ("siglip1", 3, "bicubic")]:
                 proc = SiglipImageProcessorPil(size={"height": 384, "width": 384}, resample=code, do_rescale=False,

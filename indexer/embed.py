@@ -7,6 +7,8 @@ hand-built batch, without Ray, which is how the tests exercise it.
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from groundzero.model.backbone import Backbone
@@ -20,7 +22,8 @@ class EmbedFrames:
         (NaFlex: frame (N, L, p*p*3) uint8 patch sequences and spatial (N, 2) int64)
 
     Batch out: the same columns with ``frame`` replaced by ``embedding``
-    (N, D) float32, L2-normalised. End-of-video marker rows (non-empty
+    (N, D) float32, L2-normalised, plus ``embed_s`` and ``embed_cpu_s`` (N,) float64: the call's
+    wall and CPU seconds shared out over its rows (how busy the stage is, per video). End-of-video marker rows (non-empty
     ``end_meta``, see :mod:`groundzero.indexer.decode`) pass through with a zero embedding.
     """
 
@@ -44,6 +47,7 @@ class EmbedFrames:
         self.max_batch = max_batch
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        wall, cpu = time.perf_counter(), time.process_time()
         frames = batch.pop("frame")
         spatial = batch.pop("spatial", None)
         is_frame = np.asarray([m == "" for m in batch["end_meta"]], bool)
@@ -54,4 +58,7 @@ class EmbedFrames:
             emb[sel] = self.backbone.embed_images(frames[sel]) if spatial is None else \
                 self.backbone.embed_patches(frames[sel], spatial[sel])
         batch["embedding"] = emb
+        n = max(len(frames), 1)
+        batch["embed_s"] = np.full(len(frames), (time.perf_counter() - wall) / n)
+        batch["embed_cpu_s"] = np.full(len(frames), (time.process_time() - cpu) / n)
         return batch

@@ -76,6 +76,12 @@ class Progress:
     reused: int = 0  #: frames of finished videos that reused an earlier frame's embedding (still frames)
     commits: int = 0
     last: str = ""
+    #: how busy each stage was for the finished videos: wall and CPU seconds of the decode tasks
+    #: (ffmpeg included) and of the embed actors' calls
+    decode_s: float = 0.0
+    decode_cpu_s: float = 0.0
+    embed_s: float = 0.0
+    embed_cpu_s: float = 0.0
 
 
 @dataclass
@@ -408,6 +414,8 @@ def _embed_all(cfg: IndexConfig, todo: list[VideoEntry], dcfg: DecodeConfig, pro
                 on_progress(progress)
             for v in done:
                 progress.reused += len(v.meta.get("reused", []))
+                for k in ("decode_s", "decode_cpu_s", "embed_s", "embed_cpu_s"):
+                    setattr(progress, k, getattr(progress, k) + float(v.meta.get(k, 0.0)))
                 yield v, by_id[v.video_id]
     finally:  # a run stopped early shuts Ray Data's executor down here, not in a thread racing the exit
         close = getattr(batches, "close", None)  # Ray Data's iterator is a generator (Ray 2.40-2.63)
@@ -415,5 +423,6 @@ def _embed_all(cfg: IndexConfig, todo: list[VideoEntry], dcfg: DecodeConfig, pro
             close()
     for v in assembler.flush_incomplete():  # rows lost on the way: recorded, never silently dropped
         yield v, by_id[v.video_id]
-    log.info("embedded %d frames in %.1fs (%d still frames reused an embedding)", progress.frames,
-             time.monotonic() - t0, progress.reused)
+    log.info("embedded %d frames in %.1fs (%d still frames reused an embedding); decode tasks %.1fs wall, "
+             "%.1fs CPU; embed calls %.1fs wall, %.1fs CPU", progress.frames, time.monotonic() - t0, progress.reused,
+             progress.decode_s, progress.decode_cpu_s, progress.embed_s, progress.embed_cpu_s)

@@ -15,7 +15,8 @@ sequence the model takes, so rows of videos of any aspect ratio share one shape:
 (h / p, w / p) (:func:`groundzero.model.naflex.to_patches`).
 
 ``end_meta`` says how decoding ended: ``{"ok": true, "n_frames", "duration_sec",
-"width", "height", "content_hash"}`` (plus ``"reused"``, when still frames reuse embeddings:
+"width", "height", "content_hash", "decode_s", "decode_cpu_s"}`` (the decode task's wall and CPU
+seconds for the video, ffmpeg's included) (plus ``"reused"``, when still frames reuse embeddings:
 ``[[frame_idx, timestamp_sec, same_as], ...]``, the frames that emitted no row because their
 picture barely changed from frame ``same_as``'s, :mod:`groundzero.indexer.stills`; the assembler
 gives each a copy of that frame's embedding, so the timeline keeps every frame; plus
@@ -33,6 +34,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import resource
+import time
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -76,6 +79,7 @@ def decode_rows(batch: dict[str, np.ndarray], cfg: DecodeConfig, s3: S3Config | 
     for video_id, uri, content_id, sidecars in zip(batch["video_id"], batch["path"], content_ids, sidecar_lists):
         video_id, uri = str(video_id), str(uri)
         meta: dict = {"ok": False}
+        clock = _Clock()
         local = uri
         try:
             with ExitStack() as stack:
@@ -99,6 +103,7 @@ def decode_rows(batch: dict[str, np.ndarray], cfg: DecodeConfig, s3: S3Config | 
         except Exception as e:  # keep the run going; the catalog says what broke
             log.exception("unexpected error decoding %s", uri)
             meta.update(reason="decode_failed", error=f"{uri}: {type(e).__name__}: {e}")
+        meta.update(clock.spent("decode"))
         yield {
             "video_id": np.array([video_id], dtype=object),
             "frame_idx": np.array([-1], np.int64),
@@ -107,6 +112,23 @@ def decode_rows(batch: dict[str, np.ndarray], cfg: DecodeConfig, s3: S3Config | 
                                (1, cfg.size, cfg.size, 3), np.uint8), cfg),
             "end_meta": np.array([json.dumps(meta)], dtype=object),
         }
+
+
+class _Clock:
+    """Wall and CPU seconds since it was made: this process's and its finished children's (ffmpeg)."""
+
+    def __init__(self) -> None:
+        self.wall, self.cpu = time.perf_counter(), _cpu_seconds()
+
+    def spent(self, stage: str) -> dict[str, float]:
+        return {f"{stage}_s": round(time.perf_counter() - self.wall, 4),
+                f"{stage}_cpu_s": round(_cpu_seconds() - self.cpu, 4)}
+
+
+def _cpu_seconds() -> float:
+    """CPU seconds of this process and of its children that have exited (user + system)."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 def _pixels(frames: np.ndarray, cfg: DecodeConfig) -> dict[str, np.ndarray]:
@@ -163,6 +185,8 @@ def _frame_rows(video_id: str, path: str, cfg: DecodeConfig, meta: dict, reader:
 class _Pending:
     frames: dict[int, tuple[float, np.ndarray]] = field(default_factory=dict)
     end: dict | None = None
+    embed_s: float = 0.0  #: the embed stage's wall seconds for this video's rows
+    embed_cpu_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -199,6 +223,9 @@ class VideoAssembler:
                 p.end = json.loads(meta)
             else:
                 p.frames[int(batch["frame_idx"][i])] = (float(batch["timestamp_sec"][i]), batch["embedding"][i])
+            if "embed_s" in batch:  # the embed stage's time, shared out over its batch's rows
+                p.embed_s += float(batch["embed_s"][i])
+                p.embed_cpu_s += float(batch["embed_cpu_s"][i])
             touched.add(vid)
         return [v for vid in sorted(touched) if vid in self._pending and (v := self._complete(vid)) is not None]
 
@@ -218,7 +245,7 @@ class VideoAssembler:
             order = sorted(frames)
             ts = np.array([frames[k][0] for k in order], np.float64)
             emb = np.stack([frames[k][1] for k in order]).astype(np.float32)
-            return AssembledVideo(vid, p.end, ts, emb)
+            return AssembledVideo(vid, {**p.end, "embed_s": p.embed_s, "embed_cpu_s": p.embed_cpu_s}, ts, emb)
         del self._pending[vid]  # failed: frames emitted before the failure are dropped
         self._done.add(vid)
         return AssembledVideo(vid, p.end, np.zeros(0), np.zeros((0, 0), np.float32))

@@ -285,3 +285,41 @@ def make_keyframed(path: str | Path, seconds: float, keyframe_sec: float = 2.0, 
     _ffmpeg("-f", "lavfi", "-i", f"testsrc2=s={_wh(size)}:r={fps}:d={seconds}", *tone, *X264,
             "-g", gop, "-keyint_min", gop, "-sc_threshold", "0", *(["-c:a", "aac"] if audio else []), path)
     return path
+
+
+def make_photo_like(path: str | Path, width: int, height: int, seed: int = 0, seconds: float = 2) -> Path:
+    """A still H.264 clip (1 fps, crf 12) of a colour image with a natural image's 1/f power spectrum."""
+    import numpy as np
+    from PIL import Image
+
+    path = _out(path)
+    rng = np.random.default_rng(seed)
+    fy, fx = np.meshgrid(np.fft.fftfreq(height), np.fft.fftfreq(width), indexing="ij")
+    amp = 1.0 / np.maximum(np.hypot(fx, fy), 1.0 / max(width, height))
+    chans = []
+    for _ in range(3):
+        x = np.real(np.fft.ifft2(amp * np.exp(2j * np.pi * rng.random((height, width)))))
+        chans.append((x - x.min()) / (x.max() - x.min()) * 255)
+    png = path.with_suffix(".png")
+    Image.fromarray(np.stack(chans, -1).astype(np.uint8)).save(png)
+    _ffmpeg("-loop", "1", "-i", str(png), "-t", str(seconds), "-r", "1", "-c:v", "libx264", "-crf", "12",
+            "-pix_fmt", "yuv420p", str(path))
+    return path
+
+
+def make_lavfi_still(path: str | Path, source: str, width: int, height: int, seconds: float = 2) -> Path:
+    """An ffmpeg test source (``testsrc2``, ``smptebars``, ...) at 1 fps, H.264 crf 12."""
+    path = _out(path)
+    _ffmpeg("-f", "lavfi", "-i", f"{source}=s={width}x{height}:r=1:d={seconds}", "-c:v", "libx264", "-crf", "12",
+            "-pix_fmt", "yuv420p", str(path))
+    return path
+
+
+def first_frame_rgb(path: str | Path, width: int, height: int):
+    """The first frame decoded to RGB at full resolution: uint8 (height, width, 3), what a user would
+    hand an image processor."""
+    import numpy as np
+
+    out = subprocess.run(["ffmpeg", "-v", "error", "-i", str(path), "-vf", "format=rgb24", "-frames:v", "1",
+                          "-f", "rawvideo", "pipe:"], capture_output=True, check=True).stdout
+    return np.frombuffer(out, np.uint8).reshape(height, width, 3)

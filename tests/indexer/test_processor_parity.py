@@ -10,46 +10,22 @@ and 4:3.
 from __future__ import annotations
 
 import json
-import subprocess
 
 import numpy as np
 import pytest
 
 from groundzero.indexer.decode import DecodeConfig, iter_frames
 from groundzero.model.identity import image_resample
+from tests import media
 
 SIZE = 384
 
 
-def _photo_like(path, width, height, seed=0):
-    """A still H.264 clip of a 1/f-spectrum colour image (natural images' power law), 2 s at 1 fps."""
-    from PIL import Image
-
-    rng = np.random.default_rng(seed)
-    fy, fx = np.meshgrid(np.fft.fftfreq(height), np.fft.fftfreq(width), indexing="ij")
-    amp = 1.0 / np.maximum(np.hypot(fx, fy), 1.0 / max(width, height))
-    chans = []
-    for _ in range(3):
-        x = np.real(np.fft.ifft2(amp * np.exp(2j * np.pi * rng.random((height, width)))))
-        chans.append((x - x.min()) / (x.max() - x.min()) * 255)
-    png = path.with_suffix(".png")
-    Image.fromarray(np.stack(chans, -1).astype(np.uint8)).save(png)
-    subprocess.run(["ffmpeg", "-v", "error", "-y", "-loop", "1", "-i", str(png), "-t", "2", "-r", "1",
-                    "-c:v", "libx264", "-crf", "12", "-pix_fmt", "yuv420p", str(path)], check=True)
-    return path
-
-
-def _lavfi(path, source, width, height):
-    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", f"{source}=s={width}x{height}:r=1:d=2",
-                    "-c:v", "libx264", "-crf", "12", "-pix_fmt", "yuv420p", str(path)], check=True)
-    return path
-
-
-def _full_rgb(path, width, height) -> np.ndarray:
-    """The first frame decoded to RGB at full resolution: what a user would hand the processor."""
-    out = subprocess.run(["ffmpeg", "-v", "error", "-i", str(path), "-vf", "format=rgb24", "-frames:v", "1",
-                          "-f", "rawvideo", "pipe:"], capture_output=True, check=True).stdout
-    return np.frombuffer(out, np.uint8).reshape(height, width, 3)
+def _clip(tmp_path, source, width, height):
+    path = tmp_path / f"{source}.mp4"
+    if source == "photo":
+        return media.make_photo_like(path, width, height)
+    return media.make_lavfi_still(path, source, width, height)
 
 
 @pytest.mark.parametrize("pil_code, scaler", [(2, "bilinear"), (3, "bicubic")])
@@ -58,14 +34,10 @@ def _full_rgb(path, width, height) -> np.ndarray:
 def test_frames_match_the_image_processor(tmp_path, source, width, height, pil_code, scaler):
     from transformers.models.siglip.image_processing_pil_siglip import SiglipImageProcessorPil
 
-    path = tmp_path / f"{source}.mp4"
-    if source == "photo":
-        _photo_like(path, width, height)
-    else:
-        _lavfi(path, source, width, height)
+    path = _clip(tmp_path, source, width, height)
     proc = SiglipImageProcessorPil(do_resize=True, size={"height": SIZE, "width": SIZE}, resample=pil_code,
                                    do_rescale=False, do_normalize=False)
-    want = np.asarray(proc(_full_rgb(path, width, height), return_tensors="np")["pixel_values"][0])
+    want = np.asarray(proc(media.first_frame_rgb(path, width, height), return_tensors="np")["pixel_values"][0])
     want = want.transpose(1, 2, 0).astype(np.float64)  # (S, S, 3), levels of 255
     (chunk,) = list(iter_frames(str(path), DecodeConfig(fps=1, size=SIZE, resample=scaler)))
     got = chunk.frames[0].astype(np.float64)
@@ -90,14 +62,10 @@ def test_naflex_frames_match_the_image_processor(tmp_path, source, width, height
 
     from groundzero.model.naflex import from_patches
 
-    path = tmp_path / f"{source}.mp4"
-    if source == "photo":
-        _photo_like(path, width, height)
-    else:
-        _lavfi(path, source, width, height)
+    path = _clip(tmp_path, source, width, height)
     proc = Siglip2ImageProcessorPil(patch_size=16, max_num_patches=256, resample=2, do_rescale=False,
                                     do_normalize=False)
-    out = proc(_full_rgb(path, width, height), return_tensors="np")
+    out = proc(media.first_frame_rgb(path, width, height), return_tensors="np")
     gh, gw = (int(x) for x in out["spatial_shapes"][0])
     want = from_patches(np.asarray(out["pixel_values"])[:1], (gh, gw), 16)[0].astype(np.float64)
     (chunk,) = list(iter_frames(str(path), DecodeConfig(fps=1, resample="bilinear", max_patches=256, patch_size=16)))

@@ -105,3 +105,22 @@ def test_index_run_records_the_note_in_the_catalog(tmp_path, tiny_model_dir, ray
     r = CliRunner().invoke(app, ["catalog", "sql", sql, "--index", str(index), "--json"])
     assert r.exit_code == 0 and json.loads(r.stdout) == [
         {"rel_path": "two.mkv", "width": 320, "height": 240, "n_frames": 3}], r.output
+
+
+def test_each_stage_reports_how_busy_it_was(tmp_path, tiny_model_dir):
+    """Decode tasks report their wall and CPU seconds (ffmpeg's included) on the end row; embed calls
+    share theirs out over their rows; the assembler sums both per video."""
+    from groundzero.indexer.embed import EmbedFrames
+    from groundzero.indexer.rows import VideoAssembler
+
+    video = media.make_testsrc(tmp_path / "v.mp4", 6, size=(640, 360))
+    rows = list(decode_rows({"video_id": np.array(["v"], dtype=object), "path": np.array([str(video)], dtype=object)},
+                            DecodeConfig(fps=1.0, size=32)))
+    end = json.loads(rows[-1]["end_meta"][0])
+    assert end["ok"] and end["decode_s"] > 0 and end["decode_cpu_s"] > 0.01  # ffmpeg decoded 6 s of 640x360
+    batch = {k: np.concatenate([r[k] for r in rows]) for k in rows[0]}
+    out = EmbedFrames(str(tiny_model_dir), device="cpu")(batch)
+    assert out["embed_s"].shape == (len(out["video_id"]),) and out["embed_s"].min() > 0
+    (v,) = VideoAssembler().add(out)
+    assert v.meta["decode_cpu_s"] == end["decode_cpu_s"]
+    assert abs(v.meta["embed_s"] - out["embed_s"].sum()) < 1e-9 and v.meta["embed_cpu_s"] >= 0

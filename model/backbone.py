@@ -280,20 +280,17 @@ class Backbone:
         """Differentiable twin of :meth:`embed_images` (LoRA fine-tuning uses it).
 
         Args:
-            frames: uint8 (N, S, S, 3) RGB tensor (NaFlex: (N, h, w, 3)).
+            frames: uint8 (N, S, S, 3) RGB tensor.
             model: the SigLIP model to run (default: this backbone's; a peft-wrapped one for LoRA).
         Returns:
             (N, D) L2-normalised features, float32, on this backbone's device.
         """
         import torch
 
+        if self.naflex:  # LoRA, the one caller, needs square frames (training.lora_data says so first)
+            raise ConfigError("image_features takes square frames; a NaFlex model's go through embed_patches")
         base = self.model  # loaded first: the normalisation constants come with it
         model = model or base
-        if self.naflex:
-            n, h, w, c = frames.shape
-            p = self.patch_size
-            patches = frames.reshape(n, h // p, p, w // p, p, c).permute(0, 1, 3, 2, 4, 5).reshape(n, -1, p * p * c)
-            return self._patch_features(patches, torch.tensor([[h // p, w // p]] * n), model)
         x = frames.to(self.device).permute(0, 3, 1, 2).float().div(255.0)  # (N, 3, S, S) in [0, 1]
         x = ((x - self._mean) / self._std).to(self.dtype)
         feats = pooled_output(model.get_image_features(pixel_values=x))  # (N, D)

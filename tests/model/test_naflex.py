@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from groundzero.data.proposals import ProposalConfig
 from groundzero.errors import ConfigError
 from groundzero.indexer.decode import DecodeConfig
 from groundzero.model.backbone import Backbone
@@ -60,11 +61,9 @@ def test_identity_and_defaults(naflex_dir):
     assert default_max_patches(naflex_dir) == PATCHES and image_resample(naflex_dir) == "bilinear"
     dcfg = DecodeConfig.for_model(naflex_dir, ident, fps=1.0, max_patches=PATCHES)
     assert dcfg.frame_hw(720, 1280) == naflex_size(720, 1280, 8, PATCHES) and dcfg.resample == "bilinear"
-    params = IndexParams(fps=1.0, frame_size=0, proposals=IndexParams.from_dict(
-        {"fps": 1, "frame_size": 32, "token_kind": "x", "window_sec": 8, "stride_sec": 4,
-         "tokens_per_proposal": 2}).proposals, max_patches=PATCHES)
+    params = IndexParams(fps=1.0, frame_size=0, proposals=ProposalConfig(), max_patches=PATCHES)
     assert IndexParams.from_dict(params.to_dict()) == params
-    assert "max_patches" not in IndexParams(fps=1.0, frame_size=32, proposals=params.proposals).to_dict()
+    assert "max_patches" not in IndexParams(fps=1.0, frame_size=32, proposals=ProposalConfig()).to_dict()
 
 
 def _hf_features(model_dir, images: list[np.ndarray]) -> np.ndarray:

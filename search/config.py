@@ -13,6 +13,9 @@ class SearchConfig:
     top_k: int = 5  #: results returned
     shortlist_tokens: int = 512  #: context tokens fetched from FAISS
     shortlist_proposals: int = 32  #: proposals kept after the shortlist (best token per proposal)
+    #: a product-quantised index fetches this many times ``shortlist_tokens`` and re-scores them
+    #: exactly (groundzero.store.rescore); 1: rank by the PQ codes alone
+    rescore_pool: int = 4
     smooth_frames: int = 3  #: moving-average width of the similarity curve (odd; 1 = none)
     spans_per_region: int = 3  #: candidate spans extracted per contiguous shortlisted region
     nms_iou: float = 0.5  #: temporal NMS threshold within a video (RGNet / CONE: 0.5)
@@ -47,7 +50,7 @@ class SearchConfig:
                               f"{self.refine_hits}, {self.refine_fps}, {self.refine_pad_sec}", field="refine_fps")
         if not 1 <= self.top_k <= 1000:
             raise ConfigError(f"top_k must be in [1, 1000], got {self.top_k}", field="top_k")
-        for name in ("shortlist_tokens", "shortlist_proposals"):
+        for name in ("shortlist_tokens", "shortlist_proposals", "rescore_pool"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}", field=name)
         if self.smooth_frames < 1 or self.smooth_frames % 2 == 0:

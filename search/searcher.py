@@ -348,7 +348,8 @@ class Searcher:
         t = time.perf_counter()
         q = self.backbone.embed_texts([query])[0]  # (D,)
         timings["text"], t = _ms(t), time.perf_counter()
-        sl = shortlist(self.vectors, q, self.cfg.shortlist_tokens, self.cfg.shortlist_proposals)
+        sl = shortlist(self.vectors, q, self.cfg.shortlist_tokens, self.cfg.shortlist_proposals,
+                       self.cfg.rescore_pool)
         by_video: dict[int, list[int]] = defaultdict(list)
         for s, p in zip(sl.video_seq.tolist(), sl.proposal_idx.tolist()):
             by_video[s].append(p)

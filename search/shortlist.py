@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from groundzero.store.vectors import ContextIndex, decode_ids
+from groundzero.store.vectors import RESCORE_POOL, ContextIndex, decode_ids
 
 
 @dataclass(frozen=True)
@@ -22,12 +22,13 @@ class Shortlist:
     score: np.ndarray
 
 
-def shortlist(index: ContextIndex, query_emb: np.ndarray, n_tokens: int, n_proposals: int) -> Shortlist:
-    """Args: query_emb float32 (D,) L2-normalised."""
+def shortlist(index: ContextIndex, query_emb: np.ndarray, n_tokens: int, n_proposals: int,
+              pool: int = RESCORE_POOL) -> Shortlist:
+    """Args: query_emb float32 (D,) L2-normalised; ``pool``: see :meth:`ContextIndex.search`."""
     if index.ntotal == 0:
         e = np.zeros(0, np.int64)
         return Shortlist(e, e, np.zeros(0, np.float32))
-    scores, ids = index.search(query_emb[None, :], n_tokens)
+    scores, ids = index.search(query_emb[None, :], n_tokens, pool)
     scores, ids = scores[0], ids[0]
     ok = ids >= 0
     seq, prop, _ = decode_ids(ids[ok])

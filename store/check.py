@@ -292,6 +292,13 @@ def _check_faiss(layout: IndexLayout, m: Manifest, idx: ContextIndex, readable: 
         out.append(Problem("error", "faiss_duplicate_ids", f"{int((counts > 1).sum())} FAISS ids occur more than once"))
     want = (np.concatenate([encode_ids(int(r["video_seq"]), int(r["n_proposals"]), k) for r in indexed])
             if indexed else np.zeros(0, np.int64))
+    if idx.codes is not None and not np.array_equal(idx.codes.ids(), uniq):
+        out.append(Problem("error", "rescore_ids", "the FAISS file's re-scoring codes are not of the ids it indexes"))
+    elif idx.codes is None and idx.is_pq:
+        out.append(Problem("warning", "no_rescore_codes",
+                           "the FAISS index holds PQ codes without exact re-scoring codes (written by an older "
+                           "version): its shortlist is less exact; the next `groundzero index` run into this index "
+                           "adds them"))
     extra, missing = np.setdiff1d(uniq, want), np.setdiff1d(want, uniq)
     if len(extra) or len(missing):
         out.append(Problem("error", "faiss_ids_mismatch",
@@ -306,9 +313,13 @@ def _check_vectors(layout: IndexLayout, idx: ContextIndex, indexed: list[dict], 
     from groundzero.store import tables
 
     stored = idx.stored_vectors()
-    if stored is None:
+    if stored is None and idx.codes is None:
         return []  # PQ codes: not comparable exactly
-    ids, vecs = stored
+    if stored is None:  # PQ: its int8 re-scoring codes stand for the vectors (to within a code step)
+        ids = idx.codes.ids()
+        vecs = idx.codes.vectors(ids)
+    else:
+        ids, vecs = stored
     pos = {int(i): j for j, i in enumerate(ids.tolist())}
     for r in indexed:
         try:
@@ -316,7 +327,7 @@ def _check_vectors(layout: IndexLayout, idx: ContextIndex, indexed: list[dict], 
         except (*READ_ERRORS, GroundZeroError):
             continue  # reported by _check_video_files
         rows = [pos[int(i)] for i in encode_ids(int(r["video_seq"]), int(r["n_proposals"]), k)]
-        if not np.allclose(vecs[rows], tok, atol=1e-6):
+        if not np.allclose(vecs[rows], tok, atol=1e-6 if stored is not None else 0.5 / 127 * np.abs(tok).max() + 1e-6):
             return [Problem("error", "faiss_vectors", f"{r['rel_path']}: FAISS vectors differ from its proposals file")]
     return []
 

@@ -9,6 +9,7 @@ import numpy as np
 
 from groundzero.store import tables
 from groundzero.store.layout import IndexLayout
+from groundzero.store.rescore import RescoreCodes
 from groundzero.store.vectors import (
     ContextIndex,
     VectorState,
@@ -34,6 +35,14 @@ def build_from_store(layout: IndexLayout, rows: list[dict], embed_dim: int, poli
         idx.add(ids, vecs)
     idx.nprobe = nprobe_for(policy, factory)
     return idx, VectorState(factory=idx.factory, trained_on=trained_on, nprobe=idx.nprobe)
+
+
+def codes_from_store(layout: IndexLayout, rows: list[dict], embed_dim: int) -> RescoreCodes:
+    """The re-scoring codes of the tokens of ``rows``, for a PQ index written before they existed."""
+    codes = RescoreCodes(embed_dim)
+    for ids, vecs in store_tokens(layout, rows, embed_dim):
+        codes.add(ids, vecs)
+    return codes
 
 
 def store_tokens(layout: IndexLayout, rows: list[dict], embed_dim: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:

@@ -24,7 +24,9 @@ trained IVF (assigned to the existing centroids, no retraining) and removals
 delete from its lists; when the corpus has grown (or shrunk) by
 ``retrain_growth`` since the last training the IVF is trained again from
 scratch ("compaction"), with ``nlist`` ~ ``lists_per_sqrt * sqrt(N)``. Above
-``pq_min_tokens`` (by default: from the first IVF) a training uses product-quantised codes. The
+``pq_min_tokens`` (by default: from the first IVF) a training uses product-quantised codes, and
+the file then also holds an int8 copy of every vector that re-scores a larger PQ pool exactly
+(:mod:`groundzero.store.rescore`). The
 writer (:mod:`groundzero.store.writer`) applies the policy at each commit and
 records the result as :class:`VectorState` in the manifest.
 """
@@ -42,12 +44,15 @@ import numpy as np
 from groundzero.errors import ConfigError
 from groundzero.store.layout import damaged, read_error
 from groundzero.store.manifest import write_hashed
+from groundzero.store.rescore import RescoreCodes
 
 _TOK_BITS, _PROP_BITS = 6, 18
 _VIDEO_SHIFT = _TOK_BITS + _PROP_BITS
 
 #: k-means wants at least this many training points per list (FAISS warns below it)
 MIN_TRAIN_PER_LIST = 39
+#: a PQ search fetches this many times the tokens asked for and re-scores them with the int8 codes
+RESCORE_POOL = 4
 
 
 def encode_ids(video_seq: int, n_proposals: int, k: int) -> np.ndarray:
@@ -73,10 +78,12 @@ def _ivf_parts(factory: str) -> tuple[int, str] | None:
 
 
 class ContextIndex:
-    """The context-token index: ``IndexIDMap2(Flat)`` or a bare ``IndexIVF`` (see module docstring)."""
+    """The context-token index: ``IndexIDMap2(Flat)`` or a bare ``IndexIVF`` (see module docstring),
+    and for PQ codes the int8 copies that re-score them (``codes``; None for exact structures)."""
 
-    def __init__(self, index: faiss.Index):
+    def __init__(self, index: faiss.Index, codes: RescoreCodes | None = None):
         self.index = index
+        self.codes = codes
 
     @classmethod
     def create(cls, dim: int, factory: str = "Flat") -> ContextIndex:
@@ -90,6 +97,7 @@ class ContextIndex:
                 # Polysemous training (Hamming-filter codes, unused here) costs seconds even for a
                 # tiny sample; the factory turns it on by default.
                 inner.do_polysemous_training = False
+                return cls(inner, RescoreCodes(dim))
             return cls(inner)
         return cls(faiss.IndexIDMap2(inner))
 
@@ -106,12 +114,27 @@ class ContextIndex:
             raise read_error(path, e) from e      # MemoryError: a damaged size field
         if not isinstance(index, (faiss.IndexIDMap, faiss.IndexIDMap2, faiss.IndexIVF)):
             raise damaged(path, f"a FAISS {type(index).__name__}, not an index of context tokens with ids")
-        return cls(index)
+        try:
+            codes = RescoreCodes.open(path)
+        except (OSError, ValueError) as e:
+            raise read_error(path, e) from e
+        if codes is not None and (codes.dim != index.d or len(codes) != index.ntotal):
+            raise damaged(path, f"its re-scoring codes hold {len(codes)} x {codes.dim}, the index {index.ntotal} x "
+                                f"{index.d}")
+        return cls(index, codes)
 
     def save(self, path: Path) -> None:
-        """Written under a temporary name and renamed; hashed as written (for the manifest)."""
-        with write_hashed(Path(path)) as f:
+        """Written under a temporary name and renamed; hashed as written (for the manifest). The
+        re-scoring codes follow FAISS's bytes, and are then read from ``path`` as a loaded index reads them."""
+        path = Path(path)
+        if self.codes is not None and len(self.codes) != self.ntotal:
+            raise RuntimeError(f"re-scoring codes hold {len(self.codes)} vectors, the index {self.ntotal}")
+        with write_hashed(path) as f:
             faiss.write_index(self.index, faiss.PyCallbackIOWriter(f.write))
+            if self.codes is not None:
+                self.codes.write(f)
+        if self.codes is not None:
+            self.codes = RescoreCodes.open(path)
 
     @property
     def ntotal(self) -> int:
@@ -140,6 +163,12 @@ class ContextIndex:
         return f"IVF{ivf.nlist},{code}"
 
     @property
+    def is_pq(self) -> bool:
+        """Whether vectors are stored as PQ codes (approximate scores: re-scored when ``codes`` exist)."""
+        ivf = self.ivf
+        return ivf is not None and isinstance(faiss.downcast_index(ivf), faiss.IndexIVFPQ)
+
+    @property
     def nprobe(self) -> int:
         ivf = self.ivf
         return int(ivf.nprobe) if ivf is not None else 0
@@ -163,18 +192,27 @@ class ContextIndex:
         x = np.ascontiguousarray(vectors, np.float32)
         if not self.index.is_trained:  # fixed IVF factories of old callers: train on what there is
             self.index.train(x)
-        self.index.add_with_ids(x, np.ascontiguousarray(ids, np.int64))
+        ids = np.ascontiguousarray(ids, np.int64)
+        self.index.add_with_ids(x, ids)
+        if self.codes is not None:
+            self.codes.add(ids, x)
 
     def remove_video(self, video_seq: int) -> int:
         """Remove every vector of one video; returns how many were removed."""
         lo = int(video_seq) << _VIDEO_SHIFT
-        return int(self.index.remove_ids(faiss.IDSelectorRange(lo, lo + (1 << _VIDEO_SHIFT))))
+        hi = lo + (1 << _VIDEO_SHIFT)
+        if self.codes is not None:
+            self.codes.remove(lambda ids: (ids >= lo) & (ids < hi))
+        return int(self.index.remove_ids(faiss.IDSelectorRange(lo, hi)))
 
     def remove_ids(self, ids: np.ndarray) -> int:
         """Remove these ids in one pass over the index (cheaper than one pass per video)."""
         ids = np.ascontiguousarray(ids, np.int64)
         if len(ids) == 0:
             return 0
+        if self.codes is not None:
+            gone = np.unique(ids)
+            self.codes.remove(lambda held: np.isin(held, gone, assume_unique=False))
         return int(self.index.remove_ids(faiss.IDSelectorBatch(ids)))
 
     def ids(self) -> np.ndarray:
@@ -207,10 +245,26 @@ class ContextIndex:
                 vecs.append(np.frombuffer(codes.tobytes(), np.float32).reshape(n, d))
         return ids[0], (np.concatenate(vecs) if vecs else np.zeros((0, d), np.float32))
 
-    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """queries float32 (Q, D) -> (scores (Q, k), ids (Q, k)); id -1 where fewer exist."""
+    def search(self, queries: np.ndarray, k: int, pool: int = RESCORE_POOL) -> tuple[np.ndarray, np.ndarray]:
+        """queries float32 (Q, D) -> (scores (Q, k), ids (Q, k)), best first; id -1 where fewer exist.
+
+        With re-scoring codes, FAISS's best ``pool * k`` are re-scored from them and the best ``k``
+        of those returned, with their re-scored cosines.
+        """
         k = max(1, min(k, self.ntotal))
-        return self.index.search(np.ascontiguousarray(queries, np.float32), k)
+        q = np.ascontiguousarray(queries, np.float32)
+        if self.codes is None or pool <= 1 or not len(self.codes):
+            return self.index.search(q, k)
+        pq_scores, pq_ids = self.index.search(q, max(1, min(k * pool, self.ntotal)))
+        scores = np.full((len(q), k), -np.inf, np.float32)
+        ids = np.full((len(q), k), -1, np.int64)
+        for i in range(len(q)):
+            ok = pq_ids[i] >= 0
+            cand, s = pq_ids[i][ok], self.codes.scores(pq_ids[i][ok], q[i])
+            s = np.where(np.isnan(s), pq_scores[i][ok], s)  # not in the codes (cannot happen in a whole file)
+            best = np.argsort(-s, kind="stable")[:k]
+            scores[i, :len(best)], ids[i, :len(best)] = s[best], cand[best]
+        return scores, ids
 
 
 # -- growth -----------------------------------------------------------------------

@@ -72,7 +72,7 @@ from groundzero.store.manifest import (
     remember_written,
     write_manifest,
 )
-from groundzero.store.rebuild import build_from_store
+from groundzero.store.rebuild import build_from_store, codes_from_store
 from groundzero.store.vectors import (
     ContextIndex,
     VectorState,
@@ -438,6 +438,11 @@ class IndexWriter:
         if target is not None:
             self._build_from_store(target, n)
         else:
+            if self.vectors.is_pq and self.vectors.codes is None:  # written before re-scoring existed
+                committed = [r for r in self._indexed_rows() if int(r["video_seq"]) in self._committed]
+                self.vectors.codes = codes_from_store(self.layout, committed, self.identity.embed_dim)
+                log.info("added re-scoring codes for the %d vectors of %d videos", len(self.vectors.codes),
+                         len(committed))
             if self._pending_remove:
                 self.vectors.remove_ids(np.concatenate(
                     [encode_ids(s, self._committed[s], self._committed_k) for s in self._pending_remove]))

@@ -22,8 +22,8 @@ SPEC = "auto:flat_max_tokens=500,retrain_growth=2,min_lists=8,nprobe=4"
 CENTERS = unit(np.random.default_rng(123).normal(size=(20, D)))
 
 
-def _video(w, i: int) -> None:
-    rng = np.random.default_rng(i)
+def _video(w, i: int, seed: int | None = None) -> None:
+    rng = np.random.default_rng(i if seed is None else seed)
     win = make_windows(T, 1.0, w.params.proposals)
     c = CENTERS[rng.integers(0, len(CENTERS), size=(len(win), 6))]
     tokens = unit(c + 0.06 * rng.normal(size=c.shape))  # (P, K, D), clustered like real tokens
@@ -200,3 +200,85 @@ def test_growth_policy_rules():
     assert plan_structure("IVF64,Flat", 9000, 32, VectorState("IVF64,Flat", 3000)) is None
     with pytest.raises(ConfigError, match="factory string"):
         ContextIndex.create(32, "NotAFactory")
+
+
+PQ_SPEC = "auto:flat_max_tokens=300,pq_min_tokens=600,min_lists=8,nprobe=8,pq_bytes=4"
+
+
+def _pq_recall(index_dir, pool):
+    _, idx, _ = _state(index_dir)
+    q = _queries()
+    return _recall(idx.search(q, 10, pool=pool)[1], _exact(index_dir, q))
+
+
+def test_pq_shortlist_is_rescored_exactly_through_nightly_changes(tmp_path, writer_args):
+    """Coarse 4-byte PQ codes alone miss much of the exact top 10; re-scoring a 4x pool from the
+    int8 codes in the FAISS file recovers it, and stays right as videos are added, re-indexed and
+    removed on later nights."""
+    ident, params = writer_args
+    with IndexWriter.open(tmp_path, ident, params, PQ_SPEC) as w:
+        for i in range(14):
+            _video(w, i)
+        w.commit("c1")
+    s, idx, _ = _state(tmp_path)
+    assert s.factory == "IVF16,PQ4" and idx.codes is not None and len(idx.codes) == idx.ntotal
+    coarse, fine = _pq_recall(tmp_path, pool=1), _pq_recall(tmp_path, pool=4)
+    assert coarse < 0.9 and fine >= 0.95, (coarse, fine)
+    with IndexWriter.open(tmp_path, ident, params, PQ_SPEC) as w:  # next night: add, re-index, remove
+        for i in (14, 15):
+            _video(w, i)
+        _video(w, 3, seed=103)  # v003 re-indexed with new content: same video_seq, new tokens
+        w.remove("/a/v005.mp4")
+        w.commit("c2")
+    s, idx, _ = _state(tmp_path)
+    assert s.factory == "IVF16,PQ4" and s.trained_on == 14 * 54  # added to, not retrained
+    assert np.array_equal(idx.codes.ids(), np.sort(idx.ids()))
+    assert _pq_recall(tmp_path, pool=4) >= 0.95
+    assert verify_index(tmp_path, deep=True) == []
+
+
+def test_pq_index_without_rescoring_codes_gains_them_at_the_next_run(tmp_path, writer_args, monkeypatch):
+    ident, params = writer_args
+    create = ContextIndex.create.__func__
+
+    def without_codes(cls, dim, factory="Flat"):
+        idx = create(cls, dim, factory)
+        idx.codes = None  # as an older version wrote PQ indexes
+        return idx
+
+    monkeypatch.setattr(ContextIndex, "create", classmethod(without_codes))
+    with IndexWriter.open(tmp_path, ident, params, PQ_SPEC) as w:
+        for i in range(14):
+            _video(w, i)
+        w.commit("c1")
+    monkeypatch.undo()
+    _, idx, _ = _state(tmp_path)
+    assert idx.is_pq and idx.codes is None
+    assert [p.code for p in verify_index(tmp_path)] == ["no_rescore_codes"]
+    with IndexWriter.open(tmp_path, ident, params, PQ_SPEC) as w:
+        _video(w, 14)
+        w.commit("c2")
+    _, idx, _ = _state(tmp_path)
+    assert idx.codes is not None and len(idx.codes) == idx.ntotal == 15 * 54
+    assert _pq_recall(tmp_path, pool=4) >= 0.95
+    assert verify_index(tmp_path, deep=True) == []
+
+
+def test_damaged_rescoring_trailer_is_reported(tmp_path, writer_args):
+    from groundzero.errors import IndexDamagedError
+    from groundzero.store.rescore import MAGIC
+
+    ident, params = writer_args
+    with IndexWriter.open(tmp_path, ident, params, PQ_SPEC) as w:
+        for i in range(14):
+            _video(w, i)
+        w.commit("c1")
+    layout, m = require_manifest(tmp_path)
+    path = layout.path(m.faiss_file)
+    raw = bytearray(path.read_bytes())
+    at = raw.rindex(MAGIC) + len(MAGIC)
+    raw[at:at + 8] = (len(raw) + 4096).to_bytes(8, "little")  # the trailer's offset points past the end
+    path.write_bytes(bytes(raw))
+    with pytest.raises(IndexDamagedError, match="re-scoring codes"):
+        ContextIndex.load(path)
+    assert "faiss_unreadable" in [p.code for p in verify_index(tmp_path)]

@@ -1,0 +1,214 @@
+"""Exact re-scoring of a product-quantised shortlist: an int8 copy of every context token.
+
+PQ codes rank the corpus only approximately: on structured 1152-d data the FAISS top 32
+proposals held 0.77 of the exact top 32 (docs/RESULTS.md, search at 1152-d). So an IVF-PQ
+search (:meth:`groundzero.store.vectors.ContextIndex.search`) fetches a pool several times
+larger than asked for and re-scores it with these codes: each token scaled into int8 by its own
+largest component (``x ~ scale * code``, 1,152 bytes at 1152-d against 4,608 as floats),
+which moves a dot product with a unit query by about 1e-4.
+
+The codes are a trailer of the FAISS file, after FAISS's own bytes (which its reader stops
+before), so a snapshot's vectors stay one file: hashed, verified, uploaded and collected as
+before. Readers map the ids and scales (12 bytes a token) and read the rows of a search's
+candidates with ``pread``: the codes cost disk (about 1 MB per video hour), not RAM. (Mapping
+them too would not do: the kernel maps the cached pages around each one touched, so 20 searches
+at 1,000 hours made the whole gigabyte of codes resident.)::
+
+    [FAISS index][pad][ids int64 (N,) ascending][scale float32 (N,)][codes int8 (N, D)][footer]
+    footer (32 bytes): b"GZRESC01", offset of the ids, N, D (little-endian uint64)
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from pathlib import Path
+
+import numpy as np
+
+MAGIC = b"GZRESC01"
+_FOOTER = struct.Struct("<8sQQQ")
+_ALIGN = 64
+_CHUNK = 1 << 16  #: rows written per step (64 Ki rows: 72 MB of codes at 1152-d)
+
+
+def quantize(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """float32 (N, D) -> (scale float32 (N,), codes int8 (N, D)), ``vectors ~ scale[:, None] * codes``."""
+    x = np.asarray(vectors, np.float32)
+    top = np.abs(x).max(axis=1) if x.size else np.zeros(len(x), np.float32)
+    scale = np.where(top > 0, top / 127.0, 1.0).astype(np.float32)
+    codes = np.clip(np.rint(x / scale[:, None]), -127, 127).astype(np.int8)
+    return scale, codes
+
+
+class _FileRows:
+    """int8 (n, d) rows at byte ``offset`` of a file, read on demand (``pread``: thread-safe, and
+    nothing stays mapped). The file stays open, so it can be read after a later commit deletes it."""
+
+    def __init__(self, path: Path, offset: int, n: int, d: int):
+        self._f = open(path, "rb")  # noqa: SIM115 - lives as long as the index that reads it
+        self.offset, self.shape = offset, (n, d)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def take(self, rows: np.ndarray) -> np.ndarray:
+        """int8 (len(rows), d); runs of consecutive rows are one read each."""
+        d = self.shape[1]
+        out = np.empty((len(rows), d), np.int8)
+        if not len(rows):
+            return out
+        if (np.diff(rows) < 0).any():
+            order = np.argsort(rows, kind="stable")
+            out[order] = self.take(rows[order])
+            return out
+        breaks = np.flatnonzero(np.diff(rows) != 1) + 1
+        fd = self._f.fileno()
+        for lo, hi in zip(np.r_[0, breaks].tolist(), np.r_[breaks, len(rows)].tolist()):
+            buf = os.pread(fd, (hi - lo) * d, self.offset + int(rows[lo]) * d)
+            if len(buf) != (hi - lo) * d:
+                raise OSError(f"{self._f.name}: its re-scoring codes end early (truncated?)")
+            out[lo:hi] = np.frombuffer(buf, np.int8).reshape(hi - lo, d)
+        return out
+
+
+def _take(codes, rows: np.ndarray) -> np.ndarray:
+    """Rows ``rows`` of in-memory codes or of a file's."""
+    return codes.take(rows) if isinstance(codes, _FileRows) else codes[rows]
+
+
+class RescoreCodes:
+    """The int8 codes of an index's tokens, by FAISS id: a memory-mapped base (the file's
+    trailer, ids ascending) less what was removed since, plus what was added since (in RAM)."""
+
+    def __init__(self, dim: int, ids: np.ndarray | None = None, scale: np.ndarray | None = None,
+                 codes: np.ndarray | None = None):
+        self.dim = int(dim)
+        self._ids = np.zeros(0, np.int64) if ids is None else ids
+        self._scale = np.zeros(0, np.float32) if scale is None else scale
+        self._codes = np.zeros((0, self.dim), np.int8) if codes is None else codes
+        self._removed: np.ndarray | None = None  #: bool (N,) over the base, allocated at the first removal
+        self._added: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self._added_sorted: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+
+    # -- reading ------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, path: Path) -> RescoreCodes | None:
+        """The trailer of FAISS file ``path``, memory-mapped; None when it has none (PQ files written
+        before re-scoring existed, and every Flat one). Raises ValueError for a damaged trailer."""
+        size = Path(path).stat().st_size
+        if size < _FOOTER.size:
+            return None
+        with open(path, "rb") as f:
+            f.seek(size - _FOOTER.size)
+            magic, offset, n, d = _FOOTER.unpack(f.read(_FOOTER.size))
+        if magic != MAGIC:
+            return None
+        if offset + n * (8 + 4 + d) + _FOOTER.size != size or not d:
+            raise ValueError(f"its re-scoring codes do not fit the file ({n} x {d} at byte {offset} of {size})")
+        if n == 0:
+            return cls(d)
+        ids = np.memmap(path, np.int64, "r", offset=offset, shape=(n,))
+        scale = np.memmap(path, np.float32, "r", offset=offset + 8 * n, shape=(n,))
+        return cls(d, ids, scale, _FileRows(path, offset + 12 * n, n, d))
+
+    def __len__(self) -> int:
+        removed = int(self._removed.sum()) if self._removed is not None else 0
+        return len(self._ids) - removed + sum(len(a[0]) for a in self._added)
+
+    def ids(self) -> np.ndarray:
+        """int64 every id held, ascending."""
+        keep = self._ids if self._removed is None else self._ids[~self._removed]
+        return np.sort(np.concatenate([np.asarray(keep), *(a[0] for a in self._added)]))
+
+    def scores(self, ids: np.ndarray, query: np.ndarray) -> np.ndarray:
+        """float32 (n,): each id's token dotted with ``query`` (D,); NaN for an id not held."""
+        found, scale, codes = self._lookup(ids)
+        out = np.full(len(found), np.nan, np.float32)
+        out[found] = (codes.astype(np.float32) @ np.asarray(query, np.float32)) * scale
+        return out
+
+    def vectors(self, ids: np.ndarray) -> np.ndarray:
+        """float32 (n, D): each id's token as the codes hold it; NaN rows for ids not held."""
+        found, scale, codes = self._lookup(ids)
+        out = np.full((len(found), self.dim), np.nan, np.float32)
+        out[found] = codes.astype(np.float32) * scale[:, None]
+        return out
+
+    def _lookup(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(found bool (n,), scale float32 (m,), codes int8 (m, D)) for ``ids`` (n,), the m found in order."""
+        ids = np.asarray(ids, np.int64)
+        found = np.zeros(len(ids), bool)
+        scale = np.zeros(len(ids), np.float32)
+        codes = np.zeros((len(ids), self.dim), np.int8)
+        for src_ids, src_scale, src_codes, removed in self._sources():
+            if not len(src_ids) or not len(ids):
+                continue
+            pos = np.minimum(np.searchsorted(src_ids, ids), len(src_ids) - 1)
+            hit = np.asarray(src_ids[pos]) == ids
+            if removed is not None:
+                hit &= ~removed[pos]
+            where = np.flatnonzero(hit)
+            order = np.argsort(pos[where])  # in file order
+            rows = pos[where][order]
+            scale[where[order]] = src_scale[rows]
+            codes[where[order]] = _take(src_codes, rows)
+            found[where] = True
+        return found, scale[found], codes[found]
+
+    def _sources(self):
+        yield self._ids, self._scale, self._codes, self._removed
+        if self._added:
+            if self._added_sorted is None:
+                ids, scale, codes = (np.concatenate(parts) for parts in zip(*self._added))
+                o = np.argsort(ids, kind="stable")
+                self._added_sorted = (ids[o], scale[o], codes[o])
+            yield (*self._added_sorted, None)
+
+    # -- changing -----------------------------------------------------------------
+
+    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        """ids int64 (N,), vectors float32 (N, D)."""
+        scale, codes = quantize(vectors)
+        self._added.append((np.asarray(ids, np.int64).copy(), scale, codes))
+        self._added_sorted = None
+
+    def remove(self, drop) -> None:
+        """Forget the ids for which ``drop(ids)`` (int64 array -> bool array) is true."""
+        if len(self._ids):
+            hit = drop(np.asarray(self._ids))
+            if hit.any():
+                self._removed = hit if self._removed is None else self._removed | hit
+        kept = []
+        for ids, scale, codes in self._added:
+            keep = ~drop(ids)
+            kept.append((ids[keep], scale[keep], codes[keep]) if not keep.all() else (ids, scale, codes))
+        self._added = kept
+        self._added_sorted = None
+
+    # -- writing ------------------------------------------------------------------
+
+    def write(self, f) -> None:
+        """Append the trailer (every code held, ids ascending) to binary file ``f`` at its position."""
+        start = f.tell()
+        pad = -start % _ALIGN
+        f.write(b"\0" * pad)
+        offset = start + pad
+        base_rows = np.arange(len(self._ids)) if self._removed is None else np.flatnonzero(~self._removed)
+        added = [np.concatenate(parts) for parts in zip(*self._added)] if self._added else \
+            [np.zeros(0, np.int64), np.zeros(0, np.float32), np.zeros((0, self.dim), np.int8)]
+        ids = np.concatenate([np.asarray(self._ids)[base_rows], added[0]])
+        order = np.argsort(ids, kind="stable")  # the base is ascending already: the usual merge is cheap
+        nb = len(base_rows)
+        f.write(ids[order].tobytes())
+        scale = np.concatenate([np.asarray(self._scale)[base_rows], added[1]])
+        f.write(scale[order].astype(np.float32).tobytes())
+        for lo in range(0, len(order), _CHUNK):
+            o = order[lo:lo + _CHUNK]
+            block = np.empty((len(o), self.dim), np.int8)
+            old = o < nb
+            block[old] = _take(self._codes, base_rows[o[old]])
+            block[~old] = added[2][o[~old] - nb]
+            f.write(block.tobytes())
+        f.write(_FOOTER.pack(MAGIC, offset, len(ids), self.dim))

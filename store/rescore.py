@@ -78,8 +78,9 @@ def _take(codes, rows: np.ndarray) -> np.ndarray:
 
 
 class RescoreCodes:
-    """The int8 codes of an index's tokens, by FAISS id: a memory-mapped base (the file's
-    trailer, ids ascending) less what was removed since, plus what was added since (in RAM)."""
+    """The int8 codes of an index's tokens, by FAISS id: a base read from the file's trailer (ids
+    ascending; ids and scales mapped, code rows read on demand) less what was removed since, plus
+    what was added since (in RAM)."""
 
     def __init__(self, dim: int, ids: np.ndarray | None = None, scale: np.ndarray | None = None,
                  codes: np.ndarray | None = None):
@@ -95,7 +96,7 @@ class RescoreCodes:
 
     @classmethod
     def open(cls, path: Path) -> RescoreCodes | None:
-        """The trailer of FAISS file ``path``, memory-mapped; None when it has none (PQ files written
+        """The trailer of FAISS file ``path``, opened for reading; None when it has none (PQ files written
         before re-scoring existed, and every Flat one). Raises ValueError for a damaged trailer."""
         size = Path(path).stat().st_size
         if size < _FOOTER.size:

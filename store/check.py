@@ -312,22 +312,23 @@ def _check_faiss(layout: IndexLayout, m: Manifest, idx: ContextIndex, readable: 
 def _check_vectors(layout: IndexLayout, idx: ContextIndex, indexed: list[dict], k: int, d: int) -> list[Problem]:
     from groundzero.store import tables
 
-    stored = idx.stored_vectors()
+    stored = idx.stored_vectors() if idx.codes is None else None
     if stored is None and idx.codes is None:
         return []  # PQ codes: not comparable exactly
-    if stored is None:  # PQ: its int8 re-scoring codes stand for the vectors (to within a code step)
-        ids = idx.codes.ids()
-        vecs = idx.codes.vectors(ids)
-    else:
+    if stored is not None:
         ids, vecs = stored
-    pos = {int(i): j for j, i in enumerate(ids.tolist())}
+        pos = {int(i): j for j, i in enumerate(ids.tolist())}
     for r in indexed:
         try:
             tok = tables.read_proposals(layout.path(r["proposals_file"]))["tokens"].reshape(-1, d)
         except (*READ_ERRORS, GroundZeroError):
             continue  # reported by _check_video_files
-        rows = [pos[int(i)] for i in encode_ids(int(r["video_seq"]), int(r["n_proposals"]), k)]
-        if not np.allclose(vecs[rows], tok, atol=1e-6 if stored is not None else 0.5 / 127 * np.abs(tok).max() + 1e-6):
+        want = encode_ids(int(r["video_seq"]), int(r["n_proposals"]), k)
+        if stored is not None:
+            got, atol = vecs[[pos[int(i)] for i in want]], 1e-6
+        else:  # PQ: its int8 re-scoring codes stand for the vectors, to within half a code step
+            got, atol = idx.codes.vectors(want), 0.5 / 127 * np.abs(tok).max() + 1e-6
+        if not np.allclose(got, tok, atol=atol):
             return [Problem("error", "faiss_vectors", f"{r['rel_path']}: FAISS vectors differ from its proposals file")]
     return []
 

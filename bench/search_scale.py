@@ -226,6 +226,14 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # not Linux
 
 
+def reset_peak_rss() -> None:
+    """Start :func:`peak_rss_mb` afresh from the current resident size (Linux; elsewhere nothing)."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
+
+
 def percentiles(xs: list[float]) -> tuple[float, float]:
     return float(np.percentile(xs, 50)), float(np.percentile(xs, 95))
 
@@ -308,7 +316,8 @@ def frame_scan(index: Path, model: Path, meta: dict, n_queries: int) -> dict:
     return {"p50_ms": float(np.median(ms)), "queries": len(ms)}
 
 
-def shortlist_at_scale(hours: float, n_queries: int, seed: int, factory: str | None, chunk_videos: int = 200) -> dict:
+def shortlist_at_scale(hours: float, n_queries: int, seed: int, factory: str | None, workdir: Path,
+                       chunk_videos: int = 200) -> dict:
     """The FAISS shortlist alone at ``hours`` of 1-hour videos, its vectors generated in chunks.
 
     Context tokens are generated at the tokens' own resolution (one per 8 s segment, the same
@@ -317,10 +326,17 @@ def shortlist_at_scale(hours: float, n_queries: int, seed: int, factory: str | N
     3p .. 3p+5, as the default 48 s / 24 s windows with 6 tokens give (half of them repeat, as real
     ones do). Exact search runs alongside, over every token of every chunk (a streaming top-k),
     for the recall of the shortlist; the index holds the policy's structure for that many
-    tokens (``factory`` to override). Nothing is written to disk.
+    tokens (``factory`` to override). For PQ codes the int8 re-scoring copies are streamed to a
+    file under ``workdir`` as the chunks come (about 1 MB per video hour: never all in memory) and
+    written as the FAISS file's trailer, and the shortlist is timed on that file loaded as
+    search loads it (codes read with ``pread``); recall is given with and without re-scoring.
+    The file is deleted afterwards.
     """
+    import faiss
+
     from groundzero.search.config import SearchConfig
     from groundzero.search.shortlist import shortlist
+    from groundzero.store.rescore import quantize, write_trailer
     from groundzero.store.vectors import ContextIndex, GrowthPolicy, encode_ids, training_size
 
     world = World(n_queries, seed)
@@ -335,6 +351,11 @@ def shortlist_at_scale(hours: float, n_queries: int, seed: int, factory: str | N
     factory = factory or policy.ivf_factory(n_videos * n_prop * k_tok, DIM)
     index = ContextIndex.create(DIM, factory)
     index.nprobe = policy.nprobe_for(factory)
+    rescored = index.codes is not None
+    index.codes = None  # streamed to disk below instead of held in memory
+    workdir.mkdir(parents=True, exist_ok=True)
+    codes_tmp, faiss_file = workdir / f"shortlist-{hours:g}h.codes.tmp", workdir / f"shortlist-{hours:g}h.faiss"
+    code_ids, code_scales = [], []
     n_train = training_size("auto", factory, n_videos * n_prop * k_tok)
     chunk_videos = max(chunk_videos, math.ceil(n_train / (n_prop * k_tok)))  # the first chunk trains the index
     planted_at = {int(v): i for i, v in enumerate(rng.choice(n_videos, n_queries, replace=False))}
@@ -360,6 +381,7 @@ def shortlist_at_scale(hours: float, n_queries: int, seed: int, factory: str | N
     # per query: the exact top-`keep` proposals so far, as (score, video * n_prop + proposal)
     best = [(np.zeros(0, np.float32), np.zeros(0, np.int64)) for _ in range(n_queries)]
     t0, add_s, train_s = time.perf_counter(), 0.0, 0.0
+    codes_out = open(codes_tmp, "wb")  # noqa: SIM115 - closed after the loop
     for c0 in range(0, n_videos, chunk_videos):
         vids = range(c0, min(n_videos, c0 + chunk_videos))
         segs = [video_tokens(v) for v in vids]
@@ -371,6 +393,11 @@ def shortlist_at_scale(hours: float, n_queries: int, seed: int, factory: str | N
             train_s = time.perf_counter() - t
         t = time.perf_counter()
         index.add(ids, toks)
+        if rescored:  # ids ascend with the video: the chunks are already in the trailer's order
+            scale, codes = quantize(toks)
+            code_ids.append(ids)
+            code_scales.append(scale)
+            codes_out.write(codes.tobytes())
         add_s += time.perf_counter() - t
         per_prop = np.stack([(s_ @ world.queries.T)[prop_seg].max(axis=1) for s_ in segs])  # (n, P, Q)
         per_prop = per_prop.reshape(-1, n_queries)
@@ -380,27 +407,57 @@ def shortlist_at_scale(hours: float, n_queries: int, seed: int, factory: str | N
             top = np.argsort(-sc, kind="stable")[:keep]
             best[i] = (sc[top], rw[top])
         print(f"  shortlist corpus: {vids.stop}/{n_videos} videos in {time.perf_counter() - t0:.0f} s", flush=True)
-    lat, recall, planted_in = [], [], []
-    for i in range(n_queries):
-        for _ in range(3):  # median of 3 per query
-            t = time.perf_counter()
-            sl = shortlist(index, world.queries[i], cfg.shortlist_tokens, top_k)
-            lat.append((time.perf_counter() - t) * 1000)
-        # a returned proposal counts when its exact score reaches the exact k-th best (ties count)
-        exact = dict(zip(best[i][1].tolist(), best[i][0].tolist()))
-        kth = best[i][0][min(top_k, len(best[i][0])) - 1]
-        hits = sum(exact.get(int(v_) * n_prop + int(p_), -2.0) >= kth - TIE for v_, p_ in zip(sl.video_seq, sl.proposal_idx))
-        recall.append(min(top_k, hits) / top_k)
-        v, want = planted[i]
-        got = {int(p) for s_, p in zip(sl.video_seq, sl.proposal_idx) if int(s_) == v}
-        planted_in.append(bool(got & want))
+    codes_out.close()
     ivf = index.ivf
     index_mb = index.ntotal * (ivf.code_size + 8) / 1e6 if ivf is not None else index.ntotal * DIM * 4 / 1e6
-    return {"hours": n_videos, "factory": factory, "nprobe": index.nprobe, "n_tokens": index.ntotal,
-            "train_s": train_s, "add_s": add_s, "shortlist_ms": percentiles(lat), "recall": float(np.mean(recall)),
-            "recall_min": float(np.min(recall)), "k": top_k,
-            "planted_in_shortlist": float(np.mean(planted_in)), "index_mb": index_mb,
-            "peak_rss_mb": peak_rss_mb()}
+    build_rss_mb = peak_rss_mb()
+    if rescored:  # the file search loads: FAISS's bytes, then the trailer streamed from the codes written above
+        t = time.perf_counter()
+        with open(faiss_file, "wb") as f, open(codes_tmp, "rb") as codes_in:
+            faiss.write_index(index.index, faiss.PyCallbackIOWriter(f.write))
+            rows = 1 << 16
+            write_trailer(f, np.concatenate(code_ids), np.concatenate(code_scales), DIM,
+                          (np.frombuffer(b, np.int8) for b in iter(lambda: codes_in.read(rows * DIM), b"")))
+        codes_tmp.unlink()
+        del index
+        index = ContextIndex.load(faiss_file)
+        index.nprobe = policy.nprobe_for(factory)
+        write_s = time.perf_counter() - t
+        reset_peak_rss()  # from here on: what searching takes
+    else:
+        codes_tmp.unlink()
+        write_s = 0.0
+
+    def measure(pool: int) -> tuple[list[float], list[float], list[bool]]:
+        lat, recall, planted_in = [], [], []
+        for i in range(n_queries):
+            for _ in range(3):  # median of 3 per query
+                t = time.perf_counter()
+                sl = shortlist(index, world.queries[i], cfg.shortlist_tokens, top_k, pool)
+                lat.append((time.perf_counter() - t) * 1000)
+            # a returned proposal counts when its exact score reaches the exact k-th best (ties count)
+            exact = dict(zip(best[i][1].tolist(), best[i][0].tolist()))
+            kth = best[i][0][min(top_k, len(best[i][0])) - 1]
+            hits = sum(exact.get(int(v_) * n_prop + int(p_), -2.0) >= kth - TIE
+                       for v_, p_ in zip(sl.video_seq, sl.proposal_idx))
+            recall.append(min(top_k, hits) / top_k)
+            v, want = planted[i]
+            got = {int(p) for s_, p in zip(sl.video_seq, sl.proposal_idx) if int(s_) == v}
+            planted_in.append(bool(got & want))
+        return lat, recall, planted_in
+
+    coarse = measure(1)[1] if rescored else None
+    lat, recall, planted_in = measure(cfg.rescore_pool)
+    out = {"hours": n_videos, "factory": factory, "nprobe": index.nprobe, "n_tokens": index.ntotal,
+           "train_s": train_s, "add_s": add_s, "shortlist_ms": percentiles(lat), "recall": float(np.mean(recall)),
+           "recall_min": float(np.min(recall)), "k": top_k, "rescore_pool": cfg.rescore_pool if rescored else 1,
+           "planted_in_shortlist": float(np.mean(planted_in)), "index_mb": index_mb,
+           "build_peak_rss_mb": build_rss_mb, "peak_rss_mb": peak_rss_mb()}
+    if rescored:
+        out |= {"recall_pq_only": float(np.mean(coarse)), "recall_pq_only_min": float(np.min(coarse)),
+                "file_mb": faiss_file.stat().st_size / 1e6, "write_s": write_s}
+        faiss_file.unlink()
+    return out
 
 
 def text_towers() -> dict:
@@ -504,7 +561,7 @@ def main() -> None:
         p50 = np.log([r["search"]["stages"]["search() wall"][0] for r in rows])
         out["latency_exponent"] = float(np.polyfit(h, p50, 1)[0])
     if args.shortlist_hours:
-        out["shortlist_only"] = [shortlist_at_scale(h, args.queries, args.seed, args.shortlist_factory)
+        out["shortlist_only"] = [shortlist_at_scale(h, args.queries, args.seed, args.shortlist_factory, args.workdir)
                                  for h in args.shortlist_hours]
     if args.text_towers:
         out["text_towers_ms"] = text_towers()
@@ -542,9 +599,15 @@ def render(out: dict) -> str:
     for r in out.get("shortlist_only", []):
         lines.append(f"shortlist alone at {r['hours']:g} h: {r['factory']} nprobe {r['nprobe']}, {r['n_tokens']} tokens, "
                      f"p50 / p95 {r['shortlist_ms'][0]:.1f} / {r['shortlist_ms'][1]:.1f} ms, recall@{r['k']} "
-                     f"{r['recall']:.3f} (min {r['recall_min']:.2f}), planted in shortlist {r['planted_in_shortlist']:.2f}, "
-                     f"index {r['index_mb']:.0f} MB, train {r['train_s']:.0f} s, add {r['add_s']:.0f} s, "
-                     f"peak RSS {r['peak_rss_mb']:.0f} MB")
+                     f"{r['recall']:.3f} (min {r['recall_min']:.2f}) re-scoring {r['rescore_pool']}x the tokens"
+                     + (f", PQ codes alone {r['recall_pq_only']:.3f} (min {r['recall_pq_only_min']:.2f})"
+                        if "recall_pq_only" in r else "")
+                     + f", planted in shortlist {r['planted_in_shortlist']:.2f}, "
+                     f"PQ codes and ids {r['index_mb']:.0f} MB in RAM"
+                     + (f", file with the int8 codes {r['file_mb']:.0f} MB (written in {r['write_s']:.0f} s)"
+                        if "file_mb" in r else "")
+                     + f", train {r['train_s']:.0f} s, add {r['add_s']:.0f} s, "
+                     f"peak RSS {r['build_peak_rss_mb']:.0f} MB building, {r['peak_rss_mb']:.0f} MB searching")
     if "text_towers_ms" in out:
         lines.append("text tower, one query (ms): " + ", ".join(f"{k} {v:.0f}" for k, v in out["text_towers_ms"].items()))
     return "\n".join(lines)

@@ -169,11 +169,16 @@ class Searcher:
         numpy_text: a one-shot search (the CLI's ``search``): on a CPU the query's text tower runs in
             NumPy, so neither torch nor transformers' model code is imported unless a head or
             ``refine`` needs them (:class:`Backbone`'s ``numpy_text``).
+        fetch_threads: threads one search opens and reads its shortlisted videos with (Parquet I/O
+            and decoding release the GIL); default: up to 4, one per CPU. 1: on the searching
+            thread itself, as a service running one search per core wants (``groundzero serve``
+            gives each search its share of the CPUs).
     """
 
     def __init__(self, index_dir: str | Path, model: str | None = None, device: str = "auto",
                  cfg: SearchConfig | None = None, cache_videos: int = 64, head: str | None = None,
-                 backbone: Backbone | None = None, *, numpy_text: bool = False, cache_mb: float = 256):
+                 backbone: Backbone | None = None, *, numpy_text: bool = False, cache_mb: float = 256,
+                 fetch_threads: int | None = None):
         self.cfg = (cfg or SearchConfig()).validate()
         return_large_frees()  # frame arrays come and go with the cache: give their memory back (search.memory)
         # an s3:// index is pulled into a local cache first (groundzero.store.s3_index)
@@ -206,9 +211,9 @@ class Searcher:
         self._cache: OrderedDict[int, _CachedVideo] = OrderedDict()
         self._cache_size, self._cache_bytes = cache_videos, int(cache_mb * 2**20)
         self._cache_lock, self._refiner_lock = threading.Lock(), threading.Lock()
-        #: opens the shortlisted videos and reads their row groups side by side (Parquet I/O and decoding
-        #: release the GIL); threads start on first use
-        self._fetch_pool = ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1), thread_name_prefix="gz-fetch")
+        #: opens the shortlisted videos and reads their row groups side by side; threads start on first use
+        n = min(4, os.cpu_count() or 1) if fetch_threads is None else fetch_threads
+        self._fetch_pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix="gz-fetch") if n > 1 else None
         self._refiner = None  # built on first use (search.refine)
         #: the snapshot's full-text index of what is said and shown (None: no video has text); kept
         #: open, so it stays readable after a later commit's garbage collection deletes the file
@@ -254,8 +259,7 @@ class Searcher:
             with entry.lock:
                 if entry.reader is None:  # a file that fails to open leaves it None: the next query tries again
                     reader = tables.FrameReader(self.layout.path(row["frames_file"]))
-                    props = tables.read_proposals(self.layout.path(row["proposals_file"]), tokens=False)
-                    entry.ranges = np.stack([props["frame_start"], props["frame_end"]], axis=1).astype(np.int64)
+                    entry.ranges = tables.read_proposal_ranges(self.layout.path(row["proposals_file"]))
                     entry.reader = reader  # last: a thread that sees the reader sees the ranges
         return entry
 
@@ -269,7 +273,9 @@ class Searcher:
             self.video_data(seq, np.array(merge_ranges(w), np.int64).reshape(-1, 2))
             return seq, w
 
-        return dict(self._fetch_pool.map(one, [(s, p) for s, p in proposals.items() if s in self.videos]))
+        items = [(s, p) for s, p in proposals.items() if s in self.videos]
+        return dict(self._fetch_pool.map(one, items) if self._fetch_pool is not None and len(items) > 1
+                    else map(one, items))
 
     def proposal_ranges(self, seq: int) -> np.ndarray:
         """int64 (P, 2): the ``[start, end)`` frame range of each of a video's proposals."""

@@ -30,6 +30,7 @@ MAGIC = b"GZRESC01"
 _FOOTER = struct.Struct("<8sQQQ")
 _ALIGN = 64
 _CHUNK = 1 << 16  #: rows written per step (64 Ki rows: 72 MB of codes at 1152-d)
+_GAP = 16  #: rows read in one go when at most this many apart (16 rows: 18 KB at 1152-d)
 
 
 def quantize(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -53,7 +54,8 @@ class _FileRows:
         return self.shape[0]
 
     def take(self, rows: np.ndarray) -> np.ndarray:
-        """int8 (len(rows), d); runs of consecutive rows are one read each."""
+        """int8 (len(rows), d). Rows at most ``_GAP`` rows apart are one read (a read costs about as
+        much as a few rows' bytes), so a search's 2,048 scattered rows take a few hundred reads."""
         d = self.shape[1]
         out = np.empty((len(rows), d), np.int8)
         if not len(rows):
@@ -62,13 +64,16 @@ class _FileRows:
             order = np.argsort(rows, kind="stable")
             out[order] = self.take(rows[order])
             return out
-        breaks = np.flatnonzero(np.diff(rows) != 1) + 1
+        breaks = np.flatnonzero(np.diff(rows) > _GAP) + 1
         fd = self._f.fileno()
         for lo, hi in zip(np.r_[0, breaks].tolist(), np.r_[breaks, len(rows)].tolist()):
-            buf = os.pread(fd, (hi - lo) * d, self.offset + int(rows[lo]) * d)
-            if len(buf) != (hi - lo) * d:
+            first, last = int(rows[lo]), int(rows[hi - 1])
+            n = (last - first + 1) * d
+            buf = os.pread(fd, n, self.offset + first * d)
+            if len(buf) != n:
                 raise OSError(f"{self._f.name}: its re-scoring codes end early (truncated?)")
-            out[lo:hi] = np.frombuffer(buf, np.int8).reshape(hi - lo, d)
+            block = np.frombuffer(buf, np.int8).reshape(-1, d)
+            out[lo:hi] = block if hi - lo == len(block) else block[rows[lo:hi] - first]
         return out
 
 
@@ -192,24 +197,44 @@ class RescoreCodes:
 
     def write(self, f) -> None:
         """Append the trailer (every code held, ids ascending) to binary file ``f`` at its position."""
-        start = f.tell()
-        pad = -start % _ALIGN
-        f.write(b"\0" * pad)
-        offset = start + pad
         base_rows = np.arange(len(self._ids)) if self._removed is None else np.flatnonzero(~self._removed)
         added = [np.concatenate(parts) for parts in zip(*self._added)] if self._added else \
             [np.zeros(0, np.int64), np.zeros(0, np.float32), np.zeros((0, self.dim), np.int8)]
         ids = np.concatenate([np.asarray(self._ids)[base_rows], added[0]])
         order = np.argsort(ids, kind="stable")  # the base is ascending already: the usual merge is cheap
         nb = len(base_rows)
-        f.write(ids[order].tobytes())
         scale = np.concatenate([np.asarray(self._scale)[base_rows], added[1]])
-        f.write(scale[order].astype(np.float32).tobytes())
-        for lo in range(0, len(order), _CHUNK):
-            o = order[lo:lo + _CHUNK]
-            block = np.empty((len(o), self.dim), np.int8)
-            old = o < nb
-            block[old] = _take(self._codes, base_rows[o[old]])
-            block[~old] = added[2][o[~old] - nb]
-            f.write(block.tobytes())
-        f.write(_FOOTER.pack(MAGIC, offset, len(ids), self.dim))
+
+        def blocks():
+            for lo in range(0, len(order), _CHUNK):
+                o = order[lo:lo + _CHUNK]
+                block = np.empty((len(o), self.dim), np.int8)
+                old = o < nb
+                block[old] = _take(self._codes, base_rows[o[old]])
+                block[~old] = added[2][o[~old] - nb]
+                yield block
+
+        write_trailer(f, ids[order], scale[order], self.dim, blocks())
+
+
+def write_trailer(f, ids: np.ndarray, scale: np.ndarray, dim: int, blocks) -> None:
+    """Append a trailer to binary file ``f`` at its position: ``ids`` int64 (N,) ascending, ``scale``
+    float32 (N,), and the codes as consecutive int8 (n, dim) ``blocks`` in id order (any iterable, so
+    codes larger than memory can be streamed from elsewhere). Raises ValueError when they disagree."""
+    ids = np.asarray(ids, np.int64)
+    if len(ids) > 1 and (np.diff(ids) <= 0).any():
+        raise ValueError("re-scoring ids must be unique and ascending")
+    start = f.tell()
+    pad = -start % _ALIGN
+    f.write(b"\0" * pad)
+    offset = start + pad
+    f.write(ids.tobytes())
+    f.write(np.asarray(scale, np.float32).tobytes())
+    rows = 0
+    for block in blocks:
+        block = np.ascontiguousarray(block, np.int8).reshape(-1, dim)
+        f.write(block.tobytes())
+        rows += len(block)
+    if rows != len(ids) or len(scale) != len(ids):
+        raise ValueError(f"{len(ids)} ids, {len(scale)} scales and {rows} code rows: they must agree")
+    f.write(_FOOTER.pack(MAGIC, offset, len(ids), dim))

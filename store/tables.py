@@ -25,8 +25,9 @@ written with float32 embeddings read unchanged. DuckDB reads the lists as ``FLOA
 
 Frames are written in row groups of ``FRAME_ROW_GROUP`` frames, so search reads only
 the row groups its shortlisted windows cover (:class:`FrameReader`), not a whole
-hour of 1152-d embeddings (8 MB) per shortlisted video. Files written before this
-are one row group and are read whole, as before.
+hour of 1152-d embeddings (8 MB) per shortlisted video: 64 frames (147 KB at 1152-d),
+about a proposal window, so a window reads one or two groups. Files written with other
+group sizes (256 frames, or one group for the whole video) read the same.
 
 Every data page carries a CRC-32 (Parquet's page checksum), verified when search reads it: a
 flipped bit in a page read raises IndexDamagedError instead of serving damaged embeddings.
@@ -38,6 +39,7 @@ file, for a file that is missing, truncated or damaged.
 from __future__ import annotations
 
 import json
+import mmap
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -49,7 +51,7 @@ from groundzero.data.segments import TextSegment, Word
 from groundzero.store.layout import READ_ERRORS, read_error
 from groundzero.store.manifest import write_hashed
 
-FRAME_ROW_GROUP = 256  #: frames per Parquet row group (0.6 MB of 1152-d half floats)
+FRAME_ROW_GROUP = 64  #: frames per Parquet row group (147 KB of 1152-d half floats)
 STORE_DTYPE = np.float16  #: how frame embeddings and context tokens are stored
 
 
@@ -167,13 +169,30 @@ def read_frames(path: Path) -> tuple[np.ndarray, np.ndarray]:
         raise read_error(path, e) from e
 
 
-class FrameReader:
-    """One video's frame embeddings, read from Parquet one row group at a time, on demand.
+def _untouched_zeros(shape: tuple[int, int]) -> np.ndarray:
+    """float32 zeros of ``shape`` whose untouched pages cost no memory, in pages of 4 KB.
 
-    ``timestamps`` (T,) float64 is read at open (8 bytes a frame). :meth:`frames` returns the
-    (T, D) float32 embedding array with at least the rows of the asked ranges filled; rows of
-    row groups never asked for are zeros (untouched pages of a zeroed array cost no memory).
-    Row groups already read are kept, so a reader cached between queries reads each at most once.
+    ``np.zeros`` maps an array this large too, but where transparent huge pages are on ("always",
+    as on many Linux hosts) the first row written makes the kernel back its whole 2 MB around it:
+    a search that reads 64 frames of each of 64 cached videos then held 4 times the frames it read
+    (``bench/search_scale.py``). An anonymous map with huge pages refused holds what is written.
+    """
+    nbytes = int(np.prod(shape)) * 4
+    if nbytes < 1 << 21 or not hasattr(mmap, "MADV_NOHUGEPAGE"):
+        return np.zeros(shape, np.float32)
+    m = mmap.mmap(-1, nbytes)  # anonymous, zero-filled; unmapped when the last array over it is freed
+    m.madvise(mmap.MADV_NOHUGEPAGE)
+    return np.frombuffer(m, np.float32).reshape(shape)
+
+
+class FrameReader:
+    """One video's frame embeddings and timestamps, read from Parquet one row group at a time, on demand.
+
+    Opening reads only the file's footer. :meth:`frames` returns the (T, D) float32 embedding array
+    with at least the rows of the asked ranges filled, and fills those frames' :attr:`timestamps`;
+    rows of row groups never asked for are zeros (untouched pages of a zeroed array cost no memory)
+    and their timestamps NaN. Row groups already read are kept, so a reader cached between queries
+    reads each at most once.
     """
 
     def __init__(self, path: Path):
@@ -182,14 +201,17 @@ class FrameReader:
             self._file = pq.ParquetFile(self.path, page_checksum_verification=True)
             meta = self._file.metadata
             sizes = np.array([meta.row_group(i).num_rows for i in range(meta.num_row_groups)], np.int64)
-            self.timestamps = np.array(_numpy(self._file.read(columns=["timestamp_sec"], use_threads=False).column(0)),
-                                       np.float64)
-            self.dim = self._file.schema_arrow.field("embedding").type.list_size
+            schema = self._file.schema_arrow
+            self.dim = schema.field("embedding").type.list_size
+            schema.field("timestamp_sec")  # KeyError (a damaged file) when missing
         except READ_ERRORS as e:  # missing, truncated, not Parquet, another schema
             raise read_error(self.path, e) from e
         self._starts = np.concatenate([[0], np.cumsum(sizes)])  # (G + 1,) first frame of each group
-        self._emb = np.zeros((len(self.timestamps), self.dim), np.float32)
+        self._emb = _untouched_zeros((int(self._starts[-1]), self.dim))
+        #: float64 (T,) seconds of each frame in the video; NaN for frames of row groups not read yet
+        self.timestamps = np.full(int(self._starts[-1]), np.nan)
         self._loaded = np.zeros(len(sizes), bool)
+        self._rows_read = 0
 
     @property
     def groups_read(self) -> int:
@@ -203,8 +225,7 @@ class FrameReader:
     @property
     def nbytes(self) -> int:
         """Bytes of embeddings read so far (the rows of the row groups read: what the reader holds)."""
-        rows = int((self._starts[1:] - self._starts[:-1])[self._loaded].sum())
-        return rows * self.dim * self._emb.itemsize
+        return self._rows_read * self.dim * self._emb.itemsize
 
     def frames(self, ranges: np.ndarray | None = None) -> np.ndarray:
         """(T, D) embeddings, rows of every ``[start, end)`` frame range of ``ranges`` (P, 2) filled.
@@ -226,20 +247,33 @@ class FrameReader:
         if len(todo):
             try:
                 # decoded on the calling thread: a search's few row groups gain nothing from pyarrow's pool
-                table = self._file.read_row_groups(todo.tolist(), columns=["embedding"], use_threads=False)
+                table = self._file.read_row_groups(todo.tolist(), columns=["timestamp_sec", "embedding"],
+                                                   use_threads=False)
                 col = table.column("embedding").combine_chunks()
                 values = np.asarray(_numpy(col.values), np.float32).reshape(-1, self.dim)
+                ts = _numpy(table.column("timestamp_sec"))
             except READ_ERRORS as e:  # a damaged page (CRC, decompression), a file cut since
                 raise read_error(self.path, e) from e
-            if len(values) != int(self._starts[todo + 1].sum() - self._starts[todo].sum()):
+            if len(values) != len(ts) or len(ts) != int(self._starts[todo + 1].sum() - self._starts[todo].sum()):
                 raise read_error(self.path, ValueError("row groups hold fewer embeddings than frames"))
             at = 0
             for g in todo:  # read_row_groups returns the groups in the order asked
                 a, b = int(self._starts[g]), int(self._starts[g + 1])
                 self._emb[a:b] = values[at : at + (b - a)]
+                self.timestamps[a:b] = ts[at : at + (b - a)]
                 at += b - a
+            self._rows_read += at
             self._loaded[todo] = True
         return self._emb
+
+
+def read_proposal_ranges(path: Path) -> np.ndarray:
+    """int64 (P, 2): the ``[frame_start, frame_end)`` range of each proposal, in ``proposal_idx`` order."""
+    try:
+        t = _read(path, ["frame_start", "frame_end"])
+        return np.stack([_numpy(t.column("frame_start")), _numpy(t.column("frame_end"))], axis=1).astype(np.int64)
+    except READ_ERRORS as e:  # whatever pyarrow raises: the file is missing or damaged
+        raise read_error(path, e) from e
 
 
 def read_proposals(path: Path, tokens: bool = True) -> dict[str, np.ndarray]:

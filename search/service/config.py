@@ -50,6 +50,12 @@ class ServeConfig:
         return self.search_threads or cpu_count()
 
     @property
+    def fetch_threads(self) -> int:
+        """Threads each search reads its shortlisted videos with: its share of the CPUs (at least 1), so
+        ``searches_at_once`` searches never run more reading threads than there are cores."""
+        return max(1, cpu_count() // self.searches_at_once)
+
+    @property
     def url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}/"

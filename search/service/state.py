@@ -185,7 +185,7 @@ class IndexState:
 
     def _load(self) -> Snapshot:
         s = Searcher(self.cfg.index_dir, model=self.cfg.model, device=self.cfg.device, cfg=self.cfg.search,
-                     head=self.cfg.head, backbone=self.backbone)
+                     head=self.cfg.head, backbone=self.backbone, fetch_threads=self.cfg.fetch_threads)
         # A fast tokenizer sets its padding and truncation on its first call, and raises "Already borrowed"
         # if that happens while another thread encodes: set them now, before requests share it (later calls,
         # with the same settings, only read them).

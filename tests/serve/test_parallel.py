@@ -269,6 +269,19 @@ def test_search_threads_config_and_flag(tmp_path, monkeypatch):
     assert r.exit_code == 2 and r.stderr.startswith("error: --search-threads must be >= 0"), r.output
 
 
+def test_a_search_reading_on_its_own_thread_answers_as_one_with_a_pool(long_index, state, monkeypatch):
+    """``fetch_threads=1`` (what the service gives each search on a machine with no more cores than
+    searches) reads on the searching thread, and answers exactly as reading side by side does."""
+    pooled = Searcher(long_index, device="cpu", backbone=state.backbone, fetch_threads=4)
+    alone = Searcher(long_index, device="cpu", backbone=state.backbone, fetch_threads=1)
+    assert alone._fetch_pool is None and pooled._fetch_pool is not None
+    for q in QUERIES[:6]:
+        assert answer(alone.search(q, top_k=50)) == answer(pooled.search(q, top_k=50))
+    assert alone.frame_groups_read() == pooled.frame_groups_read()
+    monkeypatch.setattr("groundzero.search.service.config.cpu_count", lambda: 8)
+    assert [ServeConfig(index_dir="x", search_threads=n).fetch_threads for n in (0, 1, 2, 3, 16)] == [1, 8, 4, 2, 1]
+
+
 def test_share_cores_splits_the_cpus_between_searches(monkeypatch):
     import torch
 

@@ -52,15 +52,18 @@ def test_tables_round_trip(tmp_path):
 
 
 def test_frame_reader_reads_only_the_row_groups_asked_for(tmp_path):
-    T, G = 1000, tables.FRAME_ROW_GROUP  # 4 row groups: [0,256) [256,512) [512,768) [768,1000)
+    G = tables.FRAME_ROW_GROUP
+    T = 4 * G - 24  # 4 row groups, the last one short
     emb = unit(np.random.default_rng(1).normal(size=(T, 16)))
     ts = np.arange(T) * 1.0
     tables.write_frames(tmp_path / "f.parquet", "v", ts, emb)
     r = tables.FrameReader(tmp_path / "f.parquet")
-    np.testing.assert_array_equal(r.timestamps, ts)
-    assert r.groups_read == 0
+    assert r.groups_read == 0 and r.nbytes == 0 and len(r.timestamps) == T
+    assert np.isnan(r.timestamps).all()  # opening reads only the footer
     got = r.frames(np.array([[10, 20], [G + 5, G + 6]]))
-    assert r.groups_read == 2
+    assert r.groups_read == 2 and r.nbytes == 2 * G * 16 * 4
+    np.testing.assert_array_equal(r.timestamps[: 2 * G], ts[: 2 * G])  # the timestamps of the groups read
+    assert np.isnan(r.timestamps[2 * G :]).all()
     np.testing.assert_array_equal(got[10:20], tables.as_stored(emb[10:20]))
     np.testing.assert_array_equal(got[G + 5], tables.as_stored(emb[G + 5]))
     assert not got[2 * G :].any()  # never read: zeros
@@ -69,7 +72,8 @@ def test_frame_reader_reads_only_the_row_groups_asked_for(tmp_path):
     np.testing.assert_array_equal(got[G - 1 : 2 * G + 1], tables.as_stored(emb[G - 1 : 2 * G + 1]))
     np.testing.assert_array_equal(r.frames(np.array([[T - 1, T]]))[T - 1], tables.as_stored(emb[T - 1]))
     np.testing.assert_array_equal(r.frames(), tables.as_stored(emb))
-    assert r.groups_read == 4
+    assert r.groups_read == 4 and r.nbytes == T * 16 * 4
+    np.testing.assert_array_equal(r.timestamps, ts)
 
 
 def test_float32_files_written_before_half_floats_read_unchanged(tmp_path):
@@ -103,6 +107,7 @@ def test_frame_reader_reads_files_of_one_row_group(tmp_path):
     r = tables.FrameReader(tmp_path / "old.parquet")
     np.testing.assert_array_equal(r.frames(np.array([[300, 310]])), tables.as_stored(emb))
     assert r.groups_read == 1
+    np.testing.assert_array_equal(r.timestamps, np.arange(600.0))
 
 
 def test_commit_publishes_snapshot_and_catalog_is_queryable(tmp_path, tiny_model_dir):

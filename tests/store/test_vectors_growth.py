@@ -282,3 +282,28 @@ def test_damaged_rescoring_trailer_is_reported(tmp_path, writer_args):
     with pytest.raises(IndexDamagedError, match="re-scoring codes"):
         ContextIndex.load(path)
     assert "faiss_unreadable" in [p.code for p in verify_index(tmp_path)]
+
+
+def test_rescoring_codes_read_from_the_file_match_the_written_ones(tmp_path):
+    """Rows read back in any order, scattered or in runs, near and far apart, repeated: exactly the codes."""
+    from groundzero.store.rescore import RescoreCodes, quantize
+
+    rng = np.random.default_rng(7)
+    n, d = 500, 24
+    ids = np.sort(rng.choice(10_000, n, replace=False)).astype(np.int64)
+    vectors = rng.normal(size=(n, d)).astype(np.float32)
+    codes = RescoreCodes(d)
+    codes.add(ids, vectors)
+    with open(tmp_path / "x.bin", "wb") as f:
+        f.write(b"some index bytes")
+        codes.write(f)
+    back = RescoreCodes.open(tmp_path / "x.bin")
+    scale, want = quantize(vectors)
+    for rows in (np.arange(n), rng.choice(n, 60, replace=False), np.r_[3, 4, 5, 40, 41, 300, 301, 499],
+                 np.r_[499, 0, 250, 250, 1], np.zeros(0, np.int64)):
+        got = back.vectors(ids[rows])
+        np.testing.assert_array_equal(got, want[rows].astype(np.float32) * scale[rows, None])
+    q = unit(rng.normal(size=d)).astype(np.float32)
+    np.testing.assert_allclose(back.scores(ids[::7], q), (want[::7].astype(np.float32) * scale[::7, None]) @ q,
+                               rtol=1e-5, atol=1e-6)
+    assert np.isnan(back.scores(np.array([10_001]), q)).all()

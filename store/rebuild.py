@@ -9,7 +9,7 @@ import numpy as np
 
 from groundzero.store import tables
 from groundzero.store.layout import IndexLayout
-from groundzero.store.rescore import RescoreCodes
+from groundzero.store.rescore import RescoreCodes, SpilledCodes
 from groundzero.store.vectors import (
     ContextIndex,
     VectorState,
@@ -31,18 +31,29 @@ def build_from_store(layout: IndexLayout, rows: list[dict], embed_dim: int, poli
     if not idx.is_trained:
         idx.train(training_sample(layout, rows, embed_dim, training_size(policy, factory, n)))
         trained_on = n
-    for ids, vecs in store_tokens(layout, rows, embed_dim):
+    spill = SpilledCodes(embed_dim, layout.root) if idx.codes is not None else None
+    idx.codes = None  # a PQ index's re-scoring codes go to disk as they come, not to memory
+    for ids, vecs in store_tokens(layout, _by_seq(rows), embed_dim):
         idx.add(ids, vecs)
+        if spill is not None:
+            spill.add(ids, vecs)
+    idx.codes = spill.finish() if spill is not None else None
     idx.nprobe = nprobe_for(policy, factory)
     return idx, VectorState(factory=idx.factory, trained_on=trained_on, nprobe=idx.nprobe)
 
 
 def codes_from_store(layout: IndexLayout, rows: list[dict], embed_dim: int) -> RescoreCodes:
-    """The re-scoring codes of the tokens of ``rows``, for a PQ index written before they existed."""
-    codes = RescoreCodes(embed_dim)
-    for ids, vecs in store_tokens(layout, rows, embed_dim):
+    """The re-scoring codes of the tokens of ``rows``, for a PQ index written before they existed
+    (spilled to a temporary file in the index's folder as they are made, not held in memory)."""
+    codes = SpilledCodes(embed_dim, layout.root)
+    for ids, vecs in store_tokens(layout, _by_seq(rows), embed_dim):
         codes.add(ids, vecs)
-    return codes
+    return codes.finish()
+
+
+def _by_seq(rows: list[dict]) -> list[dict]:
+    """Catalog rows in ``video_seq`` order: their tokens' ids ascend."""
+    return sorted(rows, key=lambda r: int(r["video_seq"]))
 
 
 def store_tokens(layout: IndexLayout, rows: list[dict], embed_dim: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:

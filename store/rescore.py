@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import struct
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -43,11 +44,13 @@ def quantize(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 class _FileRows:
-    """int8 (n, d) rows at byte ``offset`` of a file, read on demand (``pread``: thread-safe, and
-    nothing stays mapped). The file stays open, so it can be read after a later commit deletes it."""
+    """int8 (n, d) rows at byte ``offset`` of a file (a path, or a file already open), read on demand
+    (``pread``: thread-safe, and nothing stays mapped). The file stays open, so it can be read after a
+    later commit deletes it."""
 
-    def __init__(self, path: Path, offset: int, n: int, d: int):
-        self._f = open(path, "rb")  # noqa: SIM115 - lives as long as the index that reads it
+    def __init__(self, path_or_file, offset: int, n: int, d: int):
+        # lives as long as the index that reads it
+        self._f = path_or_file if hasattr(path_or_file, "fileno") else open(path_or_file, "rb")  # noqa: SIM115
         self.offset, self.shape = offset, (n, d)
 
     def __len__(self) -> int:
@@ -215,6 +218,37 @@ class RescoreCodes:
                 yield block
 
         write_trailer(f, ids[order], scale[order], self.dim, blocks())
+
+
+class SpilledCodes:
+    """Codes of tokens added in ascending id order, written to an unnamed temporary file in ``dir``
+    as they come, so building the codes of a whole corpus (a rebuild: about 1 GB per 1,000 video
+    hours at 1152-d) holds only their ids and scales in memory (12 bytes a token). :meth:`finish`
+    gives :class:`RescoreCodes` that read the file; it is deleted once they are gone."""
+
+    def __init__(self, dim: int, dir: Path):
+        self.dim = int(dim)
+        self._f = tempfile.TemporaryFile(dir=dir, prefix=".rescore-", suffix=".tmp")  # noqa: SIM115
+        self._ids: list[np.ndarray] = []
+        self._scale: list[np.ndarray] = []
+        self._last = -1
+
+    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        """ids int64 (N,) ascending and above every id added before, vectors float32 (N, D)."""
+        ids = np.asarray(ids, np.int64)
+        if len(ids) and (ids[0] <= self._last or (np.diff(ids) <= 0).any()):
+            raise ValueError("spilled re-scoring codes must be added in ascending id order")
+        scale, codes = quantize(vectors)
+        self._f.write(codes.tobytes())
+        self._ids.append(ids.copy())
+        self._scale.append(scale)
+        self._last = int(ids[-1]) if len(ids) else self._last
+
+    def finish(self) -> RescoreCodes:
+        self._f.flush()
+        ids = np.concatenate(self._ids) if self._ids else np.zeros(0, np.int64)
+        scale = np.concatenate(self._scale) if self._scale else np.zeros(0, np.float32)
+        return RescoreCodes(self.dim, ids, scale, _FileRows(self._f, 0, len(ids), self.dim))
 
 
 def write_trailer(f, ids: np.ndarray, scale: np.ndarray, dim: int, blocks) -> None:

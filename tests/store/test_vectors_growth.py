@@ -307,3 +307,33 @@ def test_rescoring_codes_read_from_the_file_match_the_written_ones(tmp_path):
     np.testing.assert_allclose(back.scores(ids[::7], q), (want[::7].astype(np.float32) * scale[::7, None]) @ q,
                                rtol=1e-5, atol=1e-6)
     assert np.isnan(back.scores(np.array([10_001]), q)).all()
+
+
+def test_a_rebuild_spills_its_rescoring_codes_to_disk(tmp_path, writer_args, monkeypatch):
+    """Building the index afresh (here the first commit's Flat -> IVF-PQ) writes the int8 codes to an
+    unnamed temporary file as each video's tokens come: in memory only their ids and scales, and
+    nothing left behind in the index folder."""
+    from groundzero.store.rescore import SpilledCodes, _FileRows
+
+    made = []
+    finish = SpilledCodes.finish
+
+    def spy(self):
+        codes = finish(self)
+        made.append(codes)
+        return codes
+
+    monkeypatch.setattr(SpilledCodes, "finish", spy)
+    ident, params = writer_args
+    with IndexWriter.open(tmp_path, ident, params, PQ_SPEC) as w:
+        for i in range(14):
+            _video(w, i)
+        w.commit("c1")
+    assert len(made) == 1 and isinstance(made[0]._codes, _FileRows) and not made[0]._added
+    assert len(made[0]) == 14 * 54
+    _, idx, _ = _state(tmp_path)
+    np.testing.assert_array_equal(idx.codes.vectors(idx.codes.ids()), made[0].vectors(made[0].ids()))
+    assert not list(tmp_path.rglob(".rescore-*"))
+    assert _pq_recall(tmp_path, pool=4) >= 0.95
+    with pytest.raises(ValueError, match="ascending"):
+        SpilledCodes(D, tmp_path).add(np.array([5, 3]), np.ones((2, D), np.float32))

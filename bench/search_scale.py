@@ -16,7 +16,8 @@ the store's precision (half floats), zero-shot context tokens, default proposals
    runs (text tower in NumPy, no torch), then again with torch loaded, as the service runs;
 2. **shortlist recall** against exact search: every proposal's best-token cosine computed with
    numpy over all stored tokens; the share of the exact top-``shortlist_proposals`` proposals
-   that the FAISS shortlist returns (ties count), and whether the planted moment is in it;
+   that the FAISS shortlist returns (ties count), and whether the planted moment is in it; for
+   a PQ index also with re-scoring pools of 1 (the PQ codes alone) and 2 times the tokens;
 3. **brute force**: the plain scan an index would save, for ``--scan-queries`` queries: read
    every video's frame embeddings from Parquet and take each frame's cosine with the query
    (page cache warm: the corpus was just written or read);
@@ -41,9 +42,12 @@ What is synthetic, and why it is a fair stand-in:
   it is.
 * Query embeddings are unit vectors made by the bench (the tiny random text tower's sentence
   embeddings are all nearly one direction): the backbone's ``embed_texts`` looks them up, so
-  the ``text`` stage here is not a text tower's cost. ``--text-towers`` measures the real text
-  towers' cost (random weights in SigLIP 2 base's and So400m's shapes, one query, this machine)
-  so that it can be added.
+  the ``text`` stage here is not a text tower's cost. With ``--head`` the query's words (the
+  head's input) come from a real pass of the bench model's 1-layer text tower, in the same pass
+  as the sentence (``Backbone.encode_query``): that pass is the ``text`` stage there. Either way
+  ``search() less text`` is search without the text tower, whose real cost ``--text-towers``
+  measures (random weights in SigLIP 2 base's and So400m's shapes, one query, this machine) so
+  that it can be added.
 * The model is a random SigLIP of width 1152 with one layer (only its identity and text tokens
   are used; nothing is decoded). Search is zero-shot; ``--head`` also reindexes each corpus with a
   tiny random grounding head (``GroundingModelConfig.tiny``, seed 0) and times search through it:
@@ -257,7 +261,9 @@ def measure_search(index: Path, model: Path, meta: dict, torch_text: bool, head:
     for p in (SimpleNamespace(**d) for d in meta["planted"]):
         t = time.perf_counter()
         res = s.search(p.query)
-        stages["search() wall"].append((time.perf_counter() - t) * 1000)
+        wall = (time.perf_counter() - t) * 1000
+        stages["search() wall"].append(wall)
+        stages["search() less text"].append(wall - res.timings_ms.get("text", 0.0))  # the text tower: see text_towers
         for k, v in res.timings_ms.items():
             stages[k].append(v)
         top = res.hits[0] if res.hits else None
@@ -280,13 +286,20 @@ def shortlist_recall(index: Path, model: Path, meta: dict) -> dict:
     cfg = s.cfg
     tokens, first_row = load_all_tokens(s)
     k_tok = s.manifest.params.proposals.tokens_per_proposal
+    pools = sorted({1, 2, cfg.rescore_pool}) if s.vectors.codes is not None else [1]
     recall, planted_in, planted_exact = [], [], []
+    by_pool: dict[int, list[float]] = defaultdict(list)
     for p in (Planted(**d) for d in meta["planted"]):
         q = np.asarray(meta["queries"][SENTENCES.index(p.query)], np.float32)
-        sl = shortlist(s.vectors, q, cfg.shortlist_tokens, cfg.shortlist_proposals)
         per_prop = (tokens @ q).reshape(-1, k_tok).max(axis=1)
         k = min(cfg.shortlist_proposals, len(per_prop))
         kth = np.partition(per_prop, len(per_prop) - k)[len(per_prop) - k]
+        for pool in pools:  # re-scoring pool x the tokens (1: the PQ codes alone)
+            other = shortlist(s.vectors, q, cfg.shortlist_tokens, cfg.shortlist_proposals, pool)
+            rows = np.array([first_row[int(v)] + int(i) for v, i in zip(other.video_seq, other.proposal_idx)],
+                            np.int64)
+            by_pool[pool].append(min(k, int((per_prop[rows] >= kth - TIE).sum())) / k)
+        sl = shortlist(s.vectors, q, cfg.shortlist_tokens, cfg.shortlist_proposals, cfg.rescore_pool)
         rows = np.array([first_row[int(v)] + int(i) for v, i in zip(sl.video_seq, sl.proposal_idx)], np.int64)
         recall.append(min(k, int((per_prop[rows] >= kth - TIE).sum())) / k)
         want = planted_proposals(s.proposal_ranges(p.video_seq), p)
@@ -294,6 +307,7 @@ def shortlist_recall(index: Path, model: Path, meta: dict) -> dict:
         planted_in.append(any((p.video_seq, i) in got for i in want))
         planted_exact.append(any(per_prop[first_row[p.video_seq] + i] >= kth - TIE for i in want))
     return {"recall": float(np.mean(recall)), "recall_min": float(np.min(recall)), "k": cfg.shortlist_proposals,
+            "recall_by_pool": {str(pool): [float(np.mean(v)), float(np.min(v))] for pool, v in by_pool.items()},
             "planted_in_shortlist": float(np.mean(planted_in)), "planted_in_exact": float(np.mean(planted_exact))}
 
 
@@ -583,12 +597,19 @@ def render(out: dict) -> str:
                      f"{sl['planted_in_shortlist']:.2f} | {r['scan']['p50_ms']:.0f} | {r['scan']['p50_ms'] / p50:.0f}x | "
                      f"{s['peak_rss_mb']:.0f} / {s['torch_peak_rss_mb']:.0f} | {r['build']['mb_per_hour']['total']:.2f} |")
     for r in out["rows"]:
+        st = r["search"]["stages"]
+        pools = r["shortlist"].get("recall_by_pool", {})
+        lines.append(f"{r['hours']:g} h: search() less the text tower p50 / p95 {st['search() less text'][0]:.0f} / "
+                     f"{st['search() less text'][1]:.0f} ms; shortlist recall@{r['shortlist']['k']} by re-scoring pool "
+                     + ", ".join(f"{p}x {v[0]:.3f} (min {v[1]:.2f})" for p, v in pools.items()))
+    for r in out["rows"]:
         if "head" in r["search"]:
             h = r["search"]["head"]
             st = h["stages"]
             lines.append(f"{r['hours']:g} h with a head ({h['faiss']}): search() p50 / p95 {st['search() wall'][0]:.0f} / "
-                         f"{st['search() wall'][1]:.0f} ms, " + ", ".join(f"{k} {v[0]:.0f}" for k, v in st.items()
-                                                                           if k != "search() wall")
+                         f"{st['search() wall'][1]:.0f} ms, less the text tower {st['search() less text'][0]:.0f} / "
+                         f"{st['search() less text'][1]:.0f} ms; " + ", ".join(
+                             f"{k} {v[0]:.0f}" for k, v in st.items() if not k.startswith("search()"))
                          + f" ms; peak RSS {h['peak_rss_mb']:.0f} MB; reindex {h['reindex_s']:.0f} s")
     if "latency_exponent" in out:
         lines.append(f"\nsearch() p50 grows as hours^{out['latency_exponent']:.2f}")

@@ -338,6 +338,27 @@ class Backbone:
             feats = pooled_output(self.model.get_text_features(input_ids=enc["input_ids"]))  # (Q, D)
             return _l2norm(feats)
 
+    def encode_query(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`embed_texts` and :meth:`encode_text_tokens` from one pass of the text tower (what a
+        search with a grounding head needs: the sentence for the shortlist, the words for the head).
+
+        Returns: (float32 (Q, D) pooled L2-normalised features, float32 (Q, L, Dt) states, bool (Q, L) mask).
+        """
+        import torch
+
+        if self._np_text is not None:  # the sentence in NumPy as embed_texts has it; the words need torch
+            return (self.embed_texts(texts), *self.encode_text_tokens(texts))
+        with torch.inference_mode():
+            enc = self.tokenize(texts)
+            out = self.model.get_text_features(input_ids=enc["input_ids"])
+            if isinstance(out, torch.Tensor):  # transformers before 5 returns the pooled features alone
+                return (_l2norm(out), *self.encode_text_tokens(texts))
+            mask = enc.get("attention_mask")
+            if mask is None:
+                mask = enc["input_ids"] != self.tokenizer.pad_token_id
+            return (_l2norm(out.pooler_output), out.last_hidden_state.float().cpu().numpy(),
+                    mask.bool().cpu().numpy())
+
     def encode_text_tokens(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """Token-level text states for word-level attention: the text tower's last hidden state
         (after its final LayerNorm), RGNet's word features.

@@ -352,7 +352,12 @@ class Searcher:
         """The frames channel: shortlist, ground, merge (and refine). Returns the hits and the best
         candidate's found-probability; adds each stage's milliseconds to ``timings``."""
         t = time.perf_counter()
-        q = self.backbone.embed_texts([query])[0]  # (D,)
+        words = None
+        if self.head is not None:  # the sentence and its words from one pass of the text tower
+            q_all, states, masks = self.backbone.encode_query([query])
+            q, words = q_all[0], states[0][masks[0]]  # (D,), (L', Dt)
+        else:
+            q = self.backbone.embed_texts([query])[0]  # (D,)
         timings["text"], t = _ms(t), time.perf_counter()
         sl = shortlist(self.vectors, q, self.cfg.shortlist_tokens, self.cfg.shortlist_proposals,
                        self.cfg.rescore_pool)
@@ -362,7 +367,7 @@ class Searcher:
         timings["shortlist"], t = _ms(t), time.perf_counter()
         windows = self.fetch(by_video)
         timings["fetch"], t = _ms(t), time.perf_counter()
-        candidates = [h for g in self.ground(query, windows, q) for h in g.hits]
+        candidates = [h for g in self.ground(query, windows, q, words) for h in g.hits]
         timings["ground"], t = _ms(t), time.perf_counter()
         hits = merge_hits(candidates, top_k, self.cfg.nms_iou)
         timings["merge"], t = _ms(t), time.perf_counter()
@@ -400,8 +405,8 @@ class Searcher:
         return [self._refiner.refine(h, q, *self._videos_at.get(h.video_id, (0.0, None))) for h in hits[:n]] \
             + list(hits[n:])
 
-    def ground(self, query: str, windows: dict[int, np.ndarray], q: np.ndarray | None = None
-               ) -> list[VideoGrounding]:
+    def ground(self, query: str, windows: dict[int, np.ndarray], q: np.ndarray | None = None,
+               words: np.ndarray | None = None) -> list[VideoGrounding]:
         """Ground ``query`` inside the given proposal windows of each video.
 
         The one grounding path: :meth:`search` passes the shortlisted windows, evaluation
@@ -411,20 +416,24 @@ class Searcher:
             windows: video_seq -> int64 (P, 2) frame ranges ``[start, end)`` (videos not in the
                 snapshot's catalog are skipped); only these frames are read.
             q: float32 (D,) the query's sentence embedding, when already computed.
+            words: float32 (L', Dt) the query's word states (a head's input; its real tokens only),
+                when already computed (:meth:`Backbone.encode_query` gives both in one pass).
         Returns: one :class:`VideoGrounding` per video, hits best first.
         """
         query = normalize_query(query)
-        q = self.backbone.embed_texts([query])[0] if q is None else q
         windows = {s: np.asarray(w, np.int64).reshape(-1, 2) for s, w in windows.items() if s in self.videos}
         if self.head is None:
+            q = self.backbone.embed_texts([query])[0] if q is None else q
             return [self._ground_zero_shot(q, s, w) for s, w in windows.items()]
-        return self._ground_with_head(query, q, windows)
+        if q is None or words is None:
+            q_all, states, masks = self.backbone.encode_query([query])
+            q, words = (q_all[0] if q is None else q), (states[0][masks[0]] if words is None else words)
+        return self._ground_with_head(q, words, windows)
 
-    def _ground_with_head(self, query: str, q: np.ndarray, windows: dict[int, np.ndarray]) -> list[VideoGrounding]:
+    def _ground_with_head(self, q: np.ndarray, words: np.ndarray, windows: dict[int, np.ndarray]
+                          ) -> list[VideoGrounding]:
         from groundzero.search.rerank import rerank_and_ground
 
-        states, masks = self.backbone.encode_text_tokens([query])
-        words = states[0][masks[0]]
         videos = [(self.videos[s], self.video_data(s, w)[1], w) for s, w in windows.items()]
         grounded = rerank_and_ground(self.head, words, np.ones(len(words), bool), self.manifest.params.fps,
                                      videos, top_windows=self.cfg.rerank_windows, nms_iou=self.cfg.nms_iou,

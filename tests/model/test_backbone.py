@@ -54,6 +54,21 @@ def test_text_tokens_are_the_text_towers_last_hidden_state(backbone):
     assert mask.sum() == 5
 
 
+def test_one_pass_gives_the_sentence_and_its_words(backbone, tiny_model_dir):
+    """encode_query: embed_texts's features and encode_text_tokens's states from one text-tower pass,
+    the same numbers; a NumPy-text backbone gives its own sentence features and torch's words."""
+    texts = ["a red circle moving left", "the witness"]
+    q, states, mask = backbone.encode_query(texts)
+    np.testing.assert_allclose(q, backbone.embed_texts(texts), atol=1e-6)
+    want_states, want_mask = backbone.encode_text_tokens(texts)
+    np.testing.assert_allclose(states, want_states, atol=1e-6)
+    np.testing.assert_array_equal(mask, want_mask)
+    np_text = Backbone(str(tiny_model_dir), device="cpu", numpy_text=True)
+    q2, states2, _ = np_text.encode_query(texts)
+    np.testing.assert_allclose(q2, q, atol=1e-5)
+    np.testing.assert_allclose(states2, states, atol=1e-6)
+
+
 def test_wrong_frame_shape_is_a_clear_error(backbone):
     with pytest.raises(ConfigError, match=r"\(N, 32, 32, 3\)"):
         backbone.embed_images(np.zeros((1, 64, 64, 3), np.uint8))

@@ -19,13 +19,11 @@ answered from the service's result cache: each one embeds the text, queries FAIS
 shortlisted videos' frame Parquet and grounds. The service runs up to ``--search-threads``
 searches at once (``groundzero serve --search-threads``; default one per CPU), each on its own
 thread: FAISS, torch and the Parquet reads release the GIL, so N requests in flight use up to N
-cores and throughput grows with concurrency until the cores (or, in one process, the GIL-held
-Python parts of the searches) are used up; beyond that, requests wait in line. The server shares
+cores and throughput grows with concurrency until the cores (or the GIL-held Python parts of a
+search, about a third of it) are used up; beyond that, requests wait in line. The server shares
 the CPUs out among the searches at once for torch's intra-op threads unless ``--torch-threads``
-sets them (``OMP_NUM_THREADS``). ``--workers N`` runs the server as N processes sharing the
-port (``groundzero serve --workers``), each with its share of the CPUs: the Python parts of
-searches then run side by side too. Client and server share the machine: on a busy or small one
-the figures include that contention; the 1-minute load average is printed.
+sets them (``OMP_NUM_THREADS``). Client and server share the machine: on a busy or small one the
+figures include that contention; the 1-minute load average is printed.
 """
 
 from __future__ import annotations
@@ -66,14 +64,14 @@ def build_index(workdir: Path, model: str, hours: float, video_minutes: float, q
 
 
 def start_server(index: Path, model: str, device: str, threads: int,
-                 search_threads: int = 0, workers: int = 1) -> tuple[subprocess.Popen, str]:
+                 search_threads: int = 0) -> tuple[subprocess.Popen, str]:
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "GROUNDZERO_TOKEN": ""}
     env.pop("OMP_NUM_THREADS", None)
     if threads > 0:
         env["OMP_NUM_THREADS"] = str(threads)
     p = subprocess.Popen([sys.executable, "-m", "groundzero.cli.main", "serve", "--index", str(index), "--port", "0",
                           "--model", model, "--device", device, "--reload-every", "-1",
-                          "--search-threads", str(search_threads), "--workers", str(workers)],
+                          "--search-threads", str(search_threads)],
                          cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
     line = p.stdout.readline()
     m = re.search(r"at (http://\S+?)/?[;\s]", line)
@@ -82,14 +80,10 @@ def start_server(index: Path, model: str, device: str, threads: int,
         raise SystemExit(f"groundzero serve did not start: {line!r}")
     url = m.group(1)
     deadline = time.monotonic() + 120
-    ready: set[int] = set()
     while True:
-        try:  # a new connection each time, so that every worker process is asked in the end
-            h = httpx.get(f"{url}/api/health", timeout=30)
-            if h.status_code == 200:
-                ready.add(h.json().get("pid", 0))
-                if len(ready) >= workers:
-                    return p, url
+        try:
+            if httpx.get(f"{url}/api/health", timeout=30).status_code == 200:
+                return p, url
         except httpx.TransportError:
             pass
         if time.monotonic() > deadline or p.poll() is not None:
@@ -152,7 +146,6 @@ def main() -> None:
                     "default, CPUs // search threads)")
     ap.add_argument("--search-threads", type=int, default=0, help="searches the server runs at once (0: its "
                     "default, one per CPU)")
-    ap.add_argument("--workers", type=int, default=1, help="server processes (groundzero serve --workers)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     if any(c < 1 for c in args.concurrency) or args.requests < 1 or args.seconds <= 0:
@@ -168,11 +161,11 @@ def main() -> None:
     model = args.model
     index = build_index(args.workdir, model, args.hours, args.video_minutes, args.queries, args.seed)
     t0 = time.perf_counter()
-    server, url = start_server(index, model, args.device, args.torch_threads, args.search_threads, args.workers)
+    server, url = start_server(index, model, args.device, args.torch_threads, args.search_threads)
     print(f"server up in {time.perf_counter() - t0:.1f} s (model and index loaded)", flush=True)
     try:
-        print(f"server {url} (model {Path(model).name}, {args.device}); {os.cpu_count()} CPUs; {args.workers} "
-              f"worker process(es); search threads per worker {args.search_threads or 'CPUs // workers'}, torch threads {args.torch_threads or 'CPUs // search threads'}; "
+        print(f"server {url} (model {Path(model).name}, {args.device}); {os.cpu_count()} CPUs; search threads "
+              f"{args.search_threads or 'one per CPU'}, torch threads {args.torch_threads or 'CPUs // search threads'}; "
               f"client asyncio+httpx in another process; k={args.k}", flush=True)
         asyncio.run(load(url, list(SENTENCES), 1, args.warmup, 600, args.k, 10**6))
         rows = []

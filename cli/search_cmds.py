@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -24,8 +23,7 @@ from groundzero.cli.common import (
 #: SearchConfig field -> flag of `search`
 SEARCH_FLAGS = {"top_k": "--top", "refine_fps": "--refine", "channels": "--channels"}
 #: ServeConfig field -> flag of `serve`
-SERVE_FLAGS = {"host": "--host", "port": "--port", "token": "--token", "search_threads": "--search-threads",
-               "workers": "--workers"}
+SERVE_FLAGS = {"host": "--host", "port": "--port", "token": "--token", "search_threads": "--search-threads"}
 
 def parse_channels(text: str) -> tuple[str, ...]:
     """``"frames, speech"`` -> ``("frames", "speech")`` (validated by SearchConfig)."""
@@ -105,59 +103,28 @@ def serve(
     search_threads: Annotated[int, typer.Option(
         help="Searches run at once, in parallel (0: one per CPU); more requests wait. The CPUs are "
              "shared out among them for torch's threads, unless OMP_NUM_THREADS is set.")] = 0,
-    workers: Annotated[int, typer.Option(
-        help="Server processes sharing the port, each with its own copy of the index in memory; more "
-             "use more cores (one process runs Python on one core at a time). The CPUs are shared out "
-             "among them.")] = 1,
-    listen_fd: Annotated[int | None, typer.Option(hidden=True, help="A worker: serve on this inherited socket.")] = None,
     verbose: Annotated[bool, typer.Option("-v", "--verbose", help="Log every request.")] = False,
 ) -> None:
     """Serve the search page and JSON API (loopback only, unless --token)."""
     setup_logging(verbose)
-    import socket
-
+    from groundzero.search.service.app import create_app
     from groundzero.search.service.config import ServeConfig
-    from groundzero.search.service.server import serve_forever, serve_on, serve_workers, share_cores
+    from groundzero.search.service.server import serve_forever, share_cores
 
     with reported(SERVE_FLAGS):
         cfg = ServeConfig(index_dir=index_dir, host=host, port=port, token=token or None, model=model,
                           head=opt_str(head), device=device, reload_every_sec=reload_every,
-                          search_threads=search_threads, workers=workers).validate()
-    log_level = "info" if verbose else "warning"
+                          search_threads=search_threads).validate()
+        share_cores(cfg.searches_at_once)
+        application = create_app(cfg)
 
     def ready(url: str) -> None:
         note = " (API requests need the token; open the page as /?token=...)" if cfg.token else ""
-        procs = f" ({cfg.workers} worker processes)" if cfg.workers > 1 and listen_fd is None else ""
-        render.stdout().print(f"serving {index_dir} at {url}{note}{procs}; Ctrl-C to stop", highlight=False)
+        render.stdout().print(f"serving {index_dir} at {url}{note}; Ctrl-C to stop", highlight=False)
         sys.stdout.flush()
 
-    if cfg.workers > 1 and listen_fd is None:  # the parent: bind, start the workers, wait
-        def worker_cmd(fd: int) -> list[str]:
-            cmd = [sys.executable, "-m", "groundzero.cli.main", "serve", "--index", index_dir, "--host", host,
-                   "--port", str(port), "--device", device, "--reload-every", str(reload_every),
-                   "--search-threads", str(search_threads), "--workers", str(workers), "--listen-fd", str(fd)]
-            cmd += ["--model", model] if model else []
-            cmd += ["--head", str(head)] if head else []
-            return cmd + (["--verbose"] if verbose else [])
-
-        env = {**os.environ, "GROUNDZERO_TOKEN": cfg.token or ""}  # not on the command line, where ps shows it
-        try:
-            code = serve_workers(worker_cmd, cfg.workers, host, port, ready, env)
-        except OSError as e:
-            error(f"cannot listen on {host}:{port}: {e.strerror or e}; pick another --port")
-            raise typer.Exit(1) from None
-        raise typer.Exit(code)
-
-    from groundzero.search.service.app import create_app
-
-    with reported(SERVE_FLAGS):
-        share_cores(cfg.searches_at_once * cfg.workers)
-        application = create_app(cfg)
-    if listen_fd is not None:  # a worker of `--workers N`: the parent bound the socket and said where
-        serve_on(application, socket.socket(fileno=listen_fd), log_level)
-        return
     try:
-        serve_forever(application, host, port, ready, log_level=log_level)
+        serve_forever(application, host, port, ready, log_level="info" if verbose else "warning")
     except OSError as e:
         error(f"cannot listen on {host}:{port}: {e.strerror or e}; pick another --port")
         raise typer.Exit(1) from None

@@ -120,7 +120,7 @@ def create_app(cfg: ServeConfig, state: IndexState | None = None) -> FastAPI:
                 "loaded_at": snap.loaded_at, "checked_at": state.checked_at, "reload_error": state.reload_error,
                 "model": s.manifest.model.name, "head": getattr(s, "head_dir", cfg.head),
                 "grounding": "head" if s.head else "zero-shot", "videos": snap.n_indexed,
-                "failed": len(snap.catalog) - snap.n_indexed, "auth": bool(cfg.token), "pid": os.getpid()}
+                "failed": len(snap.catalog) - snap.n_indexed, "auth": bool(cfg.token)}
 
     @app.get("/api/search", response_model=SearchOut,
              responses={422: {"description": "bad parameters (empty or too long query, bad range)"},

@@ -31,10 +31,6 @@ class ServeConfig:
     #: search's torch ops use torch's own threads besides: ``groundzero serve`` sets them to
     #: CPUs // search_threads (unless ``OMP_NUM_THREADS`` is set), so the searches do not oversubscribe the cores
     search_threads: int = 0
-    #: server processes sharing the port, each with its own copy of the index in memory (and its own
-    #: result cache and reloads): Python runs one thread's Python at a time, so past about 2 searches at
-    #: once only more processes use more cores. Each gets CPUs // workers for its searches
-    workers: int = 1
     thumb_cache: int = 512  #: thumbnails kept in memory
     thumb_timeout_sec: float = 20.0  #: ffmpeg budget per thumbnail
     thumb_procs: int = 0  #: ffmpeg processes making thumbnails at once (0: one per CPU); more requests queue
@@ -50,14 +46,14 @@ class ServeConfig:
 
     @property
     def searches_at_once(self) -> int:
-        """``search_threads``, 0 resolved: this worker's share of the CPUs this process may run on."""
-        return self.search_threads or max(1, cpu_count() // self.workers)
+        """``search_threads``, 0 resolved: the CPUs this process may run on."""
+        return self.search_threads or cpu_count()
 
     @property
     def fetch_threads(self) -> int:
         """Threads each search reads its shortlisted videos with: its share of the CPUs (at least 1), so
         ``searches_at_once`` searches never run more reading threads than there are cores."""
-        return max(1, cpu_count() // (self.searches_at_once * self.workers))
+        return max(1, cpu_count() // self.searches_at_once)
 
     @property
     def url(self) -> str:
@@ -83,8 +79,6 @@ class ServeConfig:
         if self.search_threads < 0:
             raise ConfigError(f"search_threads must be >= 0 (0: one per CPU), got {self.search_threads}",
                               field="search_threads")
-        if not 1 <= self.workers <= 64:
-            raise ConfigError(f"workers must be in [1, 64], got {self.workers}", field="workers")
         if self.thumb_procs < 0:
             raise ConfigError(f"thumb_procs must be >= 0 (0: one per CPU), got {self.thumb_procs}",
                               field="thumb_procs")

@@ -122,7 +122,6 @@ class HealthOut(BaseModel):
     videos: int = Field(description="indexed videos")
     failed: int = Field(description="videos the index could not read")
     auth: bool = Field(description="whether requests need the access token")
-    pid: int = Field(description="the answering server process (one of several with --workers)")
 
 
 class ErrorOut(BaseModel):

@@ -1,6 +1,5 @@
-"""Running the app under uvicorn: in the foreground (``groundzero serve``), as several worker
-processes sharing one socket (``--workers``, :func:`serve_workers`), or in a background thread
-(tests, benchmarks), always on a socket bound first, so port 0 gives a known free port.
+"""Running the app under uvicorn: in the foreground (``groundzero serve``) or in a background
+thread (tests, benchmarks), always on a socket bound first, so port 0 gives a known free port.
 
 :func:`share_cores` splits the CPUs between the searches that run at once (``groundzero serve``
 calls it before loading the model; it sets torch's process-wide thread count)."""
@@ -8,9 +7,7 @@ calls it before loading the model; it sets torch's process-wide thread count).""
 from __future__ import annotations
 
 import os
-import signal
 import socket
-import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -66,47 +63,7 @@ def serve_forever(app: ASGIApp, host: str, port: int, on_ready: Callable[[str], 
     """Bind, call ``on_ready(url)``, then serve until interrupted (Ctrl-C / SIGTERM)."""
     sock = bind(host, port)
     on_ready(url_of(sock))
-    serve_on(app, sock, log_level)
-
-
-def serve_on(app: ASGIApp, sock: socket.socket, log_level: str = "warning") -> None:
-    """Serve ``app`` on an already listening socket until interrupted (a worker of :func:`serve_workers`)."""
     _server(app, log_level).run(sockets=[sock])
-
-
-def serve_workers(worker_cmd: Callable[[int], list[str]], n: int, host: str, port: int,
-                  on_ready: Callable[[str], None], env: dict[str, str] | None = None) -> int:
-    """Bind once, then run ``n`` worker processes that all accept on that socket (the kernel hands each
-    connection to one of them). ``worker_cmd(fd)`` is a worker's command line, given the socket's file
-    descriptor, which it inherits. Ctrl-C or SIGTERM stops them all; when one exits, the rest are
-    stopped. Returns the first non-zero exit status of a worker, else 0."""
-    sock = bind(host, port)
-    fd = sock.fileno()
-    os.set_inheritable(fd, True)
-    procs = [subprocess.Popen(worker_cmd(fd), pass_fds=[fd], env=env) for _ in range(n)]
-    on_ready(url_of(sock))
-
-    def stop(*_) -> None:
-        for p in procs:
-            if p.poll() is None:
-                p.terminate()
-
-    old = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        while all(p.poll() is None for p in procs):
-            time.sleep(0.2)
-    finally:
-        stop()
-        for p in procs:
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
-        for sig, handler in old.items():
-            signal.signal(sig, handler)
-        sock.close()
-    return next((p.returncode for p in procs if p.returncode not in (0, -signal.SIGTERM, -signal.SIGINT)), 0)
 
 
 class BackgroundServer:

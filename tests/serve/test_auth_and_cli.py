@@ -7,7 +7,6 @@ import re
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import httpx
 import pytest
@@ -82,45 +81,6 @@ def test_page_with_token_sets_the_cookie(token_url):
     cookie = r.headers["set-cookie"]
     assert r.status_code == 200 and f"gz_token={TOKEN}" in cookie and "HttpOnly" in cookie
     assert "SameSite=Strict" in cookie
-
-
-@pytest.mark.slow
-@pytest.mark.e2e
-def test_serve_workers_share_one_port_and_stop_together(index_dir):
-    """--workers 2: one address, two worker processes that both answer on it; SIGTERM to the parent
-    stops them all, with status 0."""
-    env = {**os.environ, "GROUNDZERO_TOKEN": "", "PYTHONUNBUFFERED": "1"}
-    p = subprocess.Popen([sys.executable, "-m", "groundzero.cli.main", "serve", "--index", str(index_dir), "--port", "0",
-                          "--device", "cpu", "--workers", "2"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True)
-    try:
-        line = p.stdout.readline()
-        m = re.search(r"at (http://127\.0\.0\.1:\d+/).*\(2 worker processes\)", line)
-        assert m, (line, p.stderr.read() if p.poll() is not None else "")
-        children = Path(f"/proc/{p.pid}/task/{p.pid}/children")
-        workers = [int(c) for c in children.read_text().split()] if children.exists() else []
-        assert len(workers) == 2 or not children.exists()
-        answered = set()
-        deadline = time.monotonic() + 120
-        while len(answered) < 2:  # new connections until both workers (loading the index) have answered
-            assert time.monotonic() < deadline, answered
-            try:
-                with httpx.Client(timeout=30) as c:  # a new connection each time: the kernel picks a worker
-                    answered.add(c.get(m.group(1) + "api/health").json()["pid"])
-            except httpx.TransportError:
-                time.sleep(0.2)
-        assert answered <= set(workers) or not workers
-        r = httpx.get(m.group(1) + "api/search", params={"q": "a red circle", "k": 5}, timeout=60)
-        assert r.status_code == 200 and r.json()["hits"]
-        assert all(Path(f"/proc/{w}").exists() for w in workers)
-        p.terminate()
-        assert p.wait(30) == 0
-        assert not any(Path(f"/proc/{w}").exists() and "zombie" not in Path(f"/proc/{w}/status").read_text()
-                       for w in workers)
-    finally:
-        if p.poll() is None:
-            p.kill()
-            p.wait(15)
 
 
 @pytest.mark.slow

@@ -280,12 +280,6 @@ def test_a_search_reading_on_its_own_thread_answers_as_one_with_a_pool(long_inde
     assert alone.frame_groups_read() == pooled.frame_groups_read()
     monkeypatch.setattr("groundzero.search.service.config.cpu_count", lambda: 8)
     assert [ServeConfig(index_dir="x", search_threads=n).fetch_threads for n in (0, 1, 2, 3, 16)] == [1, 8, 4, 2, 1]
-    two = ServeConfig(index_dir="x", workers=2)  # 2 processes: each its half of the CPUs
-    assert (two.searches_at_once, two.fetch_threads) == (4, 1)
-    assert ServeConfig(index_dir="x", workers=2, search_threads=1).fetch_threads == 4
-    with pytest.raises(ConfigError) as e:
-        ServeConfig(index_dir="x", workers=0).validate()
-    assert e.value.field == "workers"
 
 
 def test_share_cores_splits_the_cpus_between_searches(monkeypatch):

@@ -19,8 +19,8 @@ answered from the service's result cache: each one embeds the text, queries FAIS
 shortlisted videos' frame Parquet and grounds. The service runs up to ``--search-threads``
 searches at once (``groundzero serve --search-threads``; default one per CPU), each on its own
 thread: FAISS, torch and the Parquet reads release the GIL, so N requests in flight use up to N
-cores and throughput grows with concurrency until the cores (or the GIL-held Python parts of a
-search, about a third of it) are used up; beyond that, requests wait in line. The server shares
+cores and throughput grows with concurrency until the cores (or the GIL-held Python parts of
+the searches) are used up; beyond that, requests wait in line. The server shares
 the CPUs out among the searches at once for torch's intra-op threads unless ``--torch-threads``
 sets them (``OMP_NUM_THREADS``). Client and server share the machine: on a busy or small one the
 figures include that contention; the 1-minute load average is printed.

@@ -286,7 +286,8 @@ class Searcher:
         """(timestamps (T,), frame embeddings (T, D), proposal frame ranges (P, 2)) of a video.
 
         ``frame_ranges`` (R, 2) ``[start, end)``: only the Parquet row groups covering them are
-        read, and the embedding rows outside them may be zeros; default: every frame. The array is
+        read, and the embedding rows outside them may be zeros (their timestamps NaN); default:
+        every frame. The array is
         the cached reader's own: later calls (from any thread) may fill more of its rows, never
         change a filled one.
         """

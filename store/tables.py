@@ -173,9 +173,9 @@ def _untouched_zeros(shape: tuple[int, int]) -> np.ndarray:
     """float32 zeros of ``shape`` whose untouched pages cost no memory, in pages of 4 KB.
 
     ``np.zeros`` maps an array this large too, but where transparent huge pages are on ("always",
-    as on many Linux hosts) the first row written makes the kernel back its whole 2 MB around it:
-    a search that reads 64 frames of each of 64 cached videos then held 4 times the frames it read
-    (``bench/search_scale.py``). An anonymous map with huge pages refused holds what is written.
+    as on many Linux hosts) the first row written makes the kernel back the whole 2 MB around it:
+    a search process holding a window of 64-128 frames (0.3-0.6 MB at 1152-d) of each of its cached
+    videos held 2-4 MB for each. An anonymous map with huge pages refused holds what is written.
     """
     nbytes = int(np.prod(shape)) * 4
     if nbytes < 1 << 21 or not hasattr(mmap, "MADV_NOHUGEPAGE"):

@@ -287,9 +287,8 @@ class Searcher:
 
         ``frame_ranges`` (R, 2) ``[start, end)``: only the Parquet row groups covering them are
         read, and the embedding rows outside them may be zeros (their timestamps NaN); default:
-        every frame. The array is
-        the cached reader's own: later calls (from any thread) may fill more of its rows, never
-        change a filled one.
+        every frame. The array is the cached reader's own: later calls (from any thread) may fill
+        more of its rows, never change a filled one.
         """
         entry = self._video(seq)
         with entry.lock:  # a FrameReader is not thread-safe: frames() reads into one array, marks groups read

@@ -164,8 +164,11 @@ def place_moments(n_queries: int, n_videos: int, video_sec: int,
 
 
 def build_corpus(root: Path, hours: float, video_minutes: float, queries: list[str], q_emb: np.ndarray,
-                 identity: ModelIdentity, seed: int) -> Corpus:
-    """Write (or reuse) the planted index of one corpus size; ``bench.json`` marks it complete."""
+                 identity: ModelIdentity, seed: int, faiss_factory: str = "Flat") -> Corpus:
+    """Write (or reuse) the planted index of one corpus size; ``bench.json`` marks it complete.
+
+    ``faiss_factory``: the writer's FAISS policy ("Flat": exact search, this bench's own corpora;
+    "auto": the structure ``groundzero index`` gives an archive of that size)."""
     meta_file = root / "bench.json"
     if meta_file.is_file():
         meta = json.loads(meta_file.read_text())
@@ -187,7 +190,7 @@ def build_corpus(root: Path, hours: float, video_minutes: float, queries: list[s
     windows = make_windows(T, FPS, props)
     planted: list[Planted] = []
     t0 = time.perf_counter()
-    with IndexWriter.open(root / "index", identity, params) as w:
+    with IndexWriter.open(root / "index", identity, params, faiss_factory) as w:
         for v in range(n_videos):
             bg = rng.standard_normal((T, D), dtype=np.float32)
             bg -= (1.0 - BACKGROUND_IN_SPAN) * (bg @ basis.T) @ basis  # orthogonal-ish to every query

@@ -7,7 +7,8 @@
 
 1. builds once, and caches under ``--workdir`` (keyed by size, seed and the model's weights),
    the planted index of ``bench/search_latency.py`` (its ``build_corpus``: 1-hour videos of
-   frame embeddings written through the real ``IndexWriter``; nothing is decoded);
+   frame embeddings written through the real ``IndexWriter`` with the FAISS policy ``groundzero
+   index`` uses, "auto": IVF-PQ with re-scoring at 1,000 hours; nothing is decoded);
 2. starts ``groundzero serve`` on it in a child process, on a free loopback port;
 3. per ``--concurrency`` level, keeps that many ``GET /api/search`` requests in flight (asyncio +
    httpx, one connection each) until ``--requests`` have completed or ``--seconds`` have passed,
@@ -55,9 +56,9 @@ def build_index(workdir: Path, model: str, hours: float, video_minutes: float, q
     _, identity = read_identity(model)
     qs = list(SENTENCES[:queries])
     q_emb = Backbone(model, device="cpu").embed_texts(qs)
-    root = workdir / f"corpus-{hours:g}h-{video_minutes:g}min-{queries}q-seed{seed}-{identity.fingerprint[:10]}"
+    root = workdir / f"corpus-{hours:g}h-{video_minutes:g}min-{queries}q-seed{seed}-auto-{identity.fingerprint[:10]}"
     cached = (root / "bench.json").is_file()
-    corpus = build_corpus(root, hours, video_minutes, qs, q_emb, identity, seed)
+    corpus = build_corpus(root, hours, video_minutes, qs, q_emb, identity, seed, faiss_factory="auto")
     print(f"index: {corpus.n_videos} videos, {corpus.n_proposals} proposals, {corpus.disk_mb:.0f} MB, "
           f"{'cached' if cached else 'built'} in {corpus.build_s:.0f} s: {corpus.index}", flush=True)
     return corpus.index

@@ -340,17 +340,15 @@ def shortlist_at_scale(hours: float, n_queries: int, seed: int, factory: str | N
     3p .. 3p+5, as the default 48 s / 24 s windows with 6 tokens give (half of them repeat, as real
     ones do). Exact search runs alongside, over every token of every chunk (a streaming top-k),
     for the recall of the shortlist; the index holds the policy's structure for that many
-    tokens (``factory`` to override). For PQ codes the int8 re-scoring copies are streamed to a
-    file under ``workdir`` as the chunks come (about 1 MB per video hour: never all in memory) and
-    written as the FAISS file's trailer, and the shortlist is timed on that file loaded as
-    search loads it (codes read with ``pread``); recall is given with and without re-scoring.
-    The file is deleted afterwards.
+    tokens (``factory`` to override). For PQ codes the int8 re-scoring copies are spilled to
+    disk under ``workdir`` as the chunks come (``SpilledCodes``, as a rebuild does: never all in
+    memory), the index is saved as the writer saves it (FAISS file with the codes as its trailer)
+    and loaded as search loads it (codes read with ``pread``), and the shortlist is timed on it;
+    recall is given by re-scoring pool. The file is deleted afterwards.
     """
-    import faiss
-
     from groundzero.search.config import SearchConfig
     from groundzero.search.shortlist import shortlist
-    from groundzero.store.rescore import quantize, write_trailer
+    from groundzero.store.rescore import SpilledCodes
     from groundzero.store.vectors import ContextIndex, GrowthPolicy, encode_ids, training_size
 
     world = World(n_queries, seed)
@@ -365,11 +363,11 @@ def shortlist_at_scale(hours: float, n_queries: int, seed: int, factory: str | N
     factory = factory or policy.ivf_factory(n_videos * n_prop * k_tok, DIM)
     index = ContextIndex.create(DIM, factory)
     index.nprobe = policy.nprobe_for(factory)
-    rescored = index.codes is not None
-    index.codes = None  # streamed to disk below instead of held in memory
     workdir.mkdir(parents=True, exist_ok=True)
-    codes_tmp, faiss_file = workdir / f"shortlist-{hours:g}h.codes.tmp", workdir / f"shortlist-{hours:g}h.faiss"
-    code_ids, code_scales = [], []
+    spill = SpilledCodes(DIM, workdir) if index.codes is not None else None
+    rescored = spill is not None
+    index.codes = None  # spilled to disk instead of held in memory
+    faiss_file = workdir / f"shortlist-{hours:g}h.faiss"
     n_train = training_size("auto", factory, n_videos * n_prop * k_tok)
     chunk_videos = max(chunk_videos, math.ceil(n_train / (n_prop * k_tok)))  # the first chunk trains the index
     planted_at = {int(v): i for i, v in enumerate(rng.choice(n_videos, n_queries, replace=False))}
@@ -395,7 +393,6 @@ def shortlist_at_scale(hours: float, n_queries: int, seed: int, factory: str | N
     # per query: the exact top-`keep` proposals so far, as (score, video * n_prop + proposal)
     best = [(np.zeros(0, np.float32), np.zeros(0, np.int64)) for _ in range(n_queries)]
     t0, add_s, train_s = time.perf_counter(), 0.0, 0.0
-    codes_out = open(codes_tmp, "wb")  # noqa: SIM115 - closed after the loop
     for c0 in range(0, n_videos, chunk_videos):
         vids = range(c0, min(n_videos, c0 + chunk_videos))
         segs = [video_tokens(v) for v in vids]
@@ -407,11 +404,8 @@ def shortlist_at_scale(hours: float, n_queries: int, seed: int, factory: str | N
             train_s = time.perf_counter() - t
         t = time.perf_counter()
         index.add(ids, toks)
-        if rescored:  # ids ascend with the video: the chunks are already in the trailer's order
-            scale, codes = quantize(toks)
-            code_ids.append(ids)
-            code_scales.append(scale)
-            codes_out.write(codes.tobytes())
+        if spill is not None:  # ids ascend with the video
+            spill.add(ids, toks)
         add_s += time.perf_counter() - t
         per_prop = np.stack([(s_ @ world.queries.T)[prop_seg].max(axis=1) for s_ in segs])  # (n, P, Q)
         per_prop = per_prop.reshape(-1, n_queries)
@@ -421,26 +415,19 @@ def shortlist_at_scale(hours: float, n_queries: int, seed: int, factory: str | N
             top = np.argsort(-sc, kind="stable")[:keep]
             best[i] = (sc[top], rw[top])
         print(f"  shortlist corpus: {vids.stop}/{n_videos} videos in {time.perf_counter() - t0:.0f} s", flush=True)
-    codes_out.close()
     ivf = index.ivf
     index_mb = index.ntotal * (ivf.code_size + 8) / 1e6 if ivf is not None else index.ntotal * DIM * 4 / 1e6
     build_rss_mb = peak_rss_mb()
-    if rescored:  # the file search loads: FAISS's bytes, then the trailer streamed from the codes written above
+    write_s = 0.0
+    if spill is not None:  # the file search loads, written as the writer writes it
         t = time.perf_counter()
-        with open(faiss_file, "wb") as f, open(codes_tmp, "rb") as codes_in:
-            faiss.write_index(index.index, faiss.PyCallbackIOWriter(f.write))
-            rows = 1 << 16
-            write_trailer(f, np.concatenate(code_ids), np.concatenate(code_scales), DIM,
-                          (np.frombuffer(b, np.int8) for b in iter(lambda: codes_in.read(rows * DIM), b"")))
-        codes_tmp.unlink()
-        del index
+        index.codes = spill.finish()
+        index.save(faiss_file)
+        del index, spill
         index = ContextIndex.load(faiss_file)
         index.nprobe = policy.nprobe_for(factory)
         write_s = time.perf_counter() - t
         reset_peak_rss()  # from here on: what searching takes
-    else:
-        codes_tmp.unlink()
-        write_s = 0.0
 
     def measure(pool: int) -> tuple[list[float], list[float], list[bool]]:
         lat, recall, planted_in = [], [], []
